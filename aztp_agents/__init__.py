@@ -1,0 +1,1 @@
+"""aztp-agents."""
