@@ -1,0 +1,28 @@
+"""Small shared helpers (time stamps, ids). Internal."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(dt: datetime) -> str:
+    """``2025-09-10T03:36:05.794Z`` (milliseconds, UTC, Z suffix), as the AZTP API writes time."""
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def now_iso() -> str:
+    return iso(utcnow())
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def object_id() -> str:
+    """24 lower-case hex characters, the form the AZTP API uses for ``_id``."""
+    return secrets.token_hex(12)

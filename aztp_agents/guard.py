@@ -1,0 +1,231 @@
+"""The enforcement point every framework adapter uses.
+
+A :class:`Guard` belongs to one flow. It issues identities for agents and tools, enrolls them
+in the flow, links agents to the tools they were given, and takes the tool-call decision
+before each call — synchronously (:meth:`Guard.check`) or on an event loop
+(:meth:`Guard.acheck`). Neither ever raises: **every error on the decision path becomes a
+denial** with reason ``authority_unavailable`` (fail closed), because some frameworks
+(CrewAI) swallow hook exceptions and would otherwise run the tool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .client import Aztp, EmbeddedBackend, default_client
+from .decisions import Decision, Reason
+from .errors import ValidationError
+from .ids import sanitize_name
+from .models import Identity
+
+__all__ = ["TOOL_RELATIONSHIP", "Enrollment", "Guard", "Mode", "bind_agent", "current_agent"]
+
+log = logging.getLogger("aztp_agents.guard")
+
+Mode = Literal["enforce", "observe"]
+
+#: Relationship type of the agent -> tool links a guard creates (directed).
+TOOL_RELATIONSHIP = "tool_access"
+
+#: The AZTP ID of the agent on whose behalf the current task/thread is running.
+current_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar("aztp_current_agent", default=None)
+
+
+@contextlib.contextmanager
+def bind_agent(aztp_id: str | None) -> Iterator[None]:
+    """Run the block as ``aztp_id`` (a contextvar: concurrent tasks never see each other's)."""
+    token = current_agent.set(aztp_id)
+    try:
+        yield
+    finally:
+        current_agent.reset(token)
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    agent_id: str
+    tools: dict[str, str] = field(default_factory=dict)
+
+
+_EXECUTOR: concurrent.futures.ThreadPoolExecutor | None = None
+_EXECUTOR_LOCK = threading.Lock()
+
+
+def _executor() -> concurrent.futures.ThreadPoolExecutor:
+    global _EXECUTOR
+    with _EXECUTOR_LOCK:
+        if _EXECUTOR is None:
+            _EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="aztp-guard")
+        return _EXECUTOR
+
+
+class Guard:
+    """Enforcement point for one flow.
+
+    ``client``: an :class:`~aztp_agents.Aztp` (default: the process-wide embedded one).
+    ``mode``: ``"enforce"`` blocks denied calls; ``"observe"`` only logs them.
+    ``timeout``: bound on a decision when the backend may do I/O; past it, the call is denied.
+    """
+
+    def __init__(
+        self,
+        flow: str,
+        client: Aztp | None = None,
+        *,
+        mode: Mode = "enforce",
+        environment: str | None = None,
+        trust_domain: str | None = None,
+        discoverable: str = "private",
+        timeout: float = 2.0,
+    ) -> None:
+        if not isinstance(flow, str) or not flow.strip():
+            raise ValidationError("flow must be a non-empty flow name, e.g. Guard(flow='prod')")
+        if mode not in ("enforce", "observe"):
+            raise ValidationError(f"mode must be 'enforce' or 'observe', got {mode!r}")
+        if discoverable not in ("public", "private"):
+            raise ValidationError(f"discoverable must be 'public' or 'private', got {discoverable!r}")
+        self.flow = flow
+        self.client = client if client is not None else default_client()
+        self.mode: Mode = mode
+        self.environment = environment
+        self.trust_domain = trust_domain
+        self.discoverable = discoverable
+        self.timeout = timeout
+        self.identities: dict[str, Identity] = {}
+        self._flow_id: str | None = None
+        self._lock = threading.Lock()
+        # Embedded decisions are in-memory and cannot hang: call them directly (a few us).
+        self._bounded = isinstance(self.client.backend, EmbeddedBackend) or bool(
+            getattr(self.client.backend, "bounded_decisions", False)
+        )
+
+    def __repr__(self) -> str:
+        return f"Guard(flow={self.flow!r}, mode={self.mode!r}, client={self.client!r})"
+
+    # ----------------------------------------------------------------- set-up (may raise)
+
+    @property
+    def flow_id(self) -> str:
+        """The flow's ``_id`` (the flow is created, private by default, if missing)."""
+        if self._flow_id is None:
+            with self._lock:
+                if self._flow_id is None:
+                    doc = self.client.backend.call("ensure_flow", name=self.flow, discoverable=self.discoverable)
+                    self._flow_id = str(doc["_id"])
+        return self._flow_id
+
+    def ensure_identity(self, name: str) -> str:
+        """Issue (idempotent by name) an identity with a fresh X.509-SVID and enroll it."""
+        name = sanitize_name(name)
+        config: dict[str, Any] = {"isGlobalIdentity": False}
+        if self.environment:
+            config["environment"] = self.environment
+        if self.trust_domain:
+            config["trustDomain"] = self.trust_domain
+        secured = self.client.secure_connect_sync(None, name, config)
+        aztp_id = secured.identity.aztp_id
+        self.identities[aztp_id] = secured.identity
+        self.client.backend.call("add_identity_to_flow", flow_id=self.flow_id, aztp_id=aztp_id)
+        return aztp_id
+
+    def link(self, agent_id: str, tool_id: str) -> None:
+        """Authorize ``agent_id`` to call ``tool_id`` (a directed link; idempotent)."""
+        self.client.backend.call("link_identities", source=agent_id, target=tool_id,
+                                 relationship_type=TOOL_RELATIONSHIP, metadata={"flow": self.flow})
+
+    def enroll(self, agent_name: str, tool_names: Sequence[str]) -> Enrollment:
+        """Identities for an agent and its tools, all in the flow, agent linked to each tool."""
+        agent_id = self.ensure_identity(agent_name)
+        tools: dict[str, str] = {}
+        for tool_name in tool_names:
+            tool_id = self.ensure_identity(tool_name)
+            self.link(agent_id, tool_id)
+            tools[tool_name] = tool_id
+        return Enrollment(agent_id, tools)
+
+    # ----------------------------------------------------------------- decisions (never raise)
+
+    def _denied(self, agent: str | None, tool: str | None, tool_name: str | None, detail: str, started: float) -> Decision:
+        return Decision(
+            allowed=False, reason=Reason.AUTHORITY_UNAVAILABLE, agent=agent, tool=tool, flow=self._flow_id,
+            revision=-1, latency_us=(time.perf_counter() - started) * 1e6, tool_name=tool_name,
+            enforced=self.mode == "enforce", detail=detail,
+        )
+
+    def _finish(self, decision: Any, agent: str | None, tool: str | None, tool_name: str | None, started: float) -> Decision:
+        if not isinstance(decision, Decision):
+            return self._denied(agent, tool, tool_name, f"unusable answer from the authority: {type(decision).__name__}", started)
+        if not decision.allowed:
+            if self.mode == "observe":
+                log.warning("observe mode, would deny: %s", decision.describe())
+            else:
+                log.info("%s", decision.describe())
+        return decision
+
+    def _record_failure(self, decision: Decision, context: Mapping[str, Any] | None) -> None:
+        backend = self.client.backend
+        if isinstance(backend, EmbeddedBackend):
+            with contextlib.suppress(Exception):
+                backend.authority.record_decision(backend.principal, decision, context)
+        log.error("%s", decision.describe())
+
+    def check(self, agent_id: str | None, tool_id: str | None, tool_name: str | None = None,
+              context: Mapping[str, Any] | None = None) -> Decision:
+        """Decide one tool call. Never raises; any failure is a denial."""
+        started = time.perf_counter()
+        try:
+            if not agent_id or not tool_id:
+                raise ValidationError("the agent or the tool has no AZTP identity")
+            kwargs = {"flow_id": self.flow_id, "agent": agent_id, "tool": tool_id, "tool_name": tool_name,
+                      "context": context, "enforce": self.mode == "enforce"}
+            if self._bounded:
+                decision = self.client.backend.decide(**kwargs)
+            else:
+                future = _executor().submit(self.client.backend.decide, **kwargs)
+                decision = future.result(timeout=self.timeout)
+        except concurrent.futures.TimeoutError:
+            decision = self._denied(agent_id, tool_id, tool_name, f"no answer within {self.timeout} s", started)
+            self._record_failure(decision, context)
+            return decision
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            decision = self._denied(agent_id, tool_id, tool_name, f"{type(exc).__name__}: {exc}", started)
+            self._record_failure(decision, context)
+            return decision
+        return self._finish(decision, agent_id, tool_id, tool_name, started)
+
+    async def acheck(self, agent_id: str | None, tool_id: str | None, tool_name: str | None = None,
+                     context: Mapping[str, Any] | None = None) -> Decision:
+        """Decide one tool call on an event loop without blocking it. Never raises."""
+        started = time.perf_counter()
+        try:
+            if not agent_id or not tool_id:
+                raise ValidationError("the agent or the tool has no AZTP identity")
+            flow_id = self._flow_id or await asyncio.to_thread(lambda: self.flow_id)
+            kwargs = {"flow_id": flow_id, "agent": agent_id, "tool": tool_id, "tool_name": tool_name,
+                      "context": context, "enforce": self.mode == "enforce"}
+            if self._bounded:
+                decision = await self.client.backend.adecide(**kwargs)
+            else:
+                decision = await asyncio.wait_for(self.client.backend.adecide(**kwargs), timeout=self.timeout)
+        except asyncio.TimeoutError:
+            decision = self._denied(agent_id, tool_id, tool_name, f"no answer within {self.timeout} s", started)
+            self._record_failure(decision, context)
+            return decision
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # fail closed on anything
+            decision = self._denied(agent_id, tool_id, tool_name, f"{type(exc).__name__}: {exc}", started)
+            self._record_failure(decision, context)
+            return decision
+        return self._finish(decision, agent_id, tool_id, tool_name, started)
