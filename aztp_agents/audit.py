@@ -18,13 +18,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ._util import epoch_iso
+
 GENESIS = "0" * 64
 
-__all__ = ["GENESIS", "AuditEntry", "ChainReport", "entry_hash", "verify_chain"]
+__all__ = ["GENESIS", "AuditEntry", "ChainReport", "canonical_json", "entry_hash", "verify_chain"]
 
 
 class AuditEntry(BaseModel):
-    """One audit log entry as stored and as returned by the API."""
+    """One audit log entry as returned by the API (``data`` decoded)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -37,27 +39,35 @@ class AuditEntry(BaseModel):
     data: dict[str, Any] = {}
     prev_hash: str
     hash: str
+    #: Position inside a group-committed decision batch (None for ordinary entries).
+    index: int | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> list[AuditEntry]:
+        """The entries a stored row holds: itself, or one per decision of a decision batch."""
+        if row.action != "decision.batch":
+            return [cls(org_id=row.org_id, seq=row.seq, ts=row.ts, actor=row.actor, action=row.action,
+                        subject=row.subject, data=json.loads(row.data), prev_hash=row.prev_hash, hash=row.hash)]
+        from .store import decode_decision_batch
+
+        return [
+            cls(org_id=row.org_id, seq=row.seq, ts=epoch_iso(ts), actor=actor, action="decision.tool_call",
+                subject=agent, data=data, prev_hash=row.prev_hash, hash=row.hash, index=i)
+            for i, (ts, actor, agent, data) in enumerate(decode_decision_batch(row.data))
+        ]
 
 
-def entry_hash(
-    *,
-    org_id: str,
-    seq: int,
-    ts: str,
-    actor: str | None,
-    action: str,
-    subject: str | None,
-    data: Mapping[str, Any],
-    prev_hash: str,
-) -> str:
-    body = json.dumps(
-        [org_id, seq, ts, actor, action, subject, data, prev_hash],
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        default=str,
-    )
-    return hashlib.sha256(body.encode()).hexdigest()
+def canonical_json(data: Mapping[str, Any]) -> str:
+    """The stored (and hashed) form of an entry's ``data``."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def entry_hash(org_id: str, seq: int, ts: str, actor: str | None, action: str, subject: str | None,
+               data_json: str, prev_hash: str) -> str:
+    """SHA-256 over the entry's fields as stored (``None`` and ``""`` hash differently)."""
+    fields = (org_id, str(seq), ts, "\x00" if actor is None else actor, action,
+              "\x00" if subject is None else subject, data_json, prev_hash)
+    return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,31 +81,27 @@ class ChainReport:
         return {"ok": self.ok, "entries": self.entries, "problem": self.problem, "seq": self.seq}
 
 
-def verify_chain(
-    entries: Iterable[AuditEntry], head: tuple[int, str] | None = None
-) -> ChainReport:
-    """Check one organization's entries (in ``seq`` order as stored) against the chain."""
+def verify_chain(rows: Iterable[Any], head: tuple[int, str] | None = None) -> ChainReport:
+    """Check one organization's stored rows (in ``seq`` order) against the chain.
+
+    ``rows`` have the stored columns (``org_id, seq, ts, actor, action, subject, data``
+    (canonical JSON text), ``prev_hash, hash``); ``head`` is the recorded (seq, hash).
+    """
     prev = GENESIS
     expected_seq = 1
     count = 0
-    last_hash = GENESIS
-    for e in entries:
+    for e in rows:
         count += 1
         if e.seq != expected_seq:
             return ChainReport(False, count, f"entry {e.seq} found where {expected_seq} was expected (dropped or reordered)", e.seq)
         if e.prev_hash != prev:
             return ChainReport(False, count, f"entry {e.seq} does not follow entry {e.seq - 1} (dropped, reordered or edited)", e.seq)
-        recomputed = entry_hash(
-            org_id=e.org_id, seq=e.seq, ts=e.ts, actor=e.actor, action=e.action,
-            subject=e.subject, data=e.data, prev_hash=e.prev_hash,
-        )
-        if recomputed != e.hash:
+        if entry_hash(e.org_id, e.seq, e.ts, e.actor, e.action, e.subject, e.data, e.prev_hash) != e.hash:
             return ChainReport(False, count, f"entry {e.seq} was edited (its hash does not match its content)", e.seq)
         prev = e.hash
-        last_hash = e.hash
         expected_seq += 1
     if head is not None:
         head_seq, head_hash = head
-        if head_seq != count or head_hash != last_hash:
+        if head_seq != count or head_hash != prev:
             return ChainReport(False, count, f"the chain ends at entry {count} but its head records entry {head_seq} (entries dropped from the end)", head_seq)
     return ChainReport(True, count)

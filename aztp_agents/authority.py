@@ -11,6 +11,8 @@ server can send them as they are and the client can return them as the seeds exp
 from __future__ import annotations
 
 import contextlib
+import fnmatch
+import functools
 import hashlib
 import hmac
 import json
@@ -29,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import credentials as cred
 from ._util import iso, now_iso, object_id, utcnow
-from .audit import AuditEntry, ChainReport, verify_chain
+from .audit import AuditEntry, ChainReport, canonical_json, verify_chain
 from .decisions import (
     Decision,
     Reason,
@@ -49,7 +51,7 @@ from .errors import (
 )
 from .ids import AztpId, TrustDomain, parse_aztp_id, validate_name
 from .policy import Statement, evaluate, parse_document
-from .store import Store
+from .store import DECISION_BATCH, Store
 from .store import schema as t
 
 __all__ = ["DEFAULT_TRUST_DOMAIN", "LOCAL_ORG", "Authority", "Principal"]
@@ -996,24 +998,28 @@ class Authority:
         self.store.append_audit(conn, org_id, [{"action": action, "actor": actor, "subject": subject, "data": dict(data)}])
 
     def audit_entries(self, p: Principal, *, limit: int | None = None, action: str | None = None) -> list[AuditEntry]:
+        """The organization's audit entries, oldest first; ``action`` is a glob like
+        ``decision.*``; ``limit`` keeps the newest ones."""
         self.store.flush_audit()
         with self.store.read() as conn:
             stmt = select(t.audit).where(t.audit.c.org_id == p.org_id)
-            if action:
+            if action and not fnmatch.fnmatchcase("decision.tool_call", action):
                 stmt = stmt.where(t.audit.c.action.like(action.replace("*", "%")))
+            elif action:
+                stmt = stmt.where(or_(t.audit.c.action == DECISION_BATCH, t.audit.c.action.like(action.replace("*", "%"))))
             if limit:
-                stmt = stmt.order_by(t.audit.c.seq.desc()).limit(limit)
-                rows = list(reversed(conn.execute(stmt).all()))
+                rows = list(reversed(conn.execute(stmt.order_by(t.audit.c.seq.desc()).limit(limit)).all()))
             else:
                 rows = conn.execute(stmt.order_by(t.audit.c.seq)).all()
-        return [AuditEntry(**r._asdict()) for r in rows]
+        entries = [e for r in rows for e in AuditEntry.from_row(r) if not action or fnmatch.fnmatchcase(e.action, action)]
+        return entries[-limit:] if limit else entries
 
     def verify_audit(self, p: Principal) -> ChainReport:
         self.store.flush_audit()
         with self.store.read() as conn:
             rows = conn.execute(select(t.audit).where(t.audit.c.org_id == p.org_id).order_by(t.audit.c.seq)).all()
             head = conn.execute(select(t.audit_heads.c.seq, t.audit_heads.c.hash).where(t.audit_heads.c.org_id == p.org_id)).first()
-        return verify_chain((AuditEntry(**r._asdict()) for r in rows), (int(head.seq), head.hash) if head else (0, "0" * 64))
+        return verify_chain(rows, (int(head.seq), head.hash) if head else (0, "0" * 64))
 
     # ================================================================= decisions
 
@@ -1094,12 +1100,21 @@ class Authority:
         return decision
 
     def record_decision(self, p: Principal, decision: Decision, context: Mapping[str, Any] | None = None) -> None:
-        data = {"allowed": decision.allowed, "reason": decision.reason.value, "tool": decision.tool,
-                "toolName": decision.tool_name, "flowId": decision.flow, "revision": decision.revision,
-                "enforced": decision.enforced}
-        if context:
-            data["context"] = {str(k): str(v) for k, v in context.items()}
-        self.store.submit_audit(p.org_id, {"action": "decision.tool_call", "actor": p.user_id,
-                                           "subject": decision.agent, "data": data, "ts": now_iso()})
+        key = (decision.allowed, decision.reason.value, decision.tool, decision.tool_name, decision.flow,
+               decision.revision, decision.enforced, tuple(context.items()) if context else ())
+        try:
+            data_json = _decision_json(key)
+        except TypeError:  # unhashable context values
+            data_json = _decision_json.__wrapped__(key)
+        self.store.submit_audit(p.org_id, (time.time(), p.user_id, decision.agent, data_json))
 
 
+@functools.lru_cache(maxsize=4096)
+def _decision_json(key: tuple[Any, ...]) -> str:
+    """Canonical JSON of a decision's audit data; repeated decisions reuse the encoding."""
+    allowed, reason, tool, tool_name, flow, revision, enforced, context = key
+    data: dict[str, Any] = {"allowed": allowed, "reason": reason, "tool": tool, "toolName": tool_name,
+                            "flowId": flow, "revision": revision, "enforced": enforced}
+    if context:
+        data["context"] = {str(k): v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for k, v in context}
+    return canonical_json(data)

@@ -15,7 +15,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from .policy import Outcome, Statement, evaluate
 
@@ -67,9 +67,10 @@ _EXPLAIN = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """One tool-call decision. ``allowed`` is the verdict; ``enforced`` is False in observe mode."""
+class Decision(NamedTuple):
+    """One tool-call decision (an immutable value). ``allowed`` is the verdict; ``enforced`` is
+    False in observe mode. A NamedTuple because one is made per tool call: it is the cheapest
+    immutable record Python has."""
 
     allowed: bool
     reason: Reason
@@ -142,6 +143,16 @@ class Snapshot:
     links: frozenset[tuple[str, str]] = frozenset()
     policies: Mapping[str, tuple[Statement, ...]] = field(default_factory=lambda: _EMPTY)
     flows: Mapping[str, str] = field(default_factory=lambda: _EMPTY)  # flow_id -> name
+    #: Tool-call results already worked out on this (immutable) state; see decide_tool_call.
+    memo: dict[tuple[str, str, str, str | None], tuple[Reason, bool]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    @property
+    def conditional(self) -> bool:
+        """Whether any attached policy statement has a Condition (results then depend on the
+        call's context and are not memoized)."""
+        return any(st.condition for sts in self.policies.values() for st in sts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +219,26 @@ def decide_tool_call(
     tool_name: str | None = None,
     context: Mapping[str, Any] | None = None,
 ) -> tuple[Reason, bool]:
-    """Return ``(reason, audit_marked)`` for one tool call. Pure and allocation-light."""
+    """Return ``(reason, audit_marked)`` for one tool call.
+
+    Pure in its answer: the same snapshot and arguments give the same result, so results are
+    memoized on the snapshot (a new revision is a new snapshot with an empty memo) unless a
+    policy condition makes them depend on ``context``.
+    """
+    if context and snap.conditional:
+        return _decide(snap, flow_id, agent, tool, tool_name, context)
+    key = (flow_id, agent, tool, tool_name)
+    hit = snap.memo.get(key)
+    if hit is None:
+        if len(snap.memo) > 100_000:
+            snap.memo.clear()
+        hit = snap.memo[key] = _decide(snap, flow_id, agent, tool, tool_name, None)
+    return hit
+
+
+def _decide(
+    snap: Snapshot, flow_id: str, agent: str, tool: str, tool_name: str | None, context: Mapping[str, Any] | None
+) -> tuple[Reason, bool]:
     if flow_id not in snap.flows:
         return Reason.FLOW_UNKNOWN, False
     failure = _check_member(snap, agent, flow_id, _AGENT) or _check_member(snap, tool, flow_id, _TOOL)

@@ -185,11 +185,13 @@ class Guard:
         try:
             if not agent_id or not tool_id:
                 raise ValidationError("the agent or the tool has no AZTP identity")
-            kwargs = {"flow_id": self.flow_id, "agent": agent_id, "tool": tool_id, "tool_name": tool_name,
-                      "context": context, "enforce": self.mode == "enforce"}
+            flow_id = self._flow_id or self.flow_id
             if self._bounded:
-                decision = self.client.backend.decide(**kwargs)
+                decision = self.client.backend.decide(flow_id=flow_id, agent=agent_id, tool=tool_id, tool_name=tool_name,
+                                                      context=context, enforce=self.mode == "enforce")
             else:
+                kwargs = {"flow_id": flow_id, "agent": agent_id, "tool": tool_id, "tool_name": tool_name,
+                          "context": context, "enforce": self.mode == "enforce"}
                 future = _executor().submit(self.client.backend.decide, **kwargs)
                 decision = future.result(timeout=self.timeout)
         except concurrent.futures.TimeoutError:

@@ -8,11 +8,13 @@ audit log's append path (synchronous for operations, group-committed for decisio
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,8 +23,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from .._util import now_iso
-from ..audit import GENESIS, AuditEntry, entry_hash
+from .._util import epoch_iso, now_iso
+from ..audit import GENESIS, canonical_json, entry_hash
 from ..errors import StoreError
 from . import schema
 
@@ -182,9 +184,10 @@ class Store:
 
     # --- audit -----------------------------------------------------------------------
 
-    def append_audit(self, conn: Connection, org_id: str, records: Sequence[Mapping[str, Any]]) -> list[AuditEntry]:
-        """Append ``records`` (``action``, ``actor``, ``subject``, ``data``, optional ``ts``) to
-        the organization's chain inside the caller's write transaction."""
+    def append_audit(self, conn: Connection, org_id: str, records: Sequence[Mapping[str, Any]]) -> int:
+        """Append ``records`` (``action``, ``actor``, ``subject``, ``data``, optional ``ts`` as
+        ISO text or epoch seconds) to the organization's chain inside the caller's write
+        transaction. Returns the last sequence number."""
         head_stmt = select(schema.audit_heads.c.seq, schema.audit_heads.c.hash).where(
             schema.audit_heads.c.org_id == org_id
         )
@@ -192,36 +195,34 @@ class Store:
             head_stmt = head_stmt.with_for_update()
         head = conn.execute(head_stmt).first()
         seq, prev = (int(head[0]), str(head[1])) if head else (0, GENESIS)
-        out: list[AuditEntry] = []
         rows = []
         for rec in records:
             seq += 1
-            fields = {
-                "org_id": org_id,
-                "seq": seq,
-                "ts": rec.get("ts") or now_iso(),
-                "actor": rec.get("actor"),
-                "action": rec["action"],
-                "subject": rec.get("subject"),
-                "data": dict(rec.get("data") or {}),
-                "prev_hash": prev,
-            }
-            digest = entry_hash(**fields)
-            rows.append({**fields, "hash": digest})
-            out.append(AuditEntry(**fields, hash=digest))
+            ts = rec.get("ts")
+            ts = now_iso() if ts is None else epoch_iso(ts) if isinstance(ts, float) else ts
+            actor, action, subject = rec.get("actor"), rec["action"], rec.get("subject")
+            data = rec.get("data_json") or canonical_json(rec.get("data") or {})
+            digest = entry_hash(org_id, seq, ts, actor, action, subject, data, prev)
+            rows.append((org_id, seq, ts, actor, action, subject, data, prev, digest))
             prev = digest
         if rows:
-            conn.execute(insert(schema.audit), rows)
+            ph = "?" if self.is_sqlite else "%s"
+            conn.exec_driver_sql(
+                "INSERT INTO audit (org_id, seq, ts, actor, action, subject, data, prev_hash, hash) "
+                f"VALUES ({', '.join([ph] * 9)})",
+                rows,
+            )
             if head is None:
                 conn.execute(insert(schema.audit_heads).values(org_id=org_id, seq=seq, hash=prev))
             else:
                 conn.execute(
                     update(schema.audit_heads).where(schema.audit_heads.c.org_id == org_id).values(seq=seq, hash=prev)
                 )
-        return out
+        return seq
 
-    def submit_audit(self, org_id: str, record: Mapping[str, Any]) -> None:
-        """Queue a decision record; a background writer group-commits queued records."""
+    def submit_audit(self, org_id: str, record: DecisionRecord) -> None:
+        """Queue a decision record ``(epoch_ts, actor, agent, data_json)``; a background writer
+        group-commits queued records as one ``decision.batch`` chain entry per organization."""
         self._audit_writer.submit(org_id, record)
 
     def flush_audit(self, timeout: float = 10.0) -> None:
@@ -240,24 +241,57 @@ class Store:
             atexit.unregister(self.close)
 
 
+#: Action of the audit rows that hold a group-committed batch of tool-call decisions. The
+#: batch is one chain entry (one hash over all its decisions); readers expand it into one
+#: ``decision.tool_call`` entry per decision.
+DECISION_BATCH = "decision.batch"
+
+
+#: A queued decision: (epoch seconds, actor, agent AZTP ID, canonical JSON of its data).
+DecisionRecord = tuple[float, "str | None", "str | None", str]
+
+
+def encode_decision_batch(records: Sequence[DecisionRecord]) -> str:
+    """The stored text of a batch: repeated strings (actors, agents, data) are interned, so
+    a record costs a few dictionary look-ups; ``decode_decision_batch`` reverses it."""
+    index: dict[str | None, int] = {}
+    rows = []
+    for ts, actor, agent, data in records:
+        ids = []
+        for value in (actor, agent, data):
+            i = index.get(value)
+            if i is None:
+                i = index[value] = len(index)
+            ids.append(i)
+        rows.append((round(ts, 3), *ids))
+    return json.dumps({"strings": list(index), "rows": rows}, separators=(",", ":"))
+
+
+def decode_decision_batch(text: str) -> list[tuple[float, str | None, str | None, dict[str, Any]]]:
+    batch = json.loads(text)
+    strings = batch["strings"]
+    return [(ts, strings[a], strings[g], json.loads(strings[d])) for ts, a, g, d in batch["rows"]]
+
+
 class _AuditWriter:
-    """Background group commit of decision audit records (one transaction per batch)."""
+    """Background group commit of decision audit records (one transaction per batch).
+
+    A record is queued in well under a microsecond on the decision path; the writer drains
+    the queue and commits what it holds in one transaction. ``flush()`` returns once every
+    record queued before it is committed. A record still queued when the process is killed
+    is lost (at most one batch); a normal exit flushes.
+    """
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._queue: queue.SimpleQueue[tuple[str, Mapping[str, Any]] | None] = queue.SimpleQueue()
-        self._cond = threading.Condition()
-        self._submitted = 0
-        self._done = 0
+        self._queue: queue.SimpleQueue[tuple[str, DecisionRecord] | threading.Event | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
 
-    def submit(self, org_id: str, record: Mapping[str, Any]) -> None:
+    def submit(self, org_id: str, record: DecisionRecord) -> None:
         if self._thread is None:
             self._start()
-        with self._cond:
-            self._submitted += 1
         self._queue.put((org_id, record))
 
     def _start(self) -> None:
@@ -266,44 +300,51 @@ class _AuditWriter:
                 self._thread = threading.Thread(target=self._run, name="aztp-audit-writer", daemon=True)
                 self._thread.start()
 
+    #: How long the writer lets records gather after the first one arrives. Waking once per
+    #: record would cost the decision path a thread switch each time.
+    LINGER_S = 0.005
+
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            batch = [item]
-            while len(batch) < 1000:
+            batch = [self._queue.get()]
+            if isinstance(batch[0], tuple):
+                time.sleep(self.LINGER_S)
+            while len(batch) < 5000:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            stop = any(b is None for b in batch)
-            records = [b for b in batch if b is not None]
+            records = [b for b in batch if isinstance(b, tuple)]
             if records:
                 self._write(records)
-            if stop:
+            for b in batch:
+                if isinstance(b, threading.Event):
+                    b.set()
+            if any(b is None for b in batch):
                 return
 
-    def _write(self, records: list[tuple[str, Mapping[str, Any]]]) -> None:
-        by_org: dict[str, list[Mapping[str, Any]]] = {}
+    def _write(self, records: list[tuple[str, DecisionRecord]]) -> None:
+        by_org: dict[str, list[DecisionRecord]] = {}
         for org_id, rec in records:
             by_org.setdefault(org_id, []).append(rec)
+        payloads = {org_id: encode_decision_batch(recs) for org_id, recs in by_org.items()}
         for attempt in range(5):
             try:
                 with self._store.write(bump=False) as conn:
-                    for org_id, recs in by_org.items():
-                        self._store.append_audit(conn, org_id, recs)
-                break
+                    for org_id, payload in payloads.items():
+                        self._store.append_audit(conn, org_id, [{"action": DECISION_BATCH, "data_json": payload}])
+                return
             except Exception:  # store locked or gone: retry, then report loudly
                 if attempt == 4:
                     log.exception("could not write %d audit records", len(records))
-        with self._cond:
-            self._done += len(records)
-            self._cond.notify_all()
 
     def flush(self, timeout: float) -> None:
-        with self._cond:
-            target = self._submitted
-            if not self._cond.wait_for(lambda: self._done >= target, timeout=timeout):
-                raise StoreError(f"audit records not committed within {timeout} s")
+        if self._thread is None or self._closed:
+            return
+        done = threading.Event()
+        self._queue.put(done)
+        if not done.wait(timeout):
+            raise StoreError(f"audit records not committed within {timeout} s")
 
     def close(self) -> None:
         if self._closed:

@@ -194,7 +194,7 @@ audit = Table(
     Column("actor", String(256)),
     Column("action", String(64), nullable=False),
     Column("subject", String(2048)),
-    Column("data", JSON, nullable=False),
+    Column("data", Text, nullable=False),  # canonical JSON, hashed as stored
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     PrimaryKeyConstraint("org_id", "seq"),
