@@ -189,6 +189,13 @@ class Aztp:
     def is_remote(self) -> bool:
         return self.backend.is_remote
 
+    @property
+    def sync(self) -> _SyncClient:
+        """The same methods, blocking: ``client.sync.revoke_identity(aztp_id)``. For code that
+        is not async (tool bodies, task callbacks, scripts). Inside a running event loop,
+        ``await`` the async methods instead."""
+        return _SyncClient(self)
+
     async def _call(self, op: str, **kwargs: Any) -> Any:
         return await self.backend.acall(op, **kwargs)
 
@@ -438,6 +445,31 @@ class Aztp:
     async def verify_audit(self) -> dict[str, Any]:
         report = await self._call("verify_audit")
         return report if isinstance(report, dict) else report.to_dict()
+
+
+class _SyncClient:
+    """Blocking view of an :class:`Aztp` (see :attr:`Aztp.sync`)."""
+
+    def __init__(self, client: Aztp) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        if not asyncio.iscoroutinefunction(method):
+            return method
+
+        @functools.wraps(method)
+        def blocking(*args: Any, **kwargs: Any) -> Any:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return asyncio.run(method(*args, **kwargs))
+            raise RuntimeError(
+                f"client.sync.{name}() was called inside a running event loop, where it would block "
+                f"the loop: use 'await client.{name}(...)' instead"
+            )
+
+        return blocking
 
 
 _DEFAULT: Aztp | None = None

@@ -17,7 +17,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -101,6 +101,9 @@ class Guard:
         self.discoverable = discoverable
         self.timeout = timeout
         self.identities: dict[str, Identity] = {}
+        #: Called with every decision this guard takes (after it is taken; a listener cannot
+        #: change it, and a listener that raises is logged and ignored).
+        self.listeners: list[Callable[[Decision], None]] = []
         self._flow_id: str | None = None
         self._lock = threading.Lock()
         # Embedded decisions are in-memory and cannot hang: call them directly (a few us).
@@ -161,14 +164,26 @@ class Guard:
             enforced=self.mode == "enforce", detail=detail,
         )
 
-    def _finish(self, decision: Any, agent: str | None, tool: str | None, tool_name: str | None, started: float) -> Decision:
+    def _notify(self, decision: Decision) -> None:
+        for listener in self.listeners:
+            try:
+                listener(decision)
+            except Exception:
+                log.exception("decision listener %r failed", listener)
+
+    def _finish(self, decision: Any, agent: str | None, tool: str | None, tool_name: str | None, started: float,
+                context: Mapping[str, Any] | None) -> Decision:
         if not isinstance(decision, Decision):
-            return self._denied(agent, tool, tool_name, f"unusable answer from the authority: {type(decision).__name__}", started)
+            denied = self._denied(agent, tool, tool_name, f"unusable answer from the authority: {type(decision).__name__}", started)
+            self._record_failure(denied, context)
+            return denied
         if not decision.allowed:
             if self.mode == "observe":
                 log.warning("observe mode, would deny: %s", decision.describe())
             else:
                 log.info("%s", decision.describe())
+        if self.listeners:
+            self._notify(decision)
         return decision
 
     def _record_failure(self, decision: Decision, context: Mapping[str, Any] | None) -> None:
@@ -177,6 +192,8 @@ class Guard:
             with contextlib.suppress(Exception):
                 backend.authority.record_decision(backend.principal, decision, context)
         log.error("%s", decision.describe())
+        if self.listeners:
+            self._notify(decision)
 
     def check(self, agent_id: str | None, tool_id: str | None, tool_name: str | None = None,
               context: Mapping[str, Any] | None = None) -> Decision:
@@ -204,7 +221,7 @@ class Guard:
             decision = self._denied(agent_id, tool_id, tool_name, f"{type(exc).__name__}: {exc}", started)
             self._record_failure(decision, context)
             return decision
-        return self._finish(decision, agent_id, tool_id, tool_name, started)
+        return self._finish(decision, agent_id, tool_id, tool_name, started, context)
 
     async def acheck(self, agent_id: str | None, tool_id: str | None, tool_name: str | None = None,
                      context: Mapping[str, Any] | None = None) -> Decision:
@@ -230,4 +247,4 @@ class Guard:
             decision = self._denied(agent_id, tool_id, tool_name, f"{type(exc).__name__}: {exc}", started)
             self._record_failure(decision, context)
             return decision
-        return self._finish(decision, agent_id, tool_id, tool_name, started)
+        return self._finish(decision, agent_id, tool_id, tool_name, started, context)
