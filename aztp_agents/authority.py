@@ -51,6 +51,7 @@ from .errors import (
 )
 from .ids import AztpId, TrustDomain, parse_aztp_id, validate_name
 from .policy import Statement, evaluate, parse_document
+from .ratelimit import TokenBuckets
 from .store import DECISION_BATCH, Store
 from .store import schema as t
 
@@ -105,8 +106,16 @@ def _need_aztp_id(value: Any, what: str = "aztp_id") -> AztpId:
 class Authority:
     """AZTP operations over a :class:`Store`. One instance per process is enough."""
 
-    def __init__(self, store: Store, *, default_trust_domain: str = DEFAULT_TRUST_DOMAIN) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        default_trust_domain: str = DEFAULT_TRUST_DOMAIN,
+        issuance_rate: tuple[float, int] | None = (200.0, 1000),
+    ) -> None:
+        """``issuance_rate``: (identities per second, burst) per organization, or None."""
         self.store = store
+        self._issuance = TokenBuckets(*issuance_rate) if issuance_rate else None
         self.default_trust_domain = TrustDomain.parse(default_trust_domain).name
         self._cas: dict[str, cred.CertificateAuthority] = {}
         self._snap_lock = threading.Lock()
@@ -313,6 +322,8 @@ class Authority:
         here; with neither no credential is issued (the official client asks for none).
         """
         name = validate_name(name)
+        if self._issuance is not None:
+            self._issuance.take(p.org_id, "identity issuances")
         if not isinstance(is_global, bool):
             raise ValidationError("isGlobalIdentity must be true or false")
         environment = _need_str(environment or "production", "environment", max_len=64)
