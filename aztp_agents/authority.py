@@ -621,7 +621,11 @@ class Authority:
     def verify_identity(self, p: Principal, aztp_id: str, flow_id: str | None = None) -> dict[str, Any]:
         aztp = str(_need_aztp_id(aztp_id))
         if flow_id is not None:
-            self.get_flow(p, flow_id)  # visible to the caller, or NotFoundError
+            try:
+                self.get_flow(p, flow_id)  # visible to the caller?
+            except (NotFoundError, ValidationError):
+                return {"valid": False, "aztpId": aztp, "identityFlowId": flow_id, "reason": "flow_unknown",
+                        "message": "Identity flow not found"}
         verdict = verify_in_snapshot(self.snapshot(p.org_id), aztp, flow_id)
         messages = {
             Reason.ALLOWED: "Identity is valid" + (" in this flow" if flow_id else ""),
