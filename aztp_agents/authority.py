@@ -122,6 +122,9 @@ class Authority:
         self._snapshots: dict[str, Snapshot] = {}
         self._revision = -1
         self._stale = True
+        self._check_lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+        self._closed = False
 
     # ================================================================= organizations
 
@@ -1043,9 +1046,12 @@ class Authority:
 
     def snapshot(self, org_id: str) -> Snapshot:
         """The organization's decision state, current as of the latest committed write here
-        or in any other process sharing the store."""
-        if self._stale or self.store.maybe_changed():
-            self._stale = False
+        or in any other process sharing the store (checked with one cheap store call)."""
+        with self._check_lock:
+            if self.store.maybe_changed():
+                self._stale = True
+            stale, self._stale = self._stale, False
+        if stale:
             rev = self.store.revision()
             if rev != self._revision:
                 with self._snap_lock:
@@ -1055,6 +1061,42 @@ class Authority:
         if snap is None:
             snap = self._load_snapshot(org_id)
         return snap
+
+    def cached_snapshot(self, org_id: str) -> Snapshot | None:
+        """The snapshot without any I/O (for event loops), or None when it must be (re)loaded
+        with :meth:`snapshot` in a worker thread. Changes by other processes are picked up by
+        a watcher thread that checks the store every ``WATCH_INTERVAL_S``."""
+        if self._watcher is None:
+            self._start_watcher()
+        if self._stale:
+            return None
+        return self._snapshots.get(org_id)
+
+    #: Bound on how late the no-I/O path (:meth:`cached_snapshot`) sees another process's
+    #: write. The synchronous path checks the store at every decision.
+    WATCH_INTERVAL_S = 0.002
+
+    def _start_watcher(self) -> None:
+        with self._check_lock:
+            if self._watcher is not None:
+                return
+            self._watcher = threading.Thread(target=self._watch, name="aztp-store-watcher", daemon=True)
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._closed:
+            try:
+                with self._check_lock:
+                    if self.store.maybe_changed():
+                        self._stale = True
+            except Exception:  # store closed or failing: make every cached read miss
+                self._stale = True
+                log.debug("store watcher check failed", exc_info=True)
+            time.sleep(self.WATCH_INTERVAL_S)
+
+    def close(self) -> None:
+        self._closed = True
+        self.store.close()
 
     def _load_snapshot(self, org_id: str) -> Snapshot:
         with self.store.read() as conn:
@@ -1100,11 +1142,14 @@ class Authority:
         tool_name: str | None = None,
         context: Mapping[str, Any] | None = None,
         enforce: bool = True,
+        snap: Snapshot | None = None,
     ) -> Decision:
         """The tool-call decision (DESIGN "Tool-call decision"), audited. Raises only if the
-        state cannot be read; enforcement points turn that into a denial."""
+        state cannot be read; enforcement points turn that into a denial. With ``snap`` (from
+        :meth:`cached_snapshot`) it does no I/O at all."""
         start = time.perf_counter()
-        snap = self.snapshot(p.org_id)
+        if snap is None:
+            snap = self.snapshot(p.org_id)
         reason, marked = decide_tool_call(snap, flow_id=flow_id, agent=agent, tool=tool, tool_name=tool_name, context=context)
         decision = Decision(
             allowed=reason is Reason.ALLOWED, reason=reason, agent=agent, tool=tool, flow=flow_id,

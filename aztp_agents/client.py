@@ -89,8 +89,12 @@ class EmbeddedBackend:
                                      tool_name=tool_name, context=context, enforce=enforce)
 
     async def adecide(self, **kwargs: Any) -> Decision:
-        # In-memory decision, a few microseconds: no I/O on the loop (audit is queued).
-        return self.decide(**kwargs)
+        # No I/O on the loop: the snapshot is in memory (a watcher thread notices other
+        # processes' writes) and the audit record is queued. A reload runs in a thread.
+        snap = self.authority.cached_snapshot(self.principal.org_id)
+        if snap is None:
+            snap = await anyio.to_thread.run_sync(self.authority.snapshot, self.principal.org_id)
+        return self.authority.decide(self.principal, snap=snap, **kwargs)
 
     def close(self) -> None:
         return None

@@ -157,9 +157,10 @@ class Guard:
 
     # ----------------------------------------------------------------- decisions (never raise)
 
-    def _denied(self, agent: str | None, tool: str | None, tool_name: str | None, detail: str, started: float) -> Decision:
+    def _denied(self, agent: str | None, tool: str | None, tool_name: str | None, detail: str, started: float,
+                reason: Reason = Reason.AUTHORITY_UNAVAILABLE) -> Decision:
         return Decision(
-            allowed=False, reason=Reason.AUTHORITY_UNAVAILABLE, agent=agent, tool=tool, flow=self._flow_id,
+            allowed=False, reason=reason, agent=agent, tool=tool, flow=self._flow_id,
             revision=-1, latency_us=(time.perf_counter() - started) * 1e6, tool_name=tool_name,
             enforced=self.mode == "enforce", detail=detail,
         )
@@ -186,6 +187,14 @@ class Guard:
             self._notify(decision)
         return decision
 
+    def _unidentified(self, agent: str | None, tool: str | None, tool_name: str | None,
+                      context: Mapping[str, Any] | None, started: float) -> Decision:
+        """A caller or tool with no AZTP identity at all: denied as unknown, and audited."""
+        reason = Reason.AGENT_UNKNOWN if not agent else Reason.TOOL_UNKNOWN
+        decision = self._denied(agent, tool, tool_name, "it has no AZTP identity", started, reason)
+        self._record_failure(decision, context)
+        return decision
+
     def _record_failure(self, decision: Decision, context: Mapping[str, Any] | None) -> None:
         backend = self.client.backend
         if isinstance(backend, EmbeddedBackend):
@@ -201,7 +210,7 @@ class Guard:
         started = time.perf_counter()
         try:
             if not agent_id or not tool_id:
-                raise ValidationError("the agent or the tool has no AZTP identity")
+                return self._unidentified(agent_id, tool_id, tool_name, context, started)
             flow_id = self._flow_id or self.flow_id
             if self._bounded:
                 decision = self.client.backend.decide(flow_id=flow_id, agent=agent_id, tool=tool_id, tool_name=tool_name,
@@ -229,7 +238,7 @@ class Guard:
         started = time.perf_counter()
         try:
             if not agent_id or not tool_id:
-                raise ValidationError("the agent or the tool has no AZTP identity")
+                return self._unidentified(agent_id, tool_id, tool_name, context, started)
             flow_id = self._flow_id or await asyncio.to_thread(lambda: self.flow_id)
             kwargs = {"flow_id": flow_id, "agent": agent_id, "tool": tool_id, "tool_name": tool_name,
                       "context": context, "enforce": self.mode == "enforce"}

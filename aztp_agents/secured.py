@@ -64,6 +64,9 @@ def secured(target: Any = None, /, *, flow: str, **options: Any) -> Any:
     options = {"flow": flow, **options}
 
     def decorate(fn: F) -> F:
+        adapter = None if inspect.isfunction(fn) else adapter_for(fn)
+        if adapter is not None:  # a framework's own definition object (e.g. CrewBase @agent)
+            return adapter.secure(fn, **options)  # type: ignore[no-any-return]
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
             async def awrapper(*args: Any, **kwargs: Any) -> Any:

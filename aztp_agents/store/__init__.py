@@ -14,7 +14,6 @@ import os
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -287,6 +286,7 @@ class _AuditWriter:
         self._queue: queue.SimpleQueue[tuple[str, DecisionRecord] | threading.Event | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._wake = threading.Event()
         self._closed = False
 
     def submit(self, org_id: str, record: DecisionRecord) -> None:
@@ -302,13 +302,14 @@ class _AuditWriter:
 
     #: How long the writer lets records gather after the first one arrives. Waking once per
     #: record would cost the decision path a thread switch each time.
-    LINGER_S = 0.005
+    LINGER_S = 0.05
 
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]
             if isinstance(batch[0], tuple):
-                time.sleep(self.LINGER_S)
+                self._wake.wait(self.LINGER_S)  # a flush() cuts the wait short
+                self._wake.clear()
             while len(batch) < 5000:
                 try:
                     batch.append(self._queue.get_nowait())
@@ -343,6 +344,7 @@ class _AuditWriter:
             return
         done = threading.Event()
         self._queue.put(done)
+        self._wake.set()
         if not done.wait(timeout):
             raise StoreError(f"audit records not committed within {timeout} s")
 
@@ -352,4 +354,5 @@ class _AuditWriter:
         self._closed = True
         if self._thread is not None:
             self._queue.put(None)
+            self._wake.set()
             self._thread.join(timeout=10)
