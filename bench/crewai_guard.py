@@ -1,0 +1,124 @@
+"""What the AZTP guard adds to a CrewAI tool call: full ``Crew.kickoff()`` runs, with and
+without ``secure_crew``, same scripted LLM, measured side by side.
+
+Each run is one kickoff of a one-agent crew that makes ``--calls`` tool calls. Runs of the
+unguarded crew (A) and of the secured crew (B) are interleaved in pairs (ABBA order, so drift
+hits both sides alike); the cost per tool call is the run time divided by the calls, and the
+result is the median of the paired B/A ratios. Target: the guard (decision + audit record)
+adds at most 1 % to an unguarded CrewAI tool call.
+
+Run: .venv/bin/python bench/crewai_guard.py [--pairs 30] [--calls 20] [--native]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _key in ("CREWAI_DISABLE_TELEMETRY", "CREWAI_DISABLE_TRACKING"):
+    os.environ.setdefault(_key, "true")
+os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import gc  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+from aztp_crewai import guard_of, secure_crew  # noqa: E402
+from crewai import Agent, Crew, Task  # noqa: E402
+from crewai.tools import BaseTool  # noqa: E402
+
+from aztp_agents import Aztp  # noqa: E402
+from aztp_agents.testing import scripted_crew_llm  # noqa: E402
+
+TARGET_PCT = 1.0
+
+
+class LookupTool(BaseTool):
+    name: str = "lookup"
+    description: str = "Look a key up."
+    executions: int = 0
+
+    def _run(self, query: str = "") -> str:
+        self.executions += 1
+        return f"value of {query}"
+
+
+def build_crew(calls: int, native: bool) -> tuple[Crew, LookupTool]:
+    tool = LookupTool()
+    llm = scripted_crew_llm(*[("lookup", {"query": f"k{i}"}) for i in range(calls)], final="done", native=native)
+    agent = Agent(role="Analyst", goal="Look things up", backstory="Careful.", tools=[tool], llm=llm,
+                  max_iter=calls + 5, verbose=False)
+    task = Task(description="Look up the keys", expected_output="the values", agent=agent)
+    return Crew(agents=[agent], tasks=[task], verbose=False), tool
+
+
+def timed_run(crew: Crew) -> float:
+    start = time.perf_counter()
+    crew.kickoff()
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=30, help="A/B pairs of runs (default 30)")
+    parser.add_argument("--calls", type=int, default=20, help="tool calls per run (default 20)")
+    parser.add_argument("--native", action="store_true", help="native function calling instead of ReAct text")
+    args = parser.parse_args()
+
+    home = tempfile.mkdtemp(prefix="aztp-bench-crewai-")
+    client = Aztp(home=home)
+    plain, plain_tool = build_crew(args.calls, args.native)
+    guarded, guarded_tool = build_crew(args.calls, args.native)
+    secure_crew(guarded, flow="bench", client=client)
+
+    for _ in range(3):  # warm-up: imports, caches, the guard's snapshot, SQLite pages
+        timed_run(plain)
+        timed_run(guarded)
+
+    a_times: list[float] = []
+    b_times: list[float] = []
+    gc.collect()
+    for i in range(args.pairs):
+        if i % 2 == 0:
+            a, b = timed_run(plain), timed_run(guarded)
+        else:
+            b, a = timed_run(guarded), timed_run(plain)
+        a_times.append(a / args.calls)
+        b_times.append(b / args.calls)
+
+    ratios = [b / a for a, b in zip(a_times, b_times, strict=True)]
+    ratio = statistics.median(ratios)
+    overhead_pct = (ratio - 1.0) * 100.0
+    total = args.pairs * args.calls
+    assert plain_tool.executions == guarded_tool.executions == (args.pairs + 3) * args.calls
+
+    # The guard's own decision path, alone, for reference (same guard, warm).
+    guard = guard_of(guarded)
+    agent_id = next(i for i in guard.identities if "/agent/" in i)
+    tool_id = next(i for i in guard.identities if "/tool/" in i)
+    n = 2000
+    start = time.perf_counter()
+    for _ in range(n):
+        guard.check(agent_id, tool_id, "lookup", {"framework": "crewai", "crew": "bench"})
+    decision_us = (time.perf_counter() - start) / n * 1e6
+    audited = len(asyncio.run(client.audit(action="decision.tool_call")))
+
+    mode = "native tool calls" if args.native else "ReAct text"
+    print(f"crewai_guard: full Crew.kickoff() runs, scripted LLM ({mode}), {args.pairs} interleaved A/B pairs "
+          f"x {args.calls} tool calls = {total} calls per side")
+    print(f"  A unguarded          median {statistics.median(a_times) * 1e3:8.3f} ms per tool call")
+    print(f"  B secure_crew        median {statistics.median(b_times) * 1e3:8.3f} ms per tool call")
+    print(f"  guard.check alone    mean   {decision_us:8.1f} us per decision (decision + audit record)")
+    print(f"  audited decisions    {audited} (every guarded call, plus {n} direct checks)")
+    verdict = "PASS" if overhead_pct <= TARGET_PCT else "FAIL"
+    print(f"  median paired ratio B/A = {ratio:.4f}  -> guard adds {overhead_pct:+.2f} % per tool call "
+          f"(target <= {TARGET_PCT:.0f} %): {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
