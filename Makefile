@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/aztp-agents demo
+	$(PY) -m aztp_agents.demo
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
