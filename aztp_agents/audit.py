@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from ._util import epoch_iso
 
 GENESIS = "0" * 64
 
-__all__ = ["GENESIS", "AuditEntry", "ChainReport", "canonical_json", "entry_hash", "verify_chain"]
+__all__ = ["BATCH_ACTION", "GENESIS", "AuditEntry", "ChainReport", "QueuedRecord", "canonical_json", "decode_batch", "encode_batch", "entry_hash", "verify_chain"]
 
 
 class AuditEntry(BaseModel):
@@ -39,22 +39,51 @@ class AuditEntry(BaseModel):
     data: dict[str, Any] = {}
     prev_hash: str
     hash: str
-    #: Position inside a group-committed decision batch (None for ordinary entries).
+    #: Position inside a group-committed batch (None for entries written on their own).
     index: int | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> list[AuditEntry]:
-        """The entries a stored row holds: itself, or one per decision of a decision batch."""
-        if row.action != "decision.batch":
+        """The entries a stored row holds: itself, or one per record of a batch."""
+        if row.action != BATCH_ACTION:
             return [cls(org_id=row.org_id, seq=row.seq, ts=row.ts, actor=row.actor, action=row.action,
                         subject=row.subject, data=json.loads(row.data), prev_hash=row.prev_hash, hash=row.hash)]
-        from .store import decode_decision_batch
-
         return [
-            cls(org_id=row.org_id, seq=row.seq, ts=epoch_iso(ts), actor=actor, action="decision.tool_call",
-                subject=agent, data=data, prev_hash=row.prev_hash, hash=row.hash, index=i)
-            for i, (ts, actor, agent, data) in enumerate(decode_decision_batch(row.data))
+            cls(org_id=row.org_id, seq=row.seq, ts=epoch_iso(ts), actor=actor, action=action,
+                subject=subject, data=data, prev_hash=row.prev_hash, hash=row.hash, index=i)
+            for i, (ts, action, actor, subject, data) in enumerate(decode_batch(row.data))
         ]
+
+
+#: Action of the rows that hold a group-committed batch of high-volume records (tool-call
+#: decisions, verifications). A batch is one chain entry: one hash over all its records.
+#: Readers expand it into one entry per record, with the record's own action.
+BATCH_ACTION = "audit.batch"
+
+#: A queued record: (epoch seconds, action, actor, subject, canonical JSON of its data).
+QueuedRecord = tuple[float, str, "str | None", "str | None", str]
+
+
+def encode_batch(records: Sequence[QueuedRecord]) -> str:
+    """The stored text of a batch. Repeated strings (actions, actors, subjects, data) are
+    interned, so a record costs a few dictionary look-ups; :func:`decode_batch` reverses it."""
+    index: dict[str | None, int] = {}
+    rows = []
+    for ts, *values in records:
+        ids = []
+        for value in values:
+            i = index.get(value)
+            if i is None:
+                i = index[value] = len(index)
+            ids.append(i)
+        rows.append((round(ts, 3), *ids))
+    return json.dumps({"strings": list(index), "rows": rows}, separators=(",", ":"))
+
+
+def decode_batch(text: str) -> list[tuple[float, str, str | None, str | None, dict[str, Any]]]:
+    batch = json.loads(text)
+    s = batch["strings"]
+    return [(ts, s[a], s[u], s[b], json.loads(s[d])) for ts, a, u, b, d in batch["rows"]]
 
 
 def canonical_json(data: Mapping[str, Any]) -> str:

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import credentials as cred
 from ._util import iso, now_iso, object_id, utcnow
-from .audit import AuditEntry, ChainReport, canonical_json, verify_chain
+from .audit import BATCH_ACTION, AuditEntry, ChainReport, canonical_json, verify_chain
 from .decisions import (
     Decision,
     Reason,
@@ -52,7 +52,7 @@ from .errors import (
 from .ids import AztpId, TrustDomain, parse_aztp_id, validate_name
 from .policy import Statement, evaluate, parse_document
 from .ratelimit import TokenBuckets
-from .store import DECISION_BATCH, Store
+from .store import Store
 from .store import schema as t
 
 __all__ = ["DEFAULT_TRUST_DOMAIN", "LOCAL_ORG", "Authority", "Principal"]
@@ -65,6 +65,9 @@ _RELATIONSHIP = re.compile(r"[a-z_]{1,64}")
 _SYMMETRIC = frozenset({"linked"})
 _DISCOVERABLE = ("public", "private")
 _KEY_PREFIX = "aztp_"
+#: Longest lifetimes a caller may ask for (SPIFFE's model relies on short-lived SVIDs).
+MAX_X509_TTL = 24 * 3600
+MAX_JWT_TTL = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,22 @@ def _need_str(value: Any, what: str, *, max_len: int = 2048) -> str:
         raise ValidationError(f"{what} must be a non-empty string")
     if len(value) > max_len:
         raise ValidationError(f"{what} is longer than {max_len} characters")
+    return value
+
+
+def _opt_text(value: Any, what: str, *, max_len: int = 1024) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be a string, got {type(value).__name__}")
+    if len(value) > max_len:
+        raise ValidationError(f"{what} is longer than {max_len} characters")
+    return value
+
+
+def _ttl(value: Any, *, maximum: int, what: str = "ttl") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise ValidationError(f"{what} must be a whole number of seconds from 1 to {maximum}")
     return value
 
 
@@ -240,6 +259,19 @@ class Authority:
                 raise NotFoundError(f"no active API key {key_id!r} in this organization")
             self._audit(conn, org_id, None, "key.revoke", key_id, {})
 
+    def rotate_api_key(self, org_id: str, key_id: str) -> tuple[str, str]:
+        """Revoke key ``key_id`` and make its user a new one, in one transaction."""
+        with self.store.write(bump=False) as conn:
+            row = conn.execute(select(t.api_keys).where(
+                t.api_keys.c.id == key_id, t.api_keys.c.org_id == org_id, t.api_keys.c.revoked_at.is_(None))).first()
+            if row is None:
+                raise NotFoundError(f"no active API key {key_id!r} in this organization")
+            conn.execute(update(t.api_keys).where(t.api_keys.c.id == key_id).values(revoked_at=now_iso()))
+            key = self._new_key(conn, org_id, row.user_id)
+            new_id = conn.execute(select(t.api_keys.c.id).where(t.api_keys.c.key_hash == _hash_key(key))).scalar_one()
+            self._audit(conn, org_id, row.user_id, "key.rotate", key_id, {"newKeyId": new_id})
+        return new_id, key
+
     def authenticate(self, api_key: str | None) -> Principal:
         """The principal an API key belongs to; :class:`AuthenticationError` otherwise."""
         if not api_key or not isinstance(api_key, str) or len(api_key) > 256:
@@ -247,8 +279,10 @@ class Authority:
         digest = _hash_key(api_key)
         with self.store.read() as conn:
             row = conn.execute(select(t.api_keys).where(t.api_keys.c.key_hash == digest)).first()
-            if row is None or not hmac.compare_digest(row.key_hash, digest) or row.revoked_at is not None:
-                raise AuthenticationError("unknown or revoked API key")
+            if row is None or not hmac.compare_digest(row.key_hash, digest):
+                raise AuthenticationError("unknown API key")
+            if row.revoked_at is not None:
+                raise AuthenticationError("this API key was revoked or rotated")
             return self._principal(conn, row.org_id, row.user_id)
 
     # ================================================================= CAs and bundles
@@ -266,20 +300,20 @@ class Authority:
                 name=td, org_id=org_id, cert_pem=cert_pem, key_pem=key_pem, kid=ca.kid, sequence=1, created_at=now_iso()
             )
         )
-        self._cas[td] = ca
 
     def _ca(self, conn: Connection, org_id: str, td: str) -> cred.CertificateAuthority:
-        ca = self._cas.get(td)
-        row = None
-        if ca is None:
-            row = conn.execute(select(t.trust_domains).where(t.trust_domains.c.name == td)).first()
-            if row is None:
-                raise NotFoundError(f"trust domain {td!r} is not set up")
-            ca = cred.CertificateAuthority.from_pem(row.cert_pem, row.key_pem)
-            self._cas[td] = ca
-        owner = conn.execute(select(t.trust_domains.c.org_id).where(t.trust_domains.c.name == td)).scalar_one()
-        if owner != org_id:
+        """The trust domain's CA as stored in this transaction. The parsed CA is cached by its
+        key id, so a CA from a rolled-back claim is never used."""
+        row = conn.execute(select(t.trust_domains.c.org_id, t.trust_domains.c.kid).where(t.trust_domains.c.name == td)).first()
+        if row is None:
+            raise NotFoundError(f"trust domain {td!r} is not set up")
+        if row.org_id != org_id:
             raise PermissionDeniedError(f"trust domain {td!r} belongs to another organization")
+        ca = self._cas.get(td)
+        if ca is None or ca.kid != row.kid:
+            pem = conn.execute(select(t.trust_domains.c.cert_pem, t.trust_domains.c.key_pem).where(t.trust_domains.c.name == td)).one()
+            ca = cred.CertificateAuthority.from_pem(pem.cert_pem, pem.key_pem)
+            self._cas[td] = ca
         return ca
 
     def trust_domains(self, p: Principal) -> list[str]:
@@ -352,7 +386,7 @@ class Authority:
                 selectors = [
                     f"workload:id:{name}", "agent:id:aztp", f"method:{aztp.method}",
                     f"metadata:hostname:{hostname}", f"metadata:environment:{environment}",
-                    f"metadata:trustDomain:{td}", f"metadata:parentIdentity:{parent_identity}",
+                    f"metadata:trustDomain:{td}", f"metadata:parentIdentity:{parent_identity or 'null'}",
                     f"metadata:isGlobal:{str(is_global).lower()}",
                 ]
                 if extra:
@@ -386,6 +420,7 @@ class Authority:
         return answer
 
     def _issue_x509(self, conn: Connection, p: Principal, row: Any, *, csr_pem: str | None, ttl: int) -> dict[str, str]:
+        ttl = _ttl(ttl, maximum=MAX_X509_TTL)
         ca = self._ca(conn, p.org_id, row.trust_domain)
         spiffe_id = AztpId.parse(row.aztp_id).spiffe_id
         key_pem = ""
@@ -398,7 +433,7 @@ class Authority:
         conn.execute(
             insert(t.credentials).values(
                 serial=format(svid.serial, "x"), org_id=p.org_id, aztp_id=row.aztp_id, kind="x509",
-                issued_at=now_iso(), not_after=iso(svid.not_after),
+                generation=row.generation, issued_at=now_iso(), not_after=iso(svid.not_after),
             )
         )
         return {"certificate": svid.cert_pem, "privateKey": key_pem, "caCertificate": ca.certificate_pem,
@@ -463,11 +498,11 @@ class Authority:
 
     def discover(self, p: Principal, trust_domain: str | None = None, requestor: str | None = None) -> list[dict[str, Any]]:
         """Discoverable identities: the organization's global identities and the members of its
-        public flows (plus the caller's own private flows' members)."""
+        public flows (a private flow never exposes its members)."""
         with self.store.read() as conn:
             if requestor is not None:
                 self._identity_row(conn, p, requestor)
-            visible_flows = select(t.flows.c.id).where(t.flows.c.org_id == p.org_id, self._visible(p))
+            visible_flows = select(t.flows.c.id).where(t.flows.c.org_id == p.org_id, t.flows.c.discoverable == "public")
             exposed = select(t.flow_members.c.aztp_id).where(t.flow_members.c.flow_id.in_(visible_flows))
             stmt = select(t.identities).where(
                 t.identities.c.org_id == p.org_id,
@@ -480,6 +515,7 @@ class Authority:
 
     def revoke_identity(self, p: Principal, aztp_id: str, reason: str | None = None) -> dict[str, Any]:
         """Invalid everywhere at once. Credentials issued so far stay dead after a reissue."""
+        reason = _opt_text(reason, "reason")
         now = now_iso()
         with self.store.write() as conn:
             row = self._identity_row(conn, p, aztp_id)
@@ -501,7 +537,8 @@ class Authority:
             row = self._identity_row(conn, p, aztp_id)
             conn.execute(
                 update(t.identities).where(t.identities.c.id == row.id).values(
-                    status="active", revoked_reason=None, revoked_at=None, updated_at=now, credentials_valid_after=now
+                    status="active", revoked_reason=None, revoked_at=None, updated_at=now, credentials_valid_after=now,
+                    generation=row.generation + 1,
                 )
             )
             row = self._identity_row(conn, p, aztp_id)
@@ -528,15 +565,16 @@ class Authority:
                 from cryptography import x509 as _x509
 
                 serial = format(_x509.load_pem_x509_certificate(cert_pem.encode()).serial_number, "x")
-                issued = conn.execute(select(t.credentials.c.issued_at).where(t.credentials.c.serial == serial)).scalar()
+                generation = conn.execute(select(t.credentials.c.generation).where(t.credentials.c.serial == serial)).scalar()
                 if row.status != "active":
                     return {"valid": False, "aztpId": aztp_id, "reason": "revoked"}
-                if issued is None or (row.credentials_valid_after and issued < row.credentials_valid_after):
+                if generation is None or generation != row.generation:
                     return {"valid": False, "aztpId": aztp_id, "reason": "credential_superseded"}
                 return {"valid": True, "aztpId": aztp_id, "reason": "allowed"}
         return {"valid": False, "aztpId": None, "reason": "untrusted_chain"}
 
     def fetch_jwt_svid(self, p: Principal, aztp_id: str, audience: str | Sequence[str], *, ttl: int = 300) -> dict[str, Any]:
+        ttl = _ttl(ttl, maximum=MAX_JWT_TTL)
         if isinstance(audience, str):
             _need_str(audience, "audience")
         elif not audience or not all(isinstance(a, str) and a for a in audience):
@@ -602,7 +640,10 @@ class Authority:
     def unlink_identities(self, p: Principal, source: str, target: str, relationship_type: str | None = None) -> dict[str, Any]:
         src, dst = str(_need_aztp_id(source, "source")), str(_need_aztp_id(target, "target"))
         with self.store.write() as conn:
-            cond = and_(t.links.c.org_id == p.org_id, t.links.c.source == src, t.links.c.target == dst)
+            forward = and_(t.links.c.source == src, t.links.c.target == dst)
+            # a symmetric link authorizes both ways, so it can be removed from either end
+            backward = and_(t.links.c.source == dst, t.links.c.target == src, t.links.c.relationship_type.in_(_SYMMETRIC))
+            cond = and_(t.links.c.org_id == p.org_id, or_(forward, backward))
             if relationship_type:
                 cond = and_(cond, t.links.c.relationship_type == relationship_type)
             n = conn.execute(delete(t.links).where(cond)).rowcount
@@ -622,7 +663,16 @@ class Authority:
     # ================================================================= verification
 
     def verify_identity(self, p: Principal, aztp_id: str, flow_id: str | None = None) -> dict[str, Any]:
+        """Global or flow-scoped validity (a negative answer is an answer, not an error); audited."""
+        answer = self._verify(p, aztp_id, flow_id)
+        self._audit_later(p, "identity.verify", answer["aztpId"],
+                          {"valid": answer["valid"], "reason": answer["reason"], "flowId": flow_id})
+        return answer
+
+    def _verify(self, p: Principal, aztp_id: str, flow_id: str | None) -> dict[str, Any]:
         aztp = str(_need_aztp_id(aztp_id))
+        if flow_id is not None and not isinstance(flow_id, str):
+            raise ValidationError("identity_flow_id must be a string (the flow's _id)")
         if flow_id is not None:
             try:
                 self.get_flow(p, flow_id)  # visible to the caller?
@@ -642,6 +692,15 @@ class Authority:
                 "reason": verdict.reason.value.replace("agent_", "identity_"), "message": messages[verdict.reason]}
 
     def authorize_connection(self, p: Principal, source: str, target: str, policy_code: str | None = None) -> dict[str, Any]:
+        """Both valid, a link allows source -> target, and the policy (if named) allows
+        ``connect`` on the target; across organizations only where they federate. Audited."""
+        answer = self._authorize(p, source, target, policy_code)
+        self._audit_later(p, "connection.authorize", source,
+                          {"target": target, "valid": answer["valid"], "reason": answer["reason"], "policyCode": policy_code})
+        return answer
+
+    def _authorize(self, p: Principal, source: str, target: str, policy_code: str | None) -> dict[str, Any]:
+        policy_code = _opt_text(policy_code, "policyCode", max_len=256)
         src, dst = str(_need_aztp_id(source, "from")), str(_need_aztp_id(target, "to"))
         snap = self.snapshot(p.org_id)
         policy: tuple[Statement, ...] | None = None
@@ -850,6 +909,7 @@ class Authority:
     def revoke_flow_identity(self, p: Principal, aztp_id: str, flow_id: str, reason: str | None = None) -> dict[str, Any]:
         """Invalid in that flow only. Survives remove + re-add; undone by reinstate."""
         aztp = str(_need_aztp_id(aztp_id))
+        reason = _opt_text(reason, "reason")
         issued = utcnow()
         with self.store.write() as conn:
             row = self._flow_row(conn, p, flow_id)
@@ -887,7 +947,7 @@ class Authority:
             report.append({"aztpId": member["aztpId"], "valid": v.valid, "reason": v.reason.value.replace("agent_", "identity_")})
         total = len(report)
         valid = sum(1 for r in report if r["valid"])
-        score = 100.0 if total == 0 else round(valid / total * 100, 1)
+        score = 0.0 if total == 0 else round(valid / total * 100, 1)  # an empty flow is not healthy
         status = "healthy" if score >= 90 else "warning" if score >= 70 else "critical"
         return {"flowId": flow_id, "name": flow["name"], "status": status, "securityScore": score,
                 "total": total, "valid": valid, "identities": report,
@@ -1021,10 +1081,8 @@ class Authority:
         self.store.flush_audit()
         with self.store.read() as conn:
             stmt = select(t.audit).where(t.audit.c.org_id == p.org_id)
-            if action and not fnmatch.fnmatchcase("decision.tool_call", action):
-                stmt = stmt.where(t.audit.c.action.like(action.replace("*", "%")))
-            elif action:
-                stmt = stmt.where(or_(t.audit.c.action == DECISION_BATCH, t.audit.c.action.like(action.replace("*", "%"))))
+            if action:
+                stmt = stmt.where(or_(t.audit.c.action == BATCH_ACTION, t.audit.c.action.like(action.replace("*", "%"))))
             if limit:
                 rows = list(reversed(conn.execute(stmt.order_by(t.audit.c.seq.desc()).limit(limit)).all()))
             else:
@@ -1166,7 +1224,11 @@ class Authority:
             data_json = _decision_json(key)
         except TypeError:  # unhashable context values
             data_json = _decision_json.__wrapped__(key)
-        self.store.submit_audit(p.org_id, (time.time(), p.user_id, decision.agent, data_json))
+        self.store.submit_audit(p.org_id, (time.time(), "decision.tool_call", p.user_id, decision.agent, data_json))
+
+    def _audit_later(self, p: Principal, action: str, subject: str | None, data: Mapping[str, Any]) -> None:
+        """Audit a frequent read (verification) through the group-commit path."""
+        self.store.submit_audit(p.org_id, (time.time(), action, p.user_id, subject, canonical_json(data)))
 
 
 @functools.lru_cache(maxsize=4096)

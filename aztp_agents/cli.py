@@ -82,6 +82,8 @@ class State:
     api_key: str | None = None  # never printed
     json: bool = False
     debug: bool = False
+    url_from_env: bool = False
+    home_explicit: bool = False
 
     def __repr__(self) -> str:  # keep the key out of any debug output
         return f"State(home={self.home!r}, url={self.url!r}, json={self.json}, debug={self.debug})"
@@ -127,8 +129,16 @@ def _describe(exc: BaseException, state: State) -> tuple[str, int]:
         where = state.url or "the authority"
         return _one_line(f"cannot reach {where}: {exc.__class__.__name__}: {exc}"), EXIT_UNAVAILABLE
     if isinstance(exc, OSError):
-        return _one_line(f"{exc.strerror or exc} ({exc.filename or state.home or 'aztp home'})"), EXIT_UNAVAILABLE
-    return _one_line(f"unexpected {exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)"), EXIT_NEGATIVE
+        where = exc.filename or state.home or "the AZTP home"
+        hint = (
+            " (--home must be a folder you can write)"
+            if state.home and str(where).startswith(state.home)
+            else ""
+        )
+        return _one_line(f"cannot use {where}: {exc.strerror or exc}{hint}"), EXIT_UNAVAILABLE
+    return _one_line(
+        f"unexpected {exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)"
+    ), EXIT_NEGATIVE
 
 
 def _is_a(exc: BaseException, name: str) -> bool:
@@ -156,8 +166,15 @@ class AztpGroup(TyperGroup):
         if not isinstance(state, State):
             state = State()
         try:
-            rv = super().main(args, prog_name or "aztp-agents", complete_var, standalone_mode=False,
-                              windows_expand_args=windows_expand_args, obj=state, **extra)
+            rv = super().main(
+                args,
+                prog_name or "aztp-agents",
+                complete_var,
+                standalone_mode=False,
+                windows_expand_args=windows_expand_args,
+                obj=state,
+                **extra,
+            )
             code = rv if isinstance(rv, int) else EXIT_OK
         except KeyboardInterrupt:
             typer.echo("error: interrupted", err=True)
@@ -225,21 +242,50 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts in
 @app.callback()
 def _global(
     ctx: typer.Context,
-    home: Annotated[str | None, typer.Option("--home", envvar="AZTP_HOME", metavar="DIR",
-                                             help="Embedded store folder (default ~/.aztp).")] = None,
-    url: Annotated[str | None, typer.Option("--url", envvar="AZTP_URL", metavar="URL",
-                                            help="Talk to an aztp-agents server instead of the embedded store.")] = None,
-    api_key: Annotated[str | None, typer.Option("--api-key", envvar="AZTP_API_KEY", metavar="KEY", show_default=False,
-                                                help="API key for the server (or an org's key on the embedded store).")] = None,
+    home: Annotated[
+        str | None,
+        typer.Option(
+            "--home",
+            envvar="AZTP_HOME",
+            metavar="DIR",
+            help="Embedded store folder (default ~/.aztp).",
+        ),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            envvar="AZTP_URL",
+            metavar="URL",
+            help="Talk to an aztp-agents server instead of the embedded store.",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="AZTP_API_KEY",
+            metavar="KEY",
+            show_default=False,
+            help="API key for the server (or an org's key on the embedded store).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
 ) -> None:
     state = ctx.ensure_object(State)
     state.home, state.url, state.api_key = home or None, url or None, api_key or None
     state.json, state.debug = as_json, debug
+    state.url_from_env = _source(ctx, "url") == "ENVIRONMENT"
+    state.home_explicit = _source(ctx, "home") == "COMMANDLINE"
     if debug:
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
         logging.getLogger("aztp_agents").setLevel(logging.DEBUG)
+
+
+def _source(ctx: typer.Context, param: str) -> str | None:
+    source = ctx.get_parameter_source(param)
+    return None if source is None else str(getattr(source, "name", source))
 
 
 def _state(ctx: typer.Context) -> State:
@@ -284,12 +330,13 @@ def _run(ctx: typer.Context, fn: Callable[[Aztp], Awaitable[T]]) -> T:
 def _embedded(ctx: typer.Context, what: str) -> tuple[Authority, Principal]:
     """The embedded authority and the default principal, for admin commands."""
     state = _state(ctx)
-    if state.url:
+    if state.url and not (state.url_from_env and state.home_explicit):
         raise UsageProblem(
             f"'{what}' manages the embedded store directly: run it on the server's host with "
-            "--home DIR and without --url (unset AZTP_URL)"
+            "--home DIR and without --url"
+            + (" (AZTP_URL is set: unset it or pass --home)" if state.url_from_env else "")
         )
-    client = _client(state)
+    client = _client(State(home=state.home, api_key=None if state.url else state.api_key))
     backend: Any = client.backend
     return backend.authority, backend.principal
 
@@ -328,8 +375,15 @@ def _text(value: Any) -> Any:
 def _status_text(status: str | None) -> Any:
     from rich.text import Text
 
-    styles = {"active": "green", "valid": "green", "healthy": "green", "warning": "yellow",
-              "revoked": "red", "invalid": "red", "critical": "red"}
+    styles = {
+        "active": "green",
+        "valid": "green",
+        "healthy": "green",
+        "warning": "yellow",
+        "revoked": "red",
+        "invalid": "red",
+        "critical": "red",
+    }
     return Text(str(status or "-"), style=styles.get(str(status), ""))
 
 
@@ -383,7 +437,9 @@ async def _aztp_id(client: Aztp, value: str) -> str:
     if value.startswith("spiffe://"):
         return str(AztpId.from_spiffe(value))
     if "://" in value:
-        raise ValidationError(f"expected an AZTP ID (aztp://...), a SPIFFE ID or an identity name, got {value!r}")
+        raise ValidationError(
+            f"expected an AZTP ID (aztp://...), a SPIFFE ID or an identity name, got {value!r}"
+        )
     validate_name(value)
     answer = json.loads(await client.get_identity_by_name(value))
     return str(answer["data"]["aztpId"])
@@ -406,7 +462,9 @@ def _parse_json(text: str, what: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValidationError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise ValidationError(
+            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
 
 
 def _json_object(text: str | None, what: str) -> dict[str, Any] | None:
@@ -414,7 +472,7 @@ def _json_object(text: str | None, what: str) -> dict[str, Any] | None:
         return None
     value = _parse_json(text, what)
     if not isinstance(value, dict):
-        raise ValidationError(f"{what} must be a JSON object like '{{\"team\": \"research\"}}'")
+        raise ValidationError(f'{what} must be a JSON object like \'{{"team": "research"}}\'')
     return value
 
 
@@ -425,12 +483,27 @@ def _json_object(text: str | None, what: str) -> dict[str, Any] | None:
 def identity_issue(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Identity name: 2-64 of [A-Za-z0-9-/].")],
-    is_global: Annotated[bool, typer.Option("--global", help="Organization-wide, discoverable identity.")] = False,
-    trust_domain: Annotated[str | None, typer.Option("--trust-domain", help="Trust domain (default: the organization's).")] = None,
-    environment: Annotated[str | None, typer.Option("--environment", help="Environment segment (default production).")] = None,
-    parent: Annotated[str | None, typer.Option("--parent", help="Parent identity (AZTP ID or name).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", metavar="DIR",
-                                             help="Write svid.pem, svid.key (mode 600) and bundle.pem to DIR.")] = None,
+    is_global: Annotated[
+        bool, typer.Option("--global", help="Organization-wide, discoverable identity.")
+    ] = False,
+    trust_domain: Annotated[
+        str | None,
+        typer.Option("--trust-domain", help="Trust domain (default: the organization's)."),
+    ] = None,
+    environment: Annotated[
+        str | None, typer.Option("--environment", help="Environment segment (default production).")
+    ] = None,
+    parent: Annotated[
+        str | None, typer.Option("--parent", help="Parent identity (AZTP ID or name).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            metavar="DIR",
+            help="Write svid.pem, svid.key (mode 600) and bundle.pem to DIR.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Issue an identity (idempotent by name: the same AZTP ID with a fresh credential)."""
@@ -449,8 +522,11 @@ def identity_issue(
 
     identity, doc = _run(ctx, go)
     if not identity.valid:
-        _fail(f"{identity.aztp_id} is revoked; no credential issued. Reissue it with "
-              f"'aztp-agents identity reissue {identity.aztp_id}'", EXIT_NEGATIVE)
+        _fail(
+            f"{identity.aztp_id} is revoked; no credential issued. Reissue it with "
+            f"'aztp-agents identity reissue {identity.aztp_id}'",
+            EXIT_NEGATIVE,
+        )
     written: list[str] = []
     if out is not None:
         written = _write_credentials(out, identity)
@@ -460,13 +536,27 @@ def identity_issue(
 
     def human() -> None:
         con = _console()
-        con.print(_fields(None, [
-            ("aztp id", doc["aztpId"]), ("spiffe id", identity.spiffe_id), ("name", doc["name"]),
-            ("status", _status_text(doc["status"])), ("type", doc.get("identityType")),
-            ("environment", doc.get("environment")), ("parent", doc.get("parentIdentity")),
-            ("credential", f"X.509-SVID until {identity.expires_at}" if identity.certificate else "none"),
-            *([("files", written)] if written else []),
-        ]))
+        con.print(
+            _fields(
+                None,
+                [
+                    ("aztp id", doc["aztpId"]),
+                    ("spiffe id", identity.spiffe_id),
+                    ("name", doc["name"]),
+                    ("status", _status_text(doc["status"])),
+                    ("type", doc.get("identityType")),
+                    ("environment", doc.get("environment")),
+                    ("parent", doc.get("parentIdentity")),
+                    (
+                        "credential",
+                        f"X.509-SVID until {identity.expires_at}"
+                        if identity.certificate
+                        else "none",
+                    ),
+                    *([("files", written)] if written else []),
+                ],
+            )
+        )
 
     _emit(ctx, as_json, result, human)
 
@@ -499,10 +589,23 @@ def identity_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         if not docs:
             _say("no identities yet: issue one with 'aztp-agents identity issue NAME'")
             return
-        _console().print(_table(f"{len(docs)} identities", ["name", "aztp id", "type", "status", "environment", "created"], [
-            (d["name"], d["aztpId"], d.get("identityType"), _status_text(d["status"]), d.get("environment"), d.get("createdAt"))
-            for d in docs
-        ]))
+        _console().print(
+            _table(
+                f"{len(docs)} identities",
+                ["name", "aztp id", "type", "status", "environment", "created"],
+                [
+                    (
+                        d["name"],
+                        d["aztpId"],
+                        d.get("identityType"),
+                        _status_text(d["status"]),
+                        d.get("environment"),
+                        d.get("createdAt"),
+                    )
+                    for d in docs
+                ],
+            )
+        )
 
     _emit(ctx, as_json, docs, human)
 
@@ -522,8 +625,14 @@ def identity_show(
         for flow in await client.list_flows():
             for member in flow["identities"]:
                 if member["aztpId"] == aztp:
-                    flows.append({"_id": flow["_id"], "name": flow["name"], "status": member["status"],
-                                  "revocationReason": member.get("revocationReason")})
+                    flows.append(
+                        {
+                            "_id": flow["_id"],
+                            "name": flow["name"],
+                            "status": member["status"],
+                            "revocationReason": member.get("revocationReason"),
+                        }
+                    )
         return doc, flows
 
     doc, flows = _run(ctx, go)
@@ -532,10 +641,16 @@ def identity_show(
         from .ids import AztpId
 
         pairs: list[tuple[str, Any]] = [
-            ("aztp id", doc["aztpId"]), ("spiffe id", AztpId.parse(doc["aztpId"]).spiffe_id), ("name", doc["name"]),
-            ("status", _status_text(doc["status"])), ("type", doc.get("identityType")),
-            ("trust domain", doc.get("trustDomain")), ("environment", doc.get("environment")),
-            ("parent", doc.get("parentIdentity")), ("created", doc.get("createdAt")), ("updated", doc.get("updatedAt")),
+            ("aztp id", doc["aztpId"]),
+            ("spiffe id", AztpId.parse(doc["aztpId"]).spiffe_id),
+            ("name", doc["name"]),
+            ("status", _status_text(doc["status"])),
+            ("type", doc.get("identityType")),
+            ("trust domain", doc.get("trustDomain")),
+            ("environment", doc.get("environment")),
+            ("parent", doc.get("parentIdentity")),
+            ("created", doc.get("createdAt")),
+            ("updated", doc.get("updatedAt")),
         ]
         if doc["status"] == "revoked":
             pairs += [("revoked", doc.get("revokedAt")), ("reason", doc.get("revocationReason"))]
@@ -549,7 +664,9 @@ def identity_show(
 def identity_revoke(
     ctx: typer.Context,
     identity: Annotated[str, typer.Argument(metavar="ID", help="AZTP ID, SPIFFE ID or name.")],
-    reason: Annotated[str | None, typer.Option("--reason", help="Why (kept in the audit log).")] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (kept in the audit log).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke an identity everywhere at once (undo with 'identity reissue')."""
@@ -558,7 +675,12 @@ def identity_revoke(
         return json.loads(await client.revoke_identity(await _aztp_id(client, identity), reason))
 
     answer = _run(ctx, go)
-    _emit(ctx, as_json, answer, lambda: _say(f"revoked {answer['aztpId']}" + (f" ({reason})" if reason else ""), "red"))
+    _emit(
+        ctx,
+        as_json,
+        answer,
+        lambda: _say(f"revoked {answer['aztpId']}" + (f" ({reason})" if reason else ""), "red"),
+    )
 
 
 @identity_app.command("reissue")
@@ -589,18 +711,42 @@ def _flow_summary(flow: Mapping[str, Any]) -> tuple[int, int]:
 def flow_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Flow name, unique in the organization.")],
-    description: Annotated[str | None, typer.Option("--description", help="What the flow is for.")] = None,
-    private: Annotated[bool, typer.Option("--private/--public",
-                                          help="Private: visible to you only. Public: to the whole organization.")] = True,
+    description: Annotated[
+        str | None, typer.Option("--description", help="What the flow is for.")
+    ] = None,
+    private: Annotated[
+        bool,
+        typer.Option(
+            "--private/--public",
+            help="Private: visible to you only. Public: to the whole organization.",
+        ),
+    ] = True,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable).")] = None,
-    metadata: Annotated[str | None, typer.Option("--metadata", metavar="JSON", help="Metadata as a JSON object.")] = None,
+    metadata: Annotated[
+        str | None, typer.Option("--metadata", metavar="JSON", help="Metadata as a JSON object.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create an identity flow."""
     meta = _json_object(metadata, "--metadata")
-    flow = _run(ctx, lambda c: c.create_flow(name, description=description, discoverable="private" if private else "public",
-                                              tags=list(tag or []), metadata=meta))
-    _emit(ctx, as_json, flow, lambda: _say(f"created {flow['discoverable']} flow {flow['name']} (id {flow['_id']})", "green"))
+    flow = _run(
+        ctx,
+        lambda c: c.create_flow(
+            name,
+            description=description,
+            discoverable="private" if private else "public",
+            tags=list(tag or []),
+            metadata=meta,
+        ),
+    )
+    _emit(
+        ctx,
+        as_json,
+        flow,
+        lambda: _say(
+            f"created {flow['discoverable']} flow {flow['name']} (id {flow['_id']})", "green"
+        ),
+    )
 
 
 @flow_app.command("list")
@@ -615,8 +761,24 @@ def flow_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         rows = []
         for f in flows:
             total, revoked = _flow_summary(f)
-            rows.append((f["_id"], f["name"], f["discoverable"], total, revoked, f.get("tags") or [], f.get("description")))
-        _console().print(_table(f"{len(flows)} flows", ["id", "name", "visibility", "members", "revoked", "tags", "description"], rows))
+            rows.append(
+                (
+                    f["_id"],
+                    f["name"],
+                    f["discoverable"],
+                    total,
+                    revoked,
+                    f.get("tags") or [],
+                    f.get("description"),
+                )
+            )
+        _console().print(
+            _table(
+                f"{len(flows)} flows",
+                ["id", "name", "visibility", "members", "revoked", "tags", "description"],
+                rows,
+            )
+        )
 
     _emit(ctx, as_json, flows, human)
 
@@ -636,24 +798,49 @@ def flow_show(
 
     def human() -> None:
         con = _console()
-        con.print(_fields(None, [
-            ("id", doc["_id"]), ("name", doc["name"]), ("visibility", doc["discoverable"]),
-            ("description", doc.get("description")), ("tags", doc.get("tags") or []),
-            ("metadata", doc.get("metadata") or None), ("created", doc.get("createdAt")),
-        ]))
+        con.print(
+            _fields(
+                None,
+                [
+                    ("id", doc["_id"]),
+                    ("name", doc["name"]),
+                    ("visibility", doc["discoverable"]),
+                    ("description", doc.get("description")),
+                    ("tags", doc.get("tags") or []),
+                    ("metadata", doc.get("metadata") or None),
+                    ("created", doc.get("createdAt")),
+                ],
+            )
+        )
         members = doc.get("identities") or []
         if members:
-            con.print(_table("members", ["aztp id", "in-flow status", "added", "revocation reason"], [
-                (m["aztpId"], _status_text(m["status"]), m.get("addedAt"), m.get("revocationReason")) for m in members
-            ]))
+            con.print(
+                _table(
+                    "members",
+                    ["aztp id", "in-flow status", "added", "revocation reason"],
+                    [
+                        (
+                            m["aztpId"],
+                            _status_text(m["status"]),
+                            m.get("addedAt"),
+                            m.get("revocationReason"),
+                        )
+                        for m in members
+                    ],
+                )
+            )
         else:
             _say(f"no members: add one with 'aztp-agents flow add {doc['name']} ID'")
 
     _emit(ctx, as_json, doc, human)
 
 
-def _flow_op(ctx: typer.Context, flow: str, identity: str, op: Callable[[Aztp, str, str], Awaitable[dict[str, Any]]]
-             ) -> tuple[dict[str, Any], str, dict[str, Any]]:
+def _flow_op(
+    ctx: typer.Context,
+    flow: str,
+    identity: str,
+    op: Callable[[Aztp, str, str], Awaitable[dict[str, Any]]],
+) -> tuple[dict[str, Any], str, dict[str, Any]]:
     async def go(client: Aztp) -> tuple[dict[str, Any], str, dict[str, Any]]:
         found = await _flow(client, flow)
         aztp = await _aztp_id(client, identity)
@@ -670,7 +857,9 @@ def flow_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Add an identity to a flow (idempotent)."""
-    found, aztp, answer = _flow_op(ctx, flow, identity, lambda c, f, a: c.add_identity_to_flow(f, a))
+    found, aztp, answer = _flow_op(
+        ctx, flow, identity, lambda c, f, a: c.add_identity_to_flow(f, a)
+    )
     _emit(ctx, as_json, answer, lambda: _say(f"added {aztp} to flow {found['name']}", "green"))
 
 
@@ -682,7 +871,9 @@ def flow_remove(
     as_json: JsonOpt = False,
 ) -> None:
     """Remove an identity from a flow (idempotent; a flow revocation survives it)."""
-    found, aztp, answer = _flow_op(ctx, flow, identity, lambda c, f, a: c.remove_identity_from_flow(f, a))
+    found, aztp, answer = _flow_op(
+        ctx, flow, identity, lambda c, f, a: c.remove_identity_from_flow(f, a)
+    )
     _emit(ctx, as_json, answer, lambda: _say(f"removed {aztp} from flow {found['name']}"))
 
 
@@ -691,12 +882,23 @@ def flow_revoke(
     ctx: typer.Context,
     flow: Annotated[str, typer.Argument(metavar="FLOW", help="Flow id or name.")],
     identity: Annotated[str, typer.Argument(metavar="ID", help="AZTP ID, SPIFFE ID or name.")],
-    reason: Annotated[str | None, typer.Option("--reason", help="Why (kept in the flow and the audit log).")] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (kept in the flow and the audit log).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke an identity in one flow only (still valid globally and in other flows)."""
-    found, aztp, answer = _flow_op(ctx, flow, identity, lambda c, f, a: c.revoke_flow_identity(a, f, reason))
-    _emit(ctx, as_json, answer, lambda: _say(f"revoked {aztp} in flow {found['name']}" + (f" ({reason})" if reason else ""), "red"))
+    found, aztp, answer = _flow_op(
+        ctx, flow, identity, lambda c, f, a: c.revoke_flow_identity(a, f, reason)
+    )
+    _emit(
+        ctx,
+        as_json,
+        answer,
+        lambda: _say(
+            f"revoked {aztp} in flow {found['name']}" + (f" ({reason})" if reason else ""), "red"
+        ),
+    )
 
 
 @flow_app.command("reinstate")
@@ -707,7 +909,9 @@ def flow_reinstate(
     as_json: JsonOpt = False,
 ) -> None:
     """Undo a flow revocation."""
-    found, aztp, answer = _flow_op(ctx, flow, identity, lambda c, f, a: c.reinstate_flow_identity(a, f))
+    found, aztp, answer = _flow_op(
+        ctx, flow, identity, lambda c, f, a: c.reinstate_flow_identity(a, f)
+    )
     _emit(ctx, as_json, answer, lambda: _say(f"reinstated {aztp} in flow {found['name']}", "green"))
 
 
@@ -730,12 +934,25 @@ def flow_health(
         con = _console()
         line = Text(f"flow {report['name']}: ")
         line.append(str(report["status"]), style=_status_text(report["status"]).style)
-        line.append(f" ({report['valid']}/{report['total']} valid, score {report['securityScore']} %)")
+        line.append(
+            f" ({report['valid']}/{report['total']} valid, score {report['securityScore']} %)"
+        )
         con.print(line)
         if report.get("identities"):
-            con.print(_table(None, ["aztp id", "valid", "reason"], [
-                (r["aztpId"], _status_text("valid" if r["valid"] else "invalid"), r["reason"]) for r in report["identities"]
-            ]))
+            con.print(
+                _table(
+                    None,
+                    ["aztp id", "valid", "reason"],
+                    [
+                        (
+                            r["aztpId"],
+                            _status_text("valid" if r["valid"] else "invalid"),
+                            r["reason"],
+                        )
+                        for r in report["identities"]
+                    ],
+                )
+            )
 
     _emit(ctx, as_json, report, human)
 
@@ -763,8 +980,12 @@ def link(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(metavar="SOURCE", help="AZTP ID, SPIFFE ID or name.")],
     target: Annotated[str, typer.Argument(metavar="TARGET", help="AZTP ID, SPIFFE ID or name.")],
-    rel_type: Annotated[str, typer.Option("--type", help="Relationship type, [a-z_]+ ('linked' is symmetric).")] = "linked",
-    metadata: Annotated[str | None, typer.Option("--metadata", metavar="JSON", help="Metadata as a JSON object.")] = None,
+    rel_type: Annotated[
+        str, typer.Option("--type", help="Relationship type, [a-z_]+ ('linked' is symmetric).")
+    ] = "linked",
+    metadata: Annotated[
+        str | None, typer.Option("--metadata", metavar="JSON", help="Metadata as a JSON object.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Link two identities: SOURCE may connect to TARGET."""
@@ -776,8 +997,15 @@ def link(
 
     answer = _run(ctx, go)
     arrow = "<->" if answer.get("relationshipType") == "linked" else "->"
-    _emit(ctx, as_json, answer, lambda: _say(
-        f"linked {answer['sourceIdentity']} {arrow} {answer['targetIdentity']} ({answer['relationshipType']})", "green"))
+    _emit(
+        ctx,
+        as_json,
+        answer,
+        lambda: _say(
+            f"linked {answer['sourceIdentity']} {arrow} {answer['targetIdentity']} ({answer['relationshipType']})",
+            "green",
+        ),
+    )
 
 
 @app.command("unlink")
@@ -785,7 +1013,9 @@ def unlink(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(metavar="SOURCE", help="AZTP ID, SPIFFE ID or name.")],
     target: Annotated[str, typer.Argument(metavar="TARGET", help="AZTP ID, SPIFFE ID or name.")],
-    rel_type: Annotated[str | None, typer.Option("--type", help="Only links of this type (default: all).")] = None,
+    rel_type: Annotated[
+        str | None, typer.Option("--type", help="Only links of this type (default: all).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Remove the link(s) from SOURCE to TARGET."""
@@ -795,17 +1025,32 @@ def unlink(
         return await client.unlink_identities(src, dst, rel_type)
 
     answer = _run(ctx, go)
-    _emit(ctx, as_json, answer, lambda: _say(
-        f"removed {answer['removed']} link(s) {answer['sourceIdentity']} -> {answer['targetIdentity']}"))
+    _emit(
+        ctx,
+        as_json,
+        answer,
+        lambda: _say(
+            f"removed {answer['removed']} link(s) {answer['sourceIdentity']} -> {answer['targetIdentity']}"
+        ),
+    )
 
 
 @app.command("verify")
 def verify(
     ctx: typer.Context,
     identity: Annotated[str, typer.Argument(metavar="ID", help="AZTP ID, SPIFFE ID or name.")],
-    flow: Annotated[str | None, typer.Option("--flow", metavar="FLOW", help="Verify inside this flow (id or name).")] = None,
-    to: Annotated[str | None, typer.Option("--to", metavar="TARGET", help="Instead: may ID connect to TARGET?")] = None,
-    policy: Annotated[str | None, typer.Option("--policy", metavar="CODE", help="With --to: a policy that must allow it.")] = None,
+    flow: Annotated[
+        str | None,
+        typer.Option("--flow", metavar="FLOW", help="Verify inside this flow (id or name)."),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", metavar="TARGET", help="Instead: may ID connect to TARGET?"),
+    ] = None,
+    policy: Annotated[
+        str | None,
+        typer.Option("--policy", metavar="CODE", help="With --to: a policy that must allow it."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify an identity (globally, or in a flow). Exit code 0 valid, 1 invalid."""
@@ -818,7 +1063,11 @@ def verify(
         aztp = await _aztp_id(client, identity)
         if to is not None:
             dst = await _aztp_id(client, to)
-            answer = dict(await client.backend.acall("authorize_connection", source=aztp, target=dst, policy_code=policy))
+            answer = dict(
+                await client.backend.acall(
+                    "authorize_connection", source=aztp, target=dst, policy_code=policy
+                )
+            )
             return {**answer, "from": aztp, "to": dst, "policyCode": policy}
         flow_id = None if flow is None else (await _flow(client, flow))["_id"]
         return await client.verify(aztp, flow_id)
@@ -831,7 +1080,9 @@ def verify(
 
         line = Text()
         line.append("valid" if valid else "invalid", style="bold green" if valid else "bold red")
-        subject = f"{answer['from']} -> {answer['to']}" if to is not None else answer.get("aztpId", "")
+        subject = (
+            f"{answer['from']} -> {answer['to']}" if to is not None else answer.get("aztpId", "")
+        )
         scope = f" in flow {flow}" if flow else ""
         line.append(f": {subject}{scope} ({answer.get('message') or answer.get('reason')})")
         _console().print(line)
@@ -858,23 +1109,38 @@ def _policy_document(file: Path | None, statement: str | None) -> dict[str, Any]
         return {"Statement": value}
     if isinstance(value, dict):
         return value if "Statement" in value else {"Statement": [value]}
-    raise ValidationError('a policy is a JSON object like {"Statement": [{"Effect": "Allow", "Action": "tool:*"}]}')
+    raise ValidationError(
+        'a policy is a JSON object like {"Statement": [{"Effect": "Allow", "Action": "tool:*"}]}'
+    )
 
 
 @policy_app.command("create")
 def policy_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Policy name.")],
-    file: Annotated[Path | None, typer.Option("--file", metavar="F.json", help="Policy document file.")] = None,
-    statement: Annotated[str | None, typer.Option("--statement", metavar="JSON",
-                                                  help="A document, one statement or a list of statements.")] = None,
-    code: Annotated[str | None, typer.Option("--code", help="Policy code 'policy:...' (default: generated).")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", metavar="F.json", help="Policy document file.")
+    ] = None,
+    statement: Annotated[
+        str | None,
+        typer.Option(
+            "--statement", metavar="JSON", help="A document, one statement or a list of statements."
+        ),
+    ] = None,
+    code: Annotated[
+        str | None, typer.Option("--code", help="Policy code 'policy:...' (default: generated).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a policy from an IAM-style document."""
     document = _policy_document(file, statement)
     answer = _run(ctx, lambda c: c.create_policy(name, document, code))
-    _emit(ctx, as_json, answer, lambda: _say(f"created policy {answer['policyName']} (code {answer['code']})", "green"))
+    _emit(
+        ctx,
+        as_json,
+        answer,
+        lambda: _say(f"created policy {answer['policyName']} (code {answer['code']})", "green"),
+    )
 
 
 @policy_app.command("attach")
@@ -890,7 +1156,12 @@ def policy_attach(
         return await client.attach_policy(await _aztp_id(client, identity), code)
 
     answer = _run(ctx, go)
-    _emit(ctx, as_json, answer, lambda: _say(f"attached {answer['code']} to {answer['aztpId']}", "green"))
+    _emit(
+        ctx,
+        as_json,
+        answer,
+        lambda: _say(f"attached {answer['code']} to {answer['aztpId']}", "green"),
+    )
 
 
 @policy_app.command("detach")
@@ -930,9 +1201,23 @@ def policy_show(
         rows = []
         for p in policies:
             for st in (p.get("policyStatement") or {}).get("Statement", []):
-                rows.append((p["code"], p["policyName"], st.get("Effect"), st.get("Action"), st.get("Resource"),
-                             st.get("Condition") or None))
-        _console().print(_table(f"policies of {aztp}", ["code", "name", "effect", "action", "resource", "condition"], rows))
+                rows.append(
+                    (
+                        p["code"],
+                        p["policyName"],
+                        st.get("Effect"),
+                        st.get("Action"),
+                        st.get("Resource"),
+                        st.get("Condition") or None,
+                    )
+                )
+        _console().print(
+            _table(
+                f"policies of {aztp}",
+                ["code", "name", "effect", "action", "resource", "condition"],
+                rows,
+            )
+        )
 
     _emit(ctx, as_json, policies, human)
 
@@ -943,7 +1228,9 @@ def policy_show(
 @app.command("bundle")
 def bundle(
     ctx: typer.Context,
-    trust_domain: Annotated[str | None, typer.Option("--trust-domain", help="Which trust domain (needed if several).")] = None,
+    trust_domain: Annotated[
+        str | None, typer.Option("--trust-domain", help="Which trust domain (needed if several).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Print the SPIFFE trust bundle (JWKS) of a trust domain."""
@@ -958,8 +1245,10 @@ def bundle(
         return
     if not bundles:
         raise NotFoundError("this organization has no trust domain yet")
-    raise UsageProblem(f"this organization has {len(bundles)} trust domains ({', '.join(sorted(bundles))}): "
-                       "choose one with --trust-domain")
+    raise UsageProblem(
+        f"this organization has {len(bundles)} trust domains ({', '.join(sorted(bundles))}): "
+        "choose one with --trust-domain"
+    )
 
 
 @svid_app.command("jwt")
@@ -990,9 +1279,17 @@ def svid_jwt(
 @audit_app.command("tail")
 def audit_tail(
     ctx: typer.Context,
-    lines: Annotated[int, typer.Option("-n", "--lines", min=0, help="How many of the latest entries (0: all).")] = 20,
-    action: Annotated[str | None, typer.Option("--action", metavar="PATTERN",
-                                               help="Only actions matching, e.g. 'flow.*' or 'decision.*'.")] = None,
+    lines: Annotated[
+        int, typer.Option("-n", "--lines", min=0, help="How many of the latest entries (0: all).")
+    ] = 20,
+    action: Annotated[
+        str | None,
+        typer.Option(
+            "--action",
+            metavar="PATTERN",
+            help="Only actions matching, e.g. 'flow.*' or 'decision.*'.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show the latest audit entries."""
@@ -1002,9 +1299,16 @@ def audit_tail(
         if not entries:
             _say("no audit entries" + (f" matching {action!r}" if action else ""))
             return
-        _console().print(_table(None, ["seq", "time", "action", "subject", "details"], [
-            (e["seq"], e["ts"], e["action"], e.get("subject"), e.get("data") or None) for e in entries
-        ]))
+        _console().print(
+            _table(
+                None,
+                ["seq", "time", "action", "subject", "details"],
+                [
+                    (e["seq"], e["ts"], e["action"], e.get("subject"), e.get("data") or None)
+                    for e in entries
+                ],
+            )
+        )
 
     _emit(ctx, as_json, entries, human)
 
@@ -1019,14 +1323,18 @@ def audit_verify(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     elif ok:
         _say(f"audit chain intact: {report['entries']} entries verified", "green")
     else:
-        typer.echo(f"audit chain broken: {_one_line(report.get('problem') or 'unknown problem')}", err=True)
+        typer.echo(
+            f"audit chain broken: {_one_line(report.get('problem') or 'unknown problem')}", err=True
+        )
     raise typer.Exit(EXIT_OK if ok else EXIT_NEGATIVE)
 
 
 # ============================================================================ organizations, keys, users
 
 
-def _org_principal(ctx: typer.Context, org: str | None, user: str | None, what: str) -> tuple[Authority, Principal]:
+def _org_principal(
+    ctx: typer.Context, org: str | None, user: str | None, what: str
+) -> tuple[Authority, Principal]:
     authority, default = _embedded(ctx, what)
     if org is None and user is None:
         return authority, default
@@ -1035,14 +1343,18 @@ def _org_principal(ctx: typer.Context, org: str | None, user: str | None, what: 
 
 
 def _warn_once() -> None:
-    typer.echo("note: the API key is shown only this once; store it now (only its hash is kept).", err=True)
+    typer.echo(
+        "note: the API key is shown only this once; store it now (only its hash is kept).", err=True
+    )
 
 
 @org_app.command("create")
 def org_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Organization name.")],
-    trust_domain: Annotated[str, typer.Option("--trust-domain", help="Trust domain it owns (unique).")],
+    trust_domain: Annotated[
+        str, typer.Option("--trust-domain", help="Trust domain it owns (unique).")
+    ],
     user: Annotated[str, typer.Option("--user", help="Name of its first user.")] = "admin",
     as_json: JsonOpt = False,
 ) -> None:
@@ -1050,8 +1362,14 @@ def org_create(
     authority, _ = _embedded(ctx, "org create")
     principal, key = authority.create_org(name, trust_domain, user_name=user)
     keys = authority.list_api_keys(principal.org_id)
-    result = {"org": principal.org_name, "org_id": principal.org_id, "trust_domain": principal.default_trust_domain,
-              "user": principal.user_name, "key_id": keys[0]["id"] if keys else None, "api_key": key}
+    result = {
+        "org": principal.org_name,
+        "org_id": principal.org_id,
+        "trust_domain": principal.default_trust_domain,
+        "user": principal.user_name,
+        "key_id": keys[0]["id"] if keys else None,
+        "api_key": key,
+    }
 
     def human() -> None:
         _console().print(_fields(None, [(k, v) for k, v in result.items()]))
@@ -1063,8 +1381,12 @@ def org_create(
 @keys_app.command("create")
 def keys_create(
     ctx: typer.Context,
-    org: Annotated[str | None, typer.Option("--org", help="Organization name (default: the local one).")] = None,
-    user: Annotated[str | None, typer.Option("--user", help="User name (default: the organization's first).")] = None,
+    org: Annotated[
+        str | None, typer.Option("--org", help="Organization name (default: the local one).")
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="User name (default: the organization's first).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create an API key (shown once)."""
@@ -1082,7 +1404,9 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(
     ctx: typer.Context,
-    org: Annotated[str | None, typer.Option("--org", help="Organization name (default: the local one).")] = None,
+    org: Annotated[
+        str | None, typer.Option("--org", help="Organization name (default: the local one).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List API keys (prefixes only; the keys themselves are not stored)."""
@@ -1091,13 +1415,26 @@ def keys_list(
 
     def human() -> None:
         if not keys:
-            _say(f"no API keys in organization {principal.org_name}: create one with 'aztp-agents keys create'")
+            _say(
+                f"no API keys in organization {principal.org_name}: create one with 'aztp-agents keys create'"
+            )
             return
-        _console().print(_table(f"API keys of {principal.org_name}", ["id", "prefix", "user id", "created", "status"], [
-            (k["id"], k["prefix"], k["userId"], k["createdAt"],
-             _status_text("revoked") if k.get("revokedAt") else _status_text("active"))
-            for k in keys
-        ]))
+        _console().print(
+            _table(
+                f"API keys of {principal.org_name}",
+                ["id", "prefix", "user id", "created", "status"],
+                [
+                    (
+                        k["id"],
+                        k["prefix"],
+                        k["userId"],
+                        k["createdAt"],
+                        _status_text("revoked") if k.get("revokedAt") else _status_text("active"),
+                    )
+                    for k in keys
+                ],
+            )
+        )
 
     _emit(ctx, as_json, keys, human)
 
@@ -1105,8 +1442,12 @@ def keys_list(
 @keys_app.command("revoke")
 def keys_revoke(
     ctx: typer.Context,
-    key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="The key's id (see 'keys list').")],
-    org: Annotated[str | None, typer.Option("--org", help="Organization name (default: the local one).")] = None,
+    key_id: Annotated[
+        str, typer.Argument(metavar="KEY_ID", help="The key's id (see 'keys list').")
+    ],
+    org: Annotated[
+        str | None, typer.Option("--org", help="Organization name (default: the local one).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke an API key (refused at once)."""
@@ -1119,21 +1460,17 @@ def keys_revoke(
 @keys_app.command("rotate")
 def keys_rotate(
     ctx: typer.Context,
-    key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="The key's id (see 'keys list').")],
-    org: Annotated[str | None, typer.Option("--org", help="Organization name (default: the local one).")] = None,
+    key_id: Annotated[
+        str, typer.Argument(metavar="KEY_ID", help="The key's id (see 'keys list').")
+    ],
+    org: Annotated[
+        str | None, typer.Option("--org", help="Organization name (default: the local one).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Replace an API key: a new key for the same user (shown once); the old one is revoked."""
     authority, principal = _org_principal(ctx, org, None, "keys rotate")
-    old = next((k for k in authority.list_api_keys(principal.org_id) if k["id"] == key_id), None)
-    if old is None or old.get("revokedAt"):
-        raise NotFoundError(f"no active API key {key_id!r} in organization {principal.org_name}")
-    new_id, key = authority.create_api_key(principal.org_id, old["userId"])
-    try:
-        authority.revoke_api_key(principal.org_id, key_id)
-    except BaseException:
-        authority.revoke_api_key(principal.org_id, new_id)  # leave no second live key behind
-        raise
+    new_id, key = authority.rotate_api_key(principal.org_id, key_id)  # one transaction
     result = {"api_key": key, "id": new_id, "org": principal.org_name, "revoked": key_id}
 
     def human() -> None:
@@ -1147,16 +1484,25 @@ def keys_rotate(
 def user_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="User name, unique in the organization.")],
-    org: Annotated[str | None, typer.Option("--org", help="Organization name (default: the local one).")] = None,
+    org: Annotated[
+        str | None, typer.Option("--org", help="Organization name (default: the local one).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a user (give it a key with 'keys create --user NAME')."""
     authority, principal = _org_principal(ctx, org, None, "user create")
     created = authority.create_user(principal.org_id, name)
     result = {"id": created.user_id, "user": created.user_name, "org": created.org_name}
-    _emit(ctx, as_json, result, lambda: _say(
-        f"created user {created.user_name} in {created.org_name}; key: aztp-agents keys create "
-        f"--org {created.org_name} --user {created.user_name}", "green"))
+    _emit(
+        ctx,
+        as_json,
+        result,
+        lambda: _say(
+            f"created user {created.user_name} in {created.org_name}; key: aztp-agents keys create "
+            f"--org {created.org_name} --user {created.user_name}",
+            "green",
+        ),
+    )
 
 
 # ============================================================================ server, demo
@@ -1167,13 +1513,20 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8700,
-    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", metavar="F", help="TLS certificate (PEM).")] = None,
-    tls_key: Annotated[Path | None, typer.Option("--tls-key", metavar="F", help="TLS private key (PEM).")] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", metavar="F", help="TLS certificate (PEM).")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", metavar="F", help="TLS private key (PEM).")
+    ] = None,
 ) -> None:
     """Run the authority as an HTTP server over the embedded store (--home)."""
     state = _state(ctx)
-    if state.url:
-        raise UsageProblem("'serve' runs the authority on this host's store: use --home DIR, not --url")
+    if state.url and not (state.url_from_env and state.home_explicit):
+        raise UsageProblem(
+            "'serve' runs the authority on this host's store: use --home DIR, not --url"
+            + (" (AZTP_URL is set: unset it or pass --home)" if state.url_from_env else "")
+        )
     if (tls_cert is None) != (tls_key is None):
         raise UsageProblem("TLS needs both --tls-cert and --tls-key")
     for flag, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
@@ -1182,7 +1535,12 @@ def serve(
     try:
         from .server import run
     except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in {"aztp_agents", "fastapi", "starlette", "uvicorn"}:
+        if exc.name and exc.name.split(".")[0] in {
+            "aztp_agents",
+            "fastapi",
+            "starlette",
+            "uvicorn",
+        }:
             _fail("the server is not installed: pip install 'aztp-agents[server]'", EXIT_USAGE)
         raise
     from .client import resolve_home
@@ -1200,21 +1558,31 @@ def demo(ctx: typer.Context) -> None:
         from .demo import main as demo_main
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("aztp_agents"):
-            _fail("the demo is not part of this installation (aztp_agents.demo is missing)", EXIT_USAGE)
+            _fail(
+                "the demo is not part of this installation (aztp_agents.demo is missing)",
+                EXIT_USAGE,
+            )
         if exc.name:
-            _fail(f"the demo needs {exc.name.split('.')[0]!r}: pip install 'aztp-agents[crewai]'", EXIT_USAGE)
+            _fail(
+                f"the demo needs {exc.name.split('.')[0]!r}: pip install 'aztp-agents[crewai]'",
+                EXIT_USAGE,
+            )
         raise
     state = _state(ctx)
-    if state.home:
-        os.environ["AZTP_HOME"] = state.home
-    rv = demo_main()
+    rv = demo_main(state.home) if state.home else demo_main()  # default: a fresh temporary home
     raise typer.Exit(rv if isinstance(rv, int) else EXIT_OK)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aztp-agents`` script."""
     command = typer.main.get_command(app)
-    return int(command.main(args=list(argv) if argv is not None else None, prog_name="aztp-agents", standalone_mode=False))
+    return int(
+        command.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="aztp-agents",
+            standalone_mode=False,
+        )
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -96,6 +96,10 @@ class EmbeddedBackend:
             snap = await anyio.to_thread.run_sync(self.authority.snapshot, self.principal.org_id)
         return self.authority.decide(self.principal, snap=snap, **kwargs)
 
+    def record_decision(self, decision: Decision, context: Mapping[str, Any] | None = None) -> None:
+        """Audit a decision the enforcement point took itself (a fail-closed denial)."""
+        self.authority.record_decision(self.principal, decision, context)
+
     def close(self) -> None:
         return None
 
@@ -173,11 +177,11 @@ class Aztp:
             if api_key:
                 try:
                     principal = authority.authenticate(api_key)
-                except AuthenticationError:
+                except AuthenticationError as exc:
                     raise AuthenticationError(
-                        "that API key is not known to the embedded authority at "
-                        f"{self.home}: omit api_key for the local organization, use a key made with "
-                        "'aztp-agents keys create', or pass base_url= to talk to a server"
+                        f"{exc.message} for the embedded authority at {self.home}: omit api_key for the "
+                        "local organization, use a live key made with 'aztp-agents keys create', or pass "
+                        "base_url= to talk to a server"
                     ) from None
             elif user:
                 principal = authority.principal_for(authority.org_by_name("local"), user)
@@ -210,7 +214,11 @@ class Aztp:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.close()
+        aclose = getattr(self.backend, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        else:
+            self.close()
 
     # ----------------------------------------------------------------- identities
 
@@ -379,6 +387,8 @@ class Aztp:
         return evaluate(doc.statement, action).outcome is Outcome.ALLOW
 
     async def check_identity_policy_permissions(self, aztp_id: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        if options is not None and not isinstance(options, Mapping):
+            raise ValidationError("options must be a dict like {'policy_code': 'policy:...', 'actions': ['read']}")
         opts = dict(options or {})
         return dict(await self._call(
             "check_permissions", aztp_id=_need_aztp(aztp_id),

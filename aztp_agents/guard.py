@@ -196,10 +196,12 @@ class Guard:
         return decision
 
     def _record_failure(self, decision: Decision, context: Mapping[str, Any] | None) -> None:
-        backend = self.client.backend
-        if isinstance(backend, EmbeddedBackend):
-            with contextlib.suppress(Exception):
-                backend.authority.record_decision(backend.principal, decision, context)
+        record = getattr(self.client.backend, "record_decision", None)
+        if record is not None:
+            try:
+                record(decision, context)
+            except Exception:  # the denial stands; only its audit record is lost
+                log.warning("could not audit a fail-closed denial", exc_info=True)
         log.error("%s", decision.describe())
         if self.listeners:
             self._notify(decision)

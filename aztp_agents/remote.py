@@ -422,9 +422,14 @@ def _csr_subject(kwargs: Mapping[str, Any]) -> str:
         return "spiffe://csr.invalid/workload"
 
 
-def _ssl_context(verify: bool | str | os.PathLike[str] | ssl.SSLContext) -> bool | ssl.SSLContext:
-    if isinstance(verify, (ssl.SSLContext, bool)):
+def _ssl_context(verify: bool | str | os.PathLike[str] | ssl.SSLContext) -> ssl.SSLContext:
+    """One TLS context for every client of the backend, made once (loading CA files is disk
+    I/O that must not happen on an event loop): httpx's default trust store for ``True``, the
+    given CA bundle for a path, no verification for ``False``."""
+    if isinstance(verify, ssl.SSLContext):
         return verify
+    if isinstance(verify, bool):
+        return httpx.create_ssl_context(verify=verify)
     return ssl.create_default_context(cafile=os.fspath(verify))
 
 
@@ -826,50 +831,65 @@ class RemoteBackend:
             raise _unavailable(self.base_url, "decide", exc, idempotent=True) from None
         return self._from_answer(self._finish("decide", _DECIDE, response, {}, {}), started)
 
+    def _current(self) -> Snapshot | None:
+        """The replica, if decisions may be taken on it now: the feed was heard from within
+        ``stale_after``, and the replica includes the feed's latest revision and every write
+        acknowledged through this process."""
+        snap = self._snapshot
+        if (snap is None or time.monotonic() - self._heard > self.stale_after or self._loaded_writes != _writes
+                or snap.revision < self._feed_revision or self._closed):
+            return None
+        return snap
+
     def decide(self, *, flow_id: str, agent: str, tool: str, tool_name: str | None = None,
                context: Mapping[str, Any] | None = None, enforce: bool = True) -> Decision:
         """The tool-call decision: local when the feed is fresh, else the server's; raises
         :class:`AuthorityUnavailableError` when neither can be had."""
         started = time.perf_counter()
-        self._check_open()
-        self._ensure_threads()
-        kw = {"flow_id": flow_id, "agent": agent, "tool": tool, "tool_name": tool_name, "context": context,
-              "enforce": enforce}
-        if self.feed_fresh():
-            snap = self._snapshot
-            if self._needs_reload():
-                try:
-                    snap = self._reload()
-                except AztpError:
-                    snap = None
-            if snap is not None and not self._needs_reload() and self.feed_fresh():
-                return self._local(snap, started, **kw)
-        return self._fallback(started, **kw)
+        snap = self._current()
+        if snap is None:
+            self._check_open()
+            self._ensure_threads()
+            if self.feed_fresh():
+                with contextlib.suppress(AztpError):
+                    self._reload()
+            snap = self._current()
+            if snap is None:
+                return self._fallback(started, flow_id=flow_id, agent=agent, tool=tool, tool_name=tool_name,
+                                      context=context, enforce=enforce)
+        return self._local(snap, started, flow_id, agent, tool, tool_name, context, enforce)
 
     async def adecide(self, *, flow_id: str, agent: str, tool: str, tool_name: str | None = None,
                       context: Mapping[str, Any] | None = None, enforce: bool = True) -> Decision:
         """:meth:`decide` on an event loop; any I/O it needs does not block the loop."""
         started = time.perf_counter()
-        self._check_open()
+        snap = self._current()
+        if snap is None:
+            self._check_open()
+            self._ensure_threads()
+            if self.feed_fresh():
+                with contextlib.suppress(AztpError):
+                    await self._areload()
+            snap = self._current()
+            if snap is None:
+                return await self._afallback(started, flow_id=flow_id, agent=agent, tool=tool, tool_name=tool_name,
+                                             context=context, enforce=enforce)
+        return self._local(snap, started, flow_id, agent, tool, tool_name, context, enforce)
+
+    def record_decision(self, decision: Decision, context: Mapping[str, Any] | None = None) -> None:
+        """Queue a decision taken elsewhere in this process (e.g. a fail-closed denial) for the
+        server's audit log; it is sent with the next batch once the server can be reached."""
+        if len(self._audit) == self._audit.maxlen:
+            self._audit_dropped += 1
+        self._audit.append((decision, context))
         self._ensure_threads()
-        kw = {"flow_id": flow_id, "agent": agent, "tool": tool, "tool_name": tool_name, "context": context,
-              "enforce": enforce}
-        if self.feed_fresh():
-            snap = self._snapshot
-            if self._needs_reload():
-                try:
-                    snap = await self._areload()
-                except AztpError:
-                    snap = None
-            if snap is not None and not self._needs_reload() and self.feed_fresh():
-                return self._local(snap, started, **kw)
-        return await self._afallback(started, **kw)
 
     # ================================================================= change feed
 
     def _follow(self) -> None:
         """Follow ``GET /v1/state/changes`` until closed, reconnecting with backoff."""
         delay = 0.05
+        refused = False
         client = self._feed_client
         assert client is not None
         while not self._stop.is_set():
@@ -878,7 +898,8 @@ class RemoteBackend:
                     if response.status_code != 200:
                         response.read()
                         err = _typed_error(response, "state changes")
-                        log.warning("change feed refused: %s", err)
+                        (log.warning if not refused else log.debug)("change feed refused: %s", err)
+                        refused = True
                         raise err
                     self._feed_connected = True
                     self._heard = time.monotonic()
@@ -996,7 +1017,9 @@ class RemoteBackend:
             with contextlib.suppress(Exception):
                 self._feed_client.close()
         if self._follower is not None and self._follower is not threading.current_thread():
-            self._follower.join(timeout=max(self.stale_after, 1.0) + 2.0)
+            # It may be blocked reading the feed until the next heartbeat (<= 1 s); it is a
+            # daemon thread and ends by itself then, so do not wait long for it.
+            self._follower.join(timeout=0.3)
         self._client.close()
         with self._aclients_lock:
             clients = list(self._aclients.items())

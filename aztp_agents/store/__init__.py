@@ -8,7 +8,6 @@ audit log's append path (synchronous for operations, group-committed for decisio
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import queue
@@ -23,7 +22,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, insert, select,
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from .._util import epoch_iso, now_iso
-from ..audit import GENESIS, canonical_json, entry_hash
+from ..audit import BATCH_ACTION, GENESIS, QueuedRecord, canonical_json, encode_batch, entry_hash
 from ..errors import StoreError
 from . import schema
 
@@ -219,9 +218,10 @@ class Store:
                 )
         return seq
 
-    def submit_audit(self, org_id: str, record: DecisionRecord) -> None:
-        """Queue a decision record ``(epoch_ts, actor, agent, data_json)``; a background writer
-        group-commits queued records as one ``decision.batch`` chain entry per organization."""
+    def submit_audit(self, org_id: str, record: QueuedRecord) -> None:
+        """Queue a high-volume audit record ``(epoch_ts, action, actor, subject, data_json)``
+        (tool-call decisions, verifications); a background writer group-commits queued records
+        as one ``audit.batch`` chain entry per organization."""
         self._audit_writer.submit(org_id, record)
 
     def flush_audit(self, timeout: float = 10.0) -> None:
@@ -240,38 +240,6 @@ class Store:
             atexit.unregister(self.close)
 
 
-#: Action of the audit rows that hold a group-committed batch of tool-call decisions. The
-#: batch is one chain entry (one hash over all its decisions); readers expand it into one
-#: ``decision.tool_call`` entry per decision.
-DECISION_BATCH = "decision.batch"
-
-
-#: A queued decision: (epoch seconds, actor, agent AZTP ID, canonical JSON of its data).
-DecisionRecord = tuple[float, "str | None", "str | None", str]
-
-
-def encode_decision_batch(records: Sequence[DecisionRecord]) -> str:
-    """The stored text of a batch: repeated strings (actors, agents, data) are interned, so
-    a record costs a few dictionary look-ups; ``decode_decision_batch`` reverses it."""
-    index: dict[str | None, int] = {}
-    rows = []
-    for ts, actor, agent, data in records:
-        ids = []
-        for value in (actor, agent, data):
-            i = index.get(value)
-            if i is None:
-                i = index[value] = len(index)
-            ids.append(i)
-        rows.append((round(ts, 3), *ids))
-    return json.dumps({"strings": list(index), "rows": rows}, separators=(",", ":"))
-
-
-def decode_decision_batch(text: str) -> list[tuple[float, str | None, str | None, dict[str, Any]]]:
-    batch = json.loads(text)
-    strings = batch["strings"]
-    return [(ts, strings[a], strings[g], json.loads(strings[d])) for ts, a, g, d in batch["rows"]]
-
-
 class _AuditWriter:
     """Background group commit of decision audit records (one transaction per batch).
 
@@ -283,13 +251,13 @@ class _AuditWriter:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._queue: queue.SimpleQueue[tuple[str, DecisionRecord] | threading.Event | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, QueuedRecord] | threading.Event | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
 
-    def submit(self, org_id: str, record: DecisionRecord) -> None:
+    def submit(self, org_id: str, record: QueuedRecord) -> None:
         if self._thread is None:
             self._start()
         self._queue.put((org_id, record))
@@ -324,16 +292,16 @@ class _AuditWriter:
             if any(b is None for b in batch):
                 return
 
-    def _write(self, records: list[tuple[str, DecisionRecord]]) -> None:
-        by_org: dict[str, list[DecisionRecord]] = {}
+    def _write(self, records: list[tuple[str, QueuedRecord]]) -> None:
+        by_org: dict[str, list[QueuedRecord]] = {}
         for org_id, rec in records:
             by_org.setdefault(org_id, []).append(rec)
-        payloads = {org_id: encode_decision_batch(recs) for org_id, recs in by_org.items()}
+        payloads = {org_id: encode_batch(recs) for org_id, recs in by_org.items()}
         for attempt in range(5):
             try:
                 with self._store.write(bump=False) as conn:
                     for org_id, payload in payloads.items():
-                        self._store.append_audit(conn, org_id, [{"action": DECISION_BATCH, "data_json": payload}])
+                        self._store.append_audit(conn, org_id, [{"action": BATCH_ACTION, "data_json": payload}])
                 return
             except Exception:  # store locked or gone: retry, then report loudly
                 if attempt == 4:

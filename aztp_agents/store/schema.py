@@ -90,6 +90,7 @@ identities = Table(
     Column("revoked_reason", Text),
     Column("revoked_at", String(32)),
     Column("credentials_valid_after", String(32)),
+    Column("generation", Integer, nullable=False, default=0),  # bumped by each reissue
     Column("selectors", JSON, nullable=False),
     Column("workload_info", JSON, nullable=False),
     Column("created_at", String(32), nullable=False),
@@ -104,6 +105,7 @@ credentials = Table(
     Column("org_id", String(32), nullable=False),
     Column("aztp_id", String(2048), nullable=False, index=True),
     Column("kind", String(16), nullable=False),
+    Column("generation", Integer, nullable=False, default=0),
     Column("issued_at", String(32), nullable=False),
     Column("not_after", String(32), nullable=False),
 )
