@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aztp_agents import Aztp  # noqa: E402
-from aztp_agents import credentials as cred  # noqa: E402
-from aztp_agents.guard import Guard  # noqa: E402
+from aztp_agents import Aztp
+from aztp_agents import credentials as cred
+from aztp_agents.guard import Guard
 
 TARGET = 0.1
 N = 20_000
