@@ -1105,11 +1105,9 @@ class Authority:
     def snapshot(self, org_id: str) -> Snapshot:
         """The organization's decision state, current as of the latest committed write here
         or in any other process sharing the store (checked with one cheap store call)."""
-        with self._check_lock:
-            if self.store.maybe_changed():
-                self._stale = True
-            stale, self._stale = self._stale, False
-        if stale:
+        changed = self.store.maybe_changed()  # this thread's own check: nothing to race with
+        if changed or self._stale:
+            self._stale = False
             rev = self.store.revision()
             if rev != self._revision:
                 with self._snap_lock:
@@ -1144,9 +1142,8 @@ class Authority:
     def _watch(self) -> None:
         while not self._closed:
             try:
-                with self._check_lock:
-                    if self.store.maybe_changed():
-                        self._stale = True
+                if self.store.maybe_changed():
+                    self._stale = True
             except Exception:  # store closed or failing: make every cached read miss
                 self._stale = True
                 log.debug("store watcher check failed", exc_info=True)

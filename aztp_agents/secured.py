@@ -22,7 +22,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # (module prefix of the object's type, adapter module)
 _ADAPTERS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("crewai",), "aztp_crewai"),
-    (("langchain", "langgraph"), "aztp_langchain"),
+    (("langchain", "langchain_core", "langgraph"), "aztp_langchain"),
 )
 
 

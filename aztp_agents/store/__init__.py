@@ -60,11 +60,13 @@ class Store:
             self.migrate()
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open the store at {self.describe()}: {exc.__class__.__name__}: {exc.args[0] if exc.args else ''}") from None
-        self._checker: sqlite3.Connection | None = None
-        self._checker_lock = threading.Lock()
-        self._data_version: int | None = None
-        if self.is_sqlite and path is not None:
-            self._checker = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        # Change checks use one plain sqlite3 connection per thread: PRAGMA data_version is
+        # per connection, so no thread can consume another's "changed" and no lock is held
+        # across a call that releases the GIL.
+        self._local = threading.local()
+        self._checkers: list[sqlite3.Connection] = []
+        self._checkers_lock = threading.Lock()
+        self._closed = False
         self._audit_writer = _AuditWriter(self)
         atexit.register(self.close)
 
@@ -158,10 +160,9 @@ class Store:
         stmt = select(schema.meta.c.value).where(schema.meta.c.key == "revision")
         if conn is not None:
             return int(conn.execute(stmt).scalar_one())
-        if self._checker is not None:
-            with self._checker_lock:
-                row = self._checker.execute("SELECT value FROM meta WHERE key='revision'").fetchone()
-            return int(row[0])
+        checker = self._checker()
+        if checker is not None:
+            return int(checker.execute("SELECT value FROM meta WHERE key='revision'").fetchone()[0])
         with self.read() as c:
             return int(c.execute(stmt).scalar_one())
 
@@ -171,14 +172,23 @@ class Store:
         SQLite: ``PRAGMA data_version`` (a few microseconds, no disk read). Other databases:
         always ``True`` (the caller then compares the revision).
         """
-        if self._checker is None:
+        checker = self._checker()
+        if checker is None:
             return True
-        with self._checker_lock:
-            version = self._checker.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._data_version:
-            self._data_version = version
+        version = checker.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._local.version:
+            self._local.version = version
             return True
         return False
+
+    def _checker(self) -> sqlite3.Connection | None:
+        conn = getattr(self._local, "conn", None)
+        if conn is None and self.is_sqlite and self.path is not None and not self._closed:
+            conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            self._local.conn, self._local.version = conn, None
+            with self._checkers_lock:
+                self._checkers.append(conn)
+        return conn
 
     # --- audit -----------------------------------------------------------------------
 
@@ -232,10 +242,11 @@ class Store:
         try:
             self._audit_writer.close()
         finally:
-            if self._checker is not None:
-                with self._checker_lock:
-                    self._checker.close()
-                self._checker = None
+            self._closed = True
+            with self._checkers_lock:
+                checkers, self._checkers = self._checkers, []
+            for conn in checkers:
+                conn.close()
             self.engine.dispose()
             atexit.unregister(self.close)
 

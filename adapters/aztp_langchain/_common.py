@@ -1,0 +1,91 @@
+"""Pieces shared by the middleware and the secured tools."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aztp_agents.decisions import Decision, Reason
+from aztp_agents.errors import ToolCallDenied
+from aztp_agents.guard import Guard
+
+logger = logging.getLogger("aztp_langchain")
+
+MODES = ("enforce", "observe")
+ON_DENY = ("message", "raise")
+DEFAULT_AGENT_NAME = "langchain-agent"
+
+
+def check_options(mode: str, on_deny: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if on_deny not in ON_DENY:
+        raise ValueError(f"on_deny must be one of {ON_DENY}, got {on_deny!r}")
+
+
+def make_guard(
+    *,
+    flow: str,
+    client: Any = None,
+    mode: str = "enforce",
+    guard: Guard | None = None,
+    **guard_options: Any,
+) -> Guard:
+    """The caller's Guard, or a new one for ``flow`` (client ``None`` -> shared ``Aztp()``)."""
+    if guard is not None:
+        return guard
+    if not isinstance(flow, str) or not flow:
+        raise ValueError("flow must be a non-empty flow name, e.g. flow='prod'")
+    return Guard(flow=flow, client=client, mode=mode, **guard_options)
+
+
+def failure_decision(
+    *,
+    mode: str,
+    agent: str | None,
+    tool: str | None,
+    tool_name: str | None,
+    flow: str | None,
+    exc: BaseException,
+) -> Decision:
+    """Fail closed: an error on the decision path is an ``authority_unavailable`` denial."""
+    logger.warning(
+        "AZTP decision for tool %r failed (%s); the call is denied (fail closed)",
+        tool_name,
+        type(exc).__name__,
+    )
+    return Decision(
+        allowed=False,
+        reason=Reason.AUTHORITY_UNAVAILABLE,
+        agent=agent,
+        tool=tool,
+        flow=flow,
+        revision=-1,
+        tool_name=tool_name,
+        enforced=mode == "enforce",
+        detail=type(exc).__name__,
+    )
+
+
+def note_observed(decision: Decision) -> None:
+    """Observe mode: a denial is logged, the call goes on."""
+    if not decision.allowed and not decision.blocks:
+        logger.warning("observe mode, not blocking: %s", decision.describe())
+
+
+def denied_text(decision: Decision) -> str:
+    """What the model reads when a call is denied: the reason code first, then the details."""
+    return (
+        f"Tool call denied by AZTP [{decision.reason.value}]: {decision.explanation} "
+        f"(tool={decision.tool_name or decision.tool}, agent={decision.agent}, "
+        f"flow={decision.flow})"
+    )
+
+
+def denied_error(decision: Decision) -> ToolCallDenied:
+    return ToolCallDenied(denied_text(decision), decision=decision)
+
+
+def reason_of(decision: Any) -> str:
+    reason = getattr(decision, "reason", None)
+    return getattr(reason, "value", str(reason))

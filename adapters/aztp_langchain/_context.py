@@ -1,0 +1,100 @@
+"""Who is calling: the agent identity of the running tool call, carried in a ContextVar.
+
+The identity never travels in tool arguments (the model writes those). LangGraph copies the
+context into every node, worker thread and task it starts, so concurrent runs in one event
+loop each see their own caller and never swap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from aztp_agents import guard as _core
+
+__all__ = ["Caller", "acting_as", "current_agent", "current_caller", "pop", "push"]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The agent on whose behalf tools run now, and the tool call already decided (if any)."""
+
+    agent_id: str | None
+    agent_name: str | None = None
+    flow_id: str | None = None
+    #: Set while a tool call that an enforcement point already allowed is running: the
+    #: tool identity and the tool-call id that decision covered.
+    tool_id: str | None = None
+    tool_call_id: str | None = None
+
+    def covers(self, flow_id: str | None, tool_id: str | None, tool_call_id: str | None) -> bool:
+        """Whether this caller's decision already covers that exact tool call."""
+        return (
+            tool_call_id is not None
+            and self.tool_call_id == tool_call_id
+            and self.tool_id is not None
+            and self.tool_id == tool_id
+            and self.flow_id is not None
+            and self.flow_id == flow_id
+        )
+
+
+_CALLER: ContextVar[Caller | None] = ContextVar("aztp_langchain_caller", default=None)
+
+
+def current_caller() -> Caller | None:
+    """The caller in the context: ours, else the core's ``aztp_agents.guard.bind_agent``."""
+    caller = _CALLER.get()
+    if caller is None:
+        agent_id = _core.current_agent.get()
+        if agent_id:
+            return Caller(agent_id=agent_id)
+    return caller
+
+
+def current_agent() -> str | None:
+    """AZTP ID of the agent on whose behalf the current tool call runs (``None`` outside)."""
+    caller = current_caller()
+    return caller.agent_id if caller is not None else None
+
+
+def push(caller: Caller) -> tuple[Any, Any]:
+    """Make ``caller`` current (here and in the core's contextvar); undo with :func:`pop`."""
+    return _CALLER.set(caller), _core.current_agent.set(caller.agent_id)
+
+
+def pop(tokens: tuple[Any, Any]) -> None:
+    _core.current_agent.reset(tokens[1])
+    _CALLER.reset(tokens[0])
+
+
+@contextmanager
+def acting_as(agent: Any) -> Iterator[str]:
+    """Run the enclosed block as ``agent`` (an AZTP ID, or an object :func:`identity_of` knows).
+
+    Secured tools invoked inside the block decide for this agent instead of the agent they were
+    secured for. The value is bound to the current context only (thread or asyncio task)::
+
+        async def run(graph, agent_id):
+            with acting_as(agent_id):
+                return await graph.ainvoke(inputs)
+    """
+    if isinstance(agent, str):
+        agent_id: str | None = agent
+    else:
+        from . import identity_of
+
+        agent_id = identity_of(agent)
+    if not agent_id or not agent_id.startswith("aztp://"):
+        raise ValueError(
+            f"acting_as needs an AZTP ID (aztp://...) or a secured object with an identity, "
+            f"got {agent!r}"
+        )
+    tokens = push(Caller(agent_id=agent_id))
+    try:
+        yield agent_id
+    finally:
+        pop(tokens)

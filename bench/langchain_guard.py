@@ -1,0 +1,234 @@
+"""Per-tool-call cost of ``AztpMiddleware`` in a real LangChain v1 agent.
+
+One "tool call" is one agent turn of ``create_agent``: a scripted chat model step (no network),
+the ``ToolNode``, a trivial tool body. Variant A runs without the middleware, B with it; each
+block is ``--calls`` tool calls (>= 200), and A and B blocks are interleaved (ABBA order, to
+cancel drift) for ``--rounds`` rounds. The result is the median of the per-round ratios B/A.
+Target (issue 5): overhead (decision + audit record) <= 2 % of an unguarded tool call.
+
+Attribution rows run the same way, each against A in its own round:
+  * no-op middleware   -- LangChain's own cost of one ``wrap_tool_call`` layer;
+  * adapter only       -- AztpMiddleware with the guard's decision replaced by a constant;
+  * decision, no audit -- the real decision, audit recording switched off;
+  * AztpMiddleware     -- the real thing (decision + audit record).
+
+Run: ``python bench/langchain_guard.py [--rounds 15] [--calls 200] [--strict]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from aztp_langchain import AztpMiddleware
+from langchain.agents import create_agent
+from langchain.agents.middleware import AgentMiddleware
+from langchain_core.tools import tool
+
+from aztp_agents import Aztp
+from aztp_agents.decisions import Decision, Reason
+from aztp_agents.testing_langchain import ScriptedChatModel, call
+
+TARGET = 0.02
+PER_RUN = 10  # tool calls per agent run (one per model turn)
+INPUT = {"messages": [{"role": "user", "content": "look things up"}]}
+
+
+@tool
+def lookup(key: str) -> str:
+    """Look a key up."""
+    return "value-of-" + key
+
+
+class NoopMiddleware(AgentMiddleware):
+    def wrap_tool_call(self, request: Any, handler: Any) -> Any:
+        return handler(request)
+
+    async def awrap_tool_call(self, request: Any, handler: Any) -> Any:
+        return await handler(request)
+
+
+def model() -> ScriptedChatModel:
+    return ScriptedChatModel(
+        script=[[call("lookup", key=f"k{i}")] for i in range(PER_RUN)] + ["done"]
+    )
+
+
+def aztp_middleware(home: Path, *, variant: str) -> AztpMiddleware:
+    client = Aztp(home=home)
+    mw = AztpMiddleware(flow="bench", agent_name="bench-agent", client=client)
+    mw.enroll([lookup])
+    if variant == "adapter-only":
+        allowed = Decision(
+            allowed=True,
+            reason=Reason.ALLOWED,
+            agent=mw.agent_id,
+            tool=mw.tool_ids["lookup"],
+            flow=mw.guard.flow_id,
+            revision=0,
+            tool_name="lookup",
+        )
+
+        async def acheck(*_a: Any, **_k: Any) -> Decision:
+            return allowed
+
+        mw.guard.check = lambda *_a, **_k: allowed  # type: ignore[method-assign]
+        mw.guard.acheck = acheck  # type: ignore[method-assign]
+    elif variant == "no-audit":
+        authority = client.backend.authority  # type: ignore[attr-defined]
+        authority.record_decision = lambda *_a, **_k: None
+    return mw
+
+
+def build(tmp: Path, attribution: bool) -> tuple[dict[str, Any], AztpMiddleware]:
+    m = model()
+    graphs = {"unguarded": create_agent(m, [lookup])}
+    if attribution:
+        graphs["no-op middleware"] = create_agent(m, [lookup], middleware=[NoopMiddleware()])
+        graphs["adapter only"] = create_agent(
+            m, [lookup], middleware=[aztp_middleware(tmp / "a", variant="adapter-only")]
+        )
+        graphs["decision, no audit"] = create_agent(
+            m, [lookup], middleware=[aztp_middleware(tmp / "b", variant="no-audit")]
+        )
+    real = aztp_middleware(tmp / "c", variant="real")
+    graphs["AztpMiddleware"] = create_agent(m, [lookup], middleware=[real])
+    return graphs, real
+
+
+def block(graph: Any, runs: int, mode: str) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) per tool call over ``runs`` agent runs.
+
+    CPU time is the process's, all threads included (ToolNode workers, the audit writer), so
+    other processes on a shared machine do not move it; wall time is printed alongside."""
+    gc.collect()
+    if mode == "sync":
+        cpu, wall = time.process_time(), time.perf_counter()
+        for _ in range(runs):
+            graph.invoke(INPUT)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    else:
+
+        async def go() -> tuple[float, float]:
+            cpu, wall = time.process_time(), time.perf_counter()
+            for _ in range(runs):
+                await graph.ainvoke(INPUT)
+            return time.process_time() - cpu, time.perf_counter() - wall
+
+        cpu, wall = asyncio.run(go())
+    n = runs * PER_RUN
+    return cpu / n, wall / n
+
+
+def measure(graphs: dict[str, Any], rounds: int, calls: int, mode: str) -> dict[str, Any]:
+    runs = max(1, -(-calls // PER_RUN))
+    base = graphs["unguarded"]
+    for g in graphs.values():  # warm-up: first-use issuance, imports, caches
+        block(g, 2, mode)
+    out: dict[str, Any] = {}
+    for name, graph in graphs.items():
+        if name == "unguarded":
+            continue
+        rows: dict[str, list[float]] = {k: [] for k in ("a", "b", "ratio", "wa", "wb", "wratio")}
+        for r in range(rounds):
+            order: list[tuple[str, Any]] = [("A", base), ("B", graph), ("B", graph), ("A", base)]
+            if r % 2:
+                order.reverse()
+            t: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
+            for label, g in order:
+                t[label].append(block(g, runs, mode))
+            a = sum(x[0] for x in t["A"]) / 2
+            b = sum(x[0] for x in t["B"]) / 2
+            wa = sum(x[1] for x in t["A"]) / 2
+            wb = sum(x[1] for x in t["B"]) / 2
+            for key, value in (("a", a), ("b", b), ("ratio", b / a)):
+                rows[key].append(value)
+            for key, value in (("wa", wa), ("wb", wb), ("wratio", wb / wa)):
+                rows[key].append(value)
+        out[name] = {k: statistics.median(v) for k, v in rows.items()}
+    return out
+
+
+def decision_latency(
+    graph: Any, mw: AztpMiddleware, mode: str, runs: int = 20
+) -> tuple[float, float]:
+    """(median, mean) microseconds inside the guard's check/acheck during real runs."""
+    guard = mw.guard
+    spent: list[float] = []
+    check, acheck = guard.check, guard.acheck
+
+    def timed(*a: Any, **k: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return check(*a, **k)
+        finally:
+            spent.append(time.perf_counter() - t)
+
+    async def atimed(*a: Any, **k: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return await acheck(*a, **k)
+        finally:
+            spent.append(time.perf_counter() - t)
+
+    guard.check, guard.acheck = timed, atimed  # type: ignore[method-assign]
+    try:
+        block(graph, runs, mode)
+    finally:
+        del guard.check, guard.acheck
+    return statistics.median(spent) * 1e6, statistics.mean(spent) * 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--calls", type=int, default=200, help="tool calls per block (>= 200)")
+    parser.add_argument("--modes", default="sync,async")
+    parser.add_argument("--attribution", action="store_true", help="also run the attribution rows")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when the target is missed")
+    args = parser.parse_args(argv)
+    if args.calls < 200:
+        parser.error("--calls must be >= 200")
+
+    modes = [m for m in args.modes.split(",") if m]
+    missed = False
+    with tempfile.TemporaryDirectory(prefix="aztp-bench-") as tmp:
+        graphs, real_mw = build(Path(tmp), args.attribution)
+        per_block = -(-args.calls // PER_RUN) * PER_RUN
+        print(
+            f"LangChain create_agent, scripted model, {per_block} tool calls per block, "
+            f"{args.rounds} interleaved ABBA rounds per row; median of paired ratios B/A"
+        )
+        for mode in modes:
+            results = measure(graphs, args.rounds, args.calls, mode)
+            real = results["AztpMiddleware"]
+            print(f"\n[{'invoke' if mode == 'sync' else 'ainvoke'}]  per tool call, CPU (wall)")
+            print(f"  {'variant B':<20} {'A unguarded':>20} {'B':>20} {'overhead':>20}")
+            for name, r in results.items():
+                print(
+                    f"  {name:<20} {r['a'] * 1e3:>6.3f} ({r['wa'] * 1e3:.3f}) ms "
+                    f"{r['b'] * 1e3:>6.3f} ({r['wb'] * 1e3:.3f}) ms "
+                    f"{(r['ratio'] - 1) * 100:>+7.2f} % ({(r['wratio'] - 1) * 100:+.2f} %)"
+                )
+            overhead = real["ratio"] - 1
+            ok = overhead <= TARGET
+            missed |= not ok
+            print(
+                f"  median paired ratio {real['ratio']:.4f} -> overhead {overhead * 100:+.2f} % CPU "
+                f"({(real['wratio'] - 1) * 100:+.2f} % wall); target <= {TARGET * 100:.0f} %: "
+                f"{'MET' if ok else 'MISSED'}"
+            )
+            med, mean = decision_latency(graphs["AztpMiddleware"], real_mw, mode)
+            print(f"  guard decision in situ: median {med:.1f} us, mean {mean:.1f} us per call")
+    return 1 if (missed and args.strict) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
