@@ -139,9 +139,12 @@ class Authority:
         self._cas: dict[str, cred.CertificateAuthority] = {}
         self._snap_lock = threading.Lock()
         self._snapshots: dict[str, Snapshot] = {}
+        #: org -> (revision, {flow_id: owner user id}) of its private flows, loaded with the snapshot
+        self._private: dict[str, tuple[int, dict[str, str]]] = {}
         self._revision = -1
         self._stale = True
         self._check_lock = threading.Lock()
+        self._validated_token: int | None = None
         self._watcher: threading.Thread | None = None
         self._closed = False
 
@@ -1104,32 +1107,44 @@ class Authority:
 
     def snapshot(self, org_id: str) -> Snapshot:
         """The organization's decision state, current as of the latest committed write here
-        or in any other process sharing the store (checked with one cheap store call)."""
-        changed = self.store.maybe_changed()  # this thread's own check: nothing to race with
-        if changed or self._stale:
+        or in any other process sharing the store (one shared-memory read to know)."""
+        token = self.store.change_token()
+        if token is None:  # no shared counter: one PRAGMA per decision
+            if self.store.maybe_changed() or self._stale:
+                self._stale = False
+                self._refresh_revision()
+        elif token != self._validated_token or self._stale:
             self._stale = False
-            rev = self.store.revision()
-            if rev != self._revision:
-                with self._snap_lock:
-                    self._snapshots = {}
-                    self._revision = rev
+            self._refresh_revision()
+            # Only now: a thread that reads the counter meanwhile refreshes too, never skips.
+            self._validated_token = token
         snap = self._snapshots.get(org_id)
         if snap is None:
             snap = self._load_snapshot(org_id)
         return snap
 
+    def _refresh_revision(self) -> None:
+        rev = self.store.revision()
+        if rev != self._revision:
+            with self._snap_lock:
+                self._snapshots = {}
+                self._revision = rev
+
     def cached_snapshot(self, org_id: str) -> Snapshot | None:
         """The snapshot without any I/O (for event loops), or None when it must be (re)loaded
-        with :meth:`snapshot` in a worker thread. Changes by other processes are picked up by
-        a watcher thread that checks the store every ``WATCH_INTERVAL_S``."""
-        if self._watcher is None:
-            self._start_watcher()
+        with :meth:`snapshot` in a worker thread."""
+        token = self.store.change_token()
+        if token is None:
+            if self._watcher is None:
+                self._start_watcher()
+        elif token != self._validated_token:
+            return None
         if self._stale:
             return None
         return self._snapshots.get(org_id)
 
-    #: Bound on how late the no-I/O path (:meth:`cached_snapshot`) sees another process's
-    #: write. The synchronous path checks the store at every decision.
+    #: Without the shared change counter: bound on how late the no-I/O path
+    #: (:meth:`cached_snapshot`) sees another process's write (a watcher thread polls).
     WATCH_INTERVAL_S = 0.002
 
     def _start_watcher(self) -> None:
@@ -1157,7 +1172,13 @@ class Authority:
         with self.store.read() as conn:
             rev = self.store.revision(conn)
             idents = {r.aztp_id: r.status for r in conn.execute(select(t.identities.c.aztp_id, t.identities.c.status).where(t.identities.c.org_id == org_id))}
-            flows = {r.id: r.name for r in conn.execute(select(t.flows.c.id, t.flows.c.name).where(t.flows.c.org_id == org_id))}
+            flows: dict[str, str] = {}
+            private: dict[str, str] = {}
+            for r in conn.execute(select(t.flows.c.id, t.flows.c.name, t.flows.c.discoverable, t.flows.c.owner_user_id)
+                                  .where(t.flows.c.org_id == org_id)):
+                flows[r.id] = r.name
+                if r.discoverable != "public":
+                    private[r.id] = r.owner_user_id
             members: dict[str, set[str]] = {f: set() for f in flows}
             for r in conn.execute(select(t.flow_members.c.flow_id, t.flow_members.c.aztp_id).where(t.flow_members.c.flow_id.in_(list(flows)))):
                 members[r.flow_id].add(r.aztp_id)
@@ -1183,9 +1204,23 @@ class Authority:
             links=frozenset(links), policies={k: tuple(v) for k, v in policies.items()}, flows=flows,
         )
         with self._snap_lock:
+            self._private[org_id] = (rev, private)
             if rev == self._revision:
                 self._snapshots[org_id] = snap
         return snap
+
+    def hidden_flows(self, p: Principal, snap: Snapshot | None = None) -> frozenset[str]:
+        """Flows of the organization that ``p`` may not see (other users' private flows), as of
+        ``snap`` (default: the current snapshot). No I/O when ``snap`` came from this authority."""
+        if snap is None:
+            snap = self.snapshot(p.org_id)
+        hit = self._private.get(p.org_id)
+        if hit is None or hit[0] != snap.revision:
+            with self.store.read() as conn:
+                rows = conn.execute(select(t.flows.c.id, t.flows.c.owner_user_id).where(
+                    t.flows.c.org_id == p.org_id, t.flows.c.discoverable != "public")).all()
+            hit = (snap.revision, {r.id: r.owner_user_id for r in rows})
+        return frozenset(f for f, owner in hit[1].items() if owner != p.user_id)
 
     def decide(
         self,
@@ -1205,7 +1240,15 @@ class Authority:
         start = time.perf_counter()
         if snap is None:
             snap = self.snapshot(p.org_id)
-        reason, marked = decide_tool_call(snap, flow_id=flow_id, agent=agent, tool=tool, tool_name=tool_name, context=context)
+        hit = self._private.get(p.org_id)
+        owner = hit[1].get(flow_id) if hit is not None and hit[0] == snap.revision else None
+        if hit is None or hit[0] != snap.revision:
+            owner = None if flow_id not in snap.flows or flow_id not in self.hidden_flows(p, snap) else "other"
+        if owner is not None and owner != p.user_id:  # another user's private flow: not for this caller
+            reason, marked = Reason.FLOW_UNKNOWN, False
+        else:
+            reason, marked = decide_tool_call(snap, flow_id=flow_id, agent=agent, tool=tool, tool_name=tool_name,
+                                              context=context)
         decision = Decision(
             allowed=reason is Reason.ALLOWED, reason=reason, agent=agent, tool=tool, flow=flow_id,
             revision=snap.revision, latency_us=(time.perf_counter() - start) * 1e6, tool_name=tool_name,
