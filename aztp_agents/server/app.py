@@ -5,6 +5,9 @@ authority operation with it, so every answer is scoped to the caller's organizat
 functions are plain ``def``: FastAPI runs them in its worker threads, so the (blocking) store
 never runs on the event loop. Answers are ``{"success", "message", "data"}``; errors use the
 same envelope with the status code of the :class:`~aztp_agents.errors.AztpError` raised.
+
+The one hot route, ``POST aztp/verify-identity``, is usually answered from memory before it
+reaches FastAPI (:mod:`.fastpath`); every other case of it goes through the route below.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from ..errors import (
     ValidationError,
 )
 from . import schemas as s
+from .fastpath import FastPathMiddleware, WriteEpoch
 from .feed import AuthCache, StoreWatcher, state_document
 from .middleware import DEFAULT_MAX_BODY, BodyLimitMiddleware
 from .responses import error, ok
@@ -54,6 +58,7 @@ class ServerContext:
     authority: Authority
     watcher: StoreWatcher
     auth_cache: AuthCache
+    epoch: WriteEpoch
 
 
 def _ctx(request: Request) -> ServerContext:
@@ -80,11 +85,22 @@ async def _principal(
 P = Annotated[Principal, Depends(_principal)]
 
 
-def _authority(request: Request) -> Authority:
+async def _authority(request: Request) -> Authority:
     return _ctx(request).authority
 
 
 A = Annotated[Authority, Depends(_authority)]
+
+
+async def _single_valued_query(request: Request) -> None:
+    """No route takes a list in its query: ``?x=1&x=2`` is an error, not "the last one wins"."""
+    params = request.query_params
+    if len(params.multi_items()) != len(params):
+        seen: set[str] = set()
+        for name, _ in params.multi_items():
+            if name in seen:
+                raise ValidationError(f"query parameter {name!r} is given more than once; give it once")
+            seen.add(name)
 
 _ERR = {"model": s.ErrorEnvelope}
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -506,8 +522,9 @@ def create_app(authority: Authority, *, prefix: str = "", max_body: int = DEFAUL
     """The ASGI application serving ``authority``. ``prefix`` (like ``/astha/v1``) is put
     before every route; the official client's ``base_url`` then ends with it."""
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
-    watcher = StoreWatcher(authority.store, interval=poll_interval)
-    context = ServerContext(authority, watcher, AuthCache(authority, watcher))
+    epoch = WriteEpoch()
+    watcher = StoreWatcher(authority.store, interval=poll_interval, epoch=lambda: epoch.value)
+    context = ServerContext(authority, watcher, AuthCache(authority, watcher), epoch)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -528,11 +545,14 @@ def create_app(authority: Authority, *, prefix: str = "", max_body: int = DEFAUL
         openapi_url=f"{prefix}/openapi.json",
     )
     app.state.aztp = context
-    router = APIRouter(responses=ERRORS)
+    router = APIRouter(responses=ERRORS, dependencies=[Depends(_single_valued_query)])
     _wire_routes(router)
     _v1_routes(router)
     app.include_router(router, prefix=prefix)
     _install_error_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    # outermost last: body cap, then write counting and the verify fast path, then the routes
+    app.add_middleware(FastPathMiddleware, context=context, prefix=prefix,
+                       read_only_posts=frozenset({"/aztp/authorize-connection-with-identities"}))
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
     return app

@@ -4,9 +4,10 @@ One background thread (:class:`StoreWatcher`) polls the store every few millisec
 
 * the state **revision** (bumped by every write that changes decision state, in this process
   or any other sharing the store) — pushed to change-feed subscribers;
-* for SQLite, ``PRAGMA data_version`` on a connection of its own — it moves on *every* commit
-  (including API-key creation and revocation, which do not bump the revision) and is what
-  invalidates the API-key cache.
+* a signature of the API-key table (count, revoked count, latest times): API-key creation and
+  revocation do not bump the revision, and this is what invalidates the API-key cache. With
+  SQLite it is read only after ``PRAGMA data_version`` (on a connection of its own) says that
+  something was committed.
 
 The watcher never calls ``store.maybe_changed()``: that check is stateful and belongs to the
 authority's snapshot cache; a second caller would steal its change signals.
@@ -21,12 +22,15 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
+
+from sqlalchemy import func, select
 
 from ..authority import Authority, Principal
 from ..decisions import Snapshot
 from ..store import Store
+from ..store import schema as store_schema
 
 __all__ = ["AuthCache", "StoreWatcher", "state_document"]
 
@@ -39,12 +43,17 @@ HEARTBEAT = 1.0
 class StoreWatcher:
     """Polls the store's revision (and SQLite's commit counter) in a daemon thread."""
 
-    def __init__(self, store: Store, *, interval: float = 0.005) -> None:
+    def __init__(self, store: Store, *, interval: float = 0.005, epoch: Callable[[], int] | None = None) -> None:
         self.store = store
         self.interval = interval if store.is_sqlite else max(interval, 0.02)
         self.revision = -1
-        #: Increments whenever any commit is seen (SQLite) — the API-key cache's generation.
-        self.commits = 0
+        #: ``(revision, epoch)`` of the last poll: ``epoch`` (the server's count of answered
+        #: writes) is read *before* the revision, so every write counted there is in it.
+        self.state: tuple[int, int] = (-1, -1)
+        self._epoch = epoch
+        #: Increments whenever the API-key table changes — the API-key cache's generation.
+        self.key_generation = 0
+        self._key_sig: tuple[Any, ...] | None = None
         self._last_poll = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -83,8 +92,8 @@ class StoreWatcher:
         return self._thread is not None and time.monotonic() - self._last_poll < 0.25
 
     @property
-    def tracks_commits(self) -> bool:
-        return self._dv_conn is not None and self.alive
+    def tracks_keys(self) -> bool:
+        return self._key_sig is not None and self.alive
 
     # --- polling -------------------------------------------------------------------
 
@@ -97,18 +106,30 @@ class StoreWatcher:
                 self._stop.wait(1.0)
 
     def _poll(self) -> None:
+        epoch = self._epoch() if self._epoch is not None else 0
+        committed = True
         if self._dv_conn is not None:
             dv = self._dv_conn.execute("PRAGMA data_version").fetchone()[0]
-            if dv != self._data_version:
-                self._data_version = dv
-                self.commits += 1
+            committed = dv != self._data_version
+            self._data_version = dv
+        if committed or self._key_sig is None:
+            sig = self._key_signature()
+            if sig != self._key_sig:
+                self._key_sig = sig
+                self.key_generation += 1
         rev = self.store.revision()
+        self.state = (rev, epoch)
         self._last_poll = time.monotonic()
         if rev != self.revision:
             self.revision = rev
-            if self._dv_conn is None:
-                self.commits += 1
             self._notify()
+
+    def _key_signature(self) -> tuple[Any, ...]:
+        k = store_schema.api_keys.c
+        with self.store.read() as conn:
+            row = conn.execute(select(func.count(), func.count(k.revoked_at), func.max(k.revoked_at),
+                                      func.max(k.created_at))).one()
+        return tuple(row)
 
     def _notify(self) -> None:
         for loop, event in list(self._subscribers):
@@ -160,11 +181,11 @@ def _sse(event: str, revision: int) -> bytes:
 
 
 class AuthCache:
-    """API key -> principal, valid only while no commit has happened since the lookup.
+    """API key -> principal, valid only while the API-key table has not changed since.
 
-    Used only when the watcher tracks every commit (SQLite); a revoked key is refused within
-    one poll interval (5 ms) of the revocation's commit. Unknown keys are never cached, so a
-    key made after start works at once. Keys are held only as SHA-256 digests.
+    Used only while the watcher runs; a revoked key is refused within one poll interval (5 ms
+    with SQLite) of the revocation's commit. Unknown keys are never cached, so a key made after
+    start works at once. Keys are held only as SHA-256 digests.
     """
 
     def __init__(self, authority: Authority, watcher: StoreWatcher, *, max_entries: int = 10_000) -> None:
@@ -178,17 +199,17 @@ class AuthCache:
         return hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).digest()
 
     def cached(self, api_key: str) -> Principal | None:
-        if not self.watcher.tracks_commits:
+        if not self.watcher.tracks_keys:
             return None
         hit = self._entries.get(self._digest(api_key))
-        if hit is None or hit[1] != self.watcher.commits:
+        if hit is None or hit[1] != self.watcher.key_generation:
             return None
         return hit[0]
 
     def authenticate(self, api_key: str) -> Principal:
         """Check the key against the store (blocking: call from a worker thread)."""
-        generation = self.watcher.commits
-        tracked = self.watcher.tracks_commits
+        generation = self.watcher.key_generation
+        tracked = self.watcher.tracks_keys
         principal = self.authority.authenticate(api_key)
         if tracked:
             if len(self._entries) >= self.max_entries:

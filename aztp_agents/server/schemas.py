@@ -17,6 +17,8 @@ from ..decisions import Reason
 T = TypeVar("T")
 
 EXAMPLE_ID = "aztp://example.org/workload/production/node/my-agent"
+#: PEM is ASCII by definition (RFC 7468).
+PEM_PATTERN = r"^[\x00-\x7f]*$"
 
 AztpIdField = Annotated[str, Field(min_length=1, max_length=2048, examples=[EXAMPLE_ID])]
 FlowIdField = Annotated[str, Field(min_length=1, max_length=128, examples=["66e0f1c2a3b4c5d6e7f80912"])]
@@ -73,7 +75,7 @@ class RevokeBody(Body):
 
 class ReissueBody(Body):
     aztpId: AztpIdField
-    csr: Annotated[str, Field(max_length=16384)] | None = Field(
+    csr: Annotated[str, Field(max_length=16384, pattern=PEM_PATTERN)] | None = Field(
         default=None, description="Optional PEM CSR: the new X.509-SVID is issued for its key."
     )
 
@@ -131,7 +133,8 @@ class OiapBody(Body):
 # ------------------------------------------------------------------ extensions (/v1)
 
 
-Csr = Annotated[str, Field(min_length=1, max_length=16384, description="PEM certificate signing request")]
+Csr = Annotated[str, Field(min_length=1, max_length=16384, pattern=PEM_PATTERN,
+                           description="PEM certificate signing request")]
 Ttl = Annotated[int, Field(ge=1, le=86400)]
 
 
@@ -155,7 +158,8 @@ class CredentialBody(Body):
 
 
 class VerifyCredentialBody(Body):
-    certificate: Annotated[str, Field(min_length=1, max_length=16384)]
+    certificate: Annotated[str, Field(min_length=1, max_length=16384, pattern=PEM_PATTERN,
+                                      description="PEM X.509-SVID (leaf first, optional chain)")]
 
 
 class JwtSvidBody(Body):
