@@ -11,6 +11,7 @@ server can send them as they are and the client can return them as the seeds exp
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import functools
 import hashlib
@@ -139,8 +140,6 @@ class Authority:
         self._cas: dict[str, cred.CertificateAuthority] = {}
         self._snap_lock = threading.Lock()
         self._snapshots: dict[str, Snapshot] = {}
-        #: org -> (revision, {flow_id: owner user id}) of its private flows, loaded with the snapshot
-        self._private: dict[str, tuple[int, dict[str, str]]] = {}
         self._revision = -1
         self._stale = True
         self._check_lock = threading.Lock()
@@ -676,23 +675,19 @@ class Authority:
         aztp = str(_need_aztp_id(aztp_id))
         if flow_id is not None and not isinstance(flow_id, str):
             raise ValidationError("identity_flow_id must be a string (the flow's _id)")
-        if flow_id is not None:
-            try:
-                self.get_flow(p, flow_id)  # visible to the caller?
-            except (NotFoundError, ValidationError):
-                return {"valid": False, "aztpId": aztp, "identityFlowId": flow_id, "reason": "flow_unknown",
-                        "message": "Identity flow not found"}
-        verdict = verify_in_snapshot(self.snapshot(p.org_id), aztp, flow_id)
-        messages = {
-            Reason.ALLOWED: "Identity is valid" + (" in this flow" if flow_id else ""),
-            Reason.AGENT_UNKNOWN: "Identity not found",
-            Reason.AGENT_REVOKED: "Identity is revoked",
-            Reason.AGENT_NOT_IN_FLOW: "Identity is not a member of this flow",
-            Reason.AGENT_REVOKED_IN_FLOW: "Identity is revoked for this flow",
-            Reason.FLOW_UNKNOWN: "Identity flow not found",
-        }
-        return {"valid": verdict.valid, "aztpId": aztp, "identityFlowId": flow_id,
-                "reason": verdict.reason.value.replace("agent_", "identity_"), "message": messages[verdict.reason]}
+        return verify_answer(self.snapshot(p.org_id), p.user_id, aztp, flow_id)
+
+    def verify_cached(self, p: Principal, aztp_id: str, flow_id: str | None = None) -> dict[str, Any] | None:
+        """:meth:`verify_identity` without any I/O, or None when the snapshot must be loaded
+        first (for event loops: call :meth:`verify_identity` in a worker thread then).
+        ``aztp_id`` must already be a canonical AZTP ID."""
+        snap = self.cached_snapshot(p.org_id)
+        if snap is None:
+            return None
+        answer = verify_answer(snap, p.user_id, aztp_id, flow_id)
+        self._audit_later(p, "identity.verify", aztp_id,
+                          {"valid": answer["valid"], "reason": answer["reason"], "flowId": flow_id})
+        return answer
 
     def authorize_connection(self, p: Principal, source: str, target: str, policy_code: str | None = None) -> dict[str, Any]:
         """Both valid, a link allows source -> target, and the policy (if named) allows
@@ -713,8 +708,7 @@ class Authority:
                 return {"valid": False, "reason": "policy_unknown", "message": f"policy {policy_code!r} not found"}
         foreign = self._foreign_status(p, dst) if dst not in snap.identities else None
         if foreign is not None:
-            snap = Snapshot(snap.organization, snap.revision, {**snap.identities, dst: foreign}, snap.members,
-                            snap.flow_revoked, snap.links, snap.policies, snap.flows)
+            snap = dataclasses.replace(snap, identities={**snap.identities, dst: foreign}, memo={})
         verdict = authorize_connection(snap, src, dst, policy=policy)
         reason = verdict.reason.value.replace("agent_", "source_").replace("tool_", "target_")
         return {"valid": verdict.valid, "reason": reason,
@@ -1172,13 +1166,9 @@ class Authority:
         with self.store.read() as conn:
             rev = self.store.revision(conn)
             idents = {r.aztp_id: r.status for r in conn.execute(select(t.identities.c.aztp_id, t.identities.c.status).where(t.identities.c.org_id == org_id))}
-            flows: dict[str, str] = {}
-            private: dict[str, str] = {}
-            for r in conn.execute(select(t.flows.c.id, t.flows.c.name, t.flows.c.discoverable, t.flows.c.owner_user_id)
-                                  .where(t.flows.c.org_id == org_id)):
-                flows[r.id] = r.name
-                if r.discoverable != "public":
-                    private[r.id] = r.owner_user_id
+            flow_rows = conn.execute(select(t.flows.c.id, t.flows.c.name, t.flows.c.discoverable, t.flows.c.owner_user_id)
+                                     .where(t.flows.c.org_id == org_id)).all()
+            flows = {r.id: r.name for r in flow_rows}
             members: dict[str, set[str]] = {f: set() for f in flows}
             for r in conn.execute(select(t.flow_members.c.flow_id, t.flow_members.c.aztp_id).where(t.flow_members.c.flow_id.in_(list(flows)))):
                 members[r.flow_id].add(r.aztp_id)
@@ -1202,25 +1192,19 @@ class Authority:
             members={k: frozenset(v) for k, v in members.items()},
             flow_revoked={k: frozenset(v) for k, v in revoked.items()},
             links=frozenset(links), policies={k: tuple(v) for k, v in policies.items()}, flows=flows,
+            flow_owners={r.id: r.owner_user_id for r in flow_rows},
+            public_flows=frozenset(r.id for r in flow_rows if r.discoverable == "public"),
         )
         with self._snap_lock:
-            self._private[org_id] = (rev, private)
             if rev == self._revision:
                 self._snapshots[org_id] = snap
         return snap
 
     def hidden_flows(self, p: Principal, snap: Snapshot | None = None) -> frozenset[str]:
-        """Flows of the organization that ``p`` may not see (other users' private flows), as of
-        ``snap`` (default: the current snapshot). No I/O when ``snap`` came from this authority."""
+        """Flows of the organization that ``p`` may not see (other users' private flows)."""
         if snap is None:
             snap = self.snapshot(p.org_id)
-        hit = self._private.get(p.org_id)
-        if hit is None or hit[0] != snap.revision:
-            with self.store.read() as conn:
-                rows = conn.execute(select(t.flows.c.id, t.flows.c.owner_user_id).where(
-                    t.flows.c.org_id == p.org_id, t.flows.c.discoverable != "public")).all()
-            hit = (snap.revision, {r.id: r.owner_user_id for r in rows})
-        return frozenset(f for f, owner in hit[1].items() if owner != p.user_id)
+        return frozenset(f for f in snap.flows if not snap.flow_visible(f, p.user_id))
 
     def decide(
         self,
@@ -1240,11 +1224,7 @@ class Authority:
         start = time.perf_counter()
         if snap is None:
             snap = self.snapshot(p.org_id)
-        hit = self._private.get(p.org_id)
-        owner = hit[1].get(flow_id) if hit is not None and hit[0] == snap.revision else None
-        if hit is None or hit[0] != snap.revision:
-            owner = None if flow_id not in snap.flows or flow_id not in self.hidden_flows(p, snap) else "other"
-        if owner is not None and owner != p.user_id:  # another user's private flow: not for this caller
+        if not snap.flow_visible(flow_id, p.user_id):  # unknown, or another user's private flow
             reason, marked = Reason.FLOW_UNKNOWN, False
         else:
             reason, marked = decide_tool_call(snap, flow_id=flow_id, agent=agent, tool=tool, tool_name=tool_name,
@@ -1280,3 +1260,28 @@ def _decision_json(key: tuple[Any, ...]) -> str:
     if context:
         data["context"] = {str(k): v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for k, v in context}
     return canonical_json(data)
+
+
+_VERIFY_MESSAGES = {
+    Reason.ALLOWED: "Identity is valid",
+    Reason.AGENT_UNKNOWN: "Identity not found",
+    Reason.AGENT_REVOKED: "Identity is revoked",
+    Reason.AGENT_NOT_IN_FLOW: "Identity is not a member of this flow",
+    Reason.AGENT_REVOKED_IN_FLOW: "Identity is revoked for this flow",
+    Reason.FLOW_UNKNOWN: "Identity flow not found",
+}
+
+
+def verify_answer(snap: Snapshot, user_id: str, aztp_id: str, flow_id: str | None) -> dict[str, Any]:
+    """The answer to a verification, from a snapshot (pure). A flow the user may not see is
+    answered like one that does not exist."""
+    if flow_id is not None and not snap.flow_visible(flow_id, user_id):
+        reason, valid = Reason.FLOW_UNKNOWN, False
+    else:
+        verdict = verify_in_snapshot(snap, aztp_id, flow_id)
+        reason, valid = verdict.reason, verdict.valid
+    message = _VERIFY_MESSAGES[reason]
+    if valid and flow_id:
+        message += " in this flow"
+    return {"valid": valid, "aztpId": aztp_id, "identityFlowId": flow_id,
+            "reason": reason.value.replace("agent_", "identity_"), "message": message}

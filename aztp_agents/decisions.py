@@ -143,10 +143,18 @@ class Snapshot:
     links: frozenset[tuple[str, str]] = frozenset()
     policies: Mapping[str, tuple[Statement, ...]] = field(default_factory=lambda: _EMPTY)
     flows: Mapping[str, str] = field(default_factory=lambda: _EMPTY)  # flow_id -> name
+    #: flow_id -> owner user id, and the flows every user of the organization may see
+    flow_owners: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    public_flows: frozenset[str] = frozenset()
     #: Tool-call results already worked out on this (immutable) state; see decide_tool_call.
     memo: dict[tuple[str, str, str, str | None], tuple[Reason, bool]] = field(
         default_factory=dict, compare=False, repr=False
     )
+
+    def flow_visible(self, flow_id: str, user_id: str) -> bool:
+        """Public flows are visible to every user of the organization; private ones only to
+        their owner."""
+        return flow_id in self.public_flows or self.flow_owners.get(flow_id) == user_id
 
     @property
     def conditional(self) -> bool:

@@ -37,7 +37,7 @@ from ..errors import (
     ValidationError,
 )
 from . import schemas as s
-from .fastpath import FastPathMiddleware, WriteEpoch
+from .fastpath import FastPathMiddleware
 from .feed import AuthCache, StoreWatcher, state_document
 from .middleware import DEFAULT_MAX_BODY, BodyLimitMiddleware
 from .responses import error, ok
@@ -58,7 +58,6 @@ class ServerContext:
     authority: Authority
     watcher: StoreWatcher
     auth_cache: AuthCache
-    epoch: WriteEpoch
 
 
 def _ctx(request: Request) -> ServerContext:
@@ -440,7 +439,7 @@ def _v1_routes(r: APIRouter) -> None:
     @r.get("/v1/state", tags=["decisions"], responses=_doc(s.StateDoc),
            summary="The organization's decision state (for enforcement points)")
     def state(p: P, a: A) -> Response:
-        return ok(state_document(a.snapshot(p.org_id)), "Decision state")
+        return ok(state_document(a.snapshot(p.org_id), p.user_id), "Decision state")
 
     @r.get("/v1/state/changes", tags=["decisions"], response_class=StreamingResponse,
            responses={200: {"description": "Server-sent events: 'revision' at once and on every change, "
@@ -522,9 +521,8 @@ def create_app(authority: Authority, *, prefix: str = "", max_body: int = DEFAUL
     """The ASGI application serving ``authority``. ``prefix`` (like ``/astha/v1``) is put
     before every route; the official client's ``base_url`` then ends with it."""
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
-    epoch = WriteEpoch()
-    watcher = StoreWatcher(authority.store, interval=poll_interval, epoch=lambda: epoch.value)
-    context = ServerContext(authority, watcher, AuthCache(authority, watcher), epoch)
+    watcher = StoreWatcher(authority.store, interval=poll_interval)
+    context = ServerContext(authority, watcher, AuthCache(authority, watcher))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -551,8 +549,7 @@ def create_app(authority: Authority, *, prefix: str = "", max_body: int = DEFAUL
     app.include_router(router, prefix=prefix)
     _install_error_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    # outermost last: body cap, then write counting and the verify fast path, then the routes
-    app.add_middleware(FastPathMiddleware, context=context, prefix=prefix,
-                       read_only_posts=frozenset({"/aztp/authorize-connection-with-identities"}))
+    # outermost last: body cap, then the verify fast path, then the routes
+    app.add_middleware(FastPathMiddleware, context=context, prefix=prefix)
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
     return app

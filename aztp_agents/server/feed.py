@@ -22,7 +22,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import func, select
@@ -43,14 +43,10 @@ HEARTBEAT = 1.0
 class StoreWatcher:
     """Polls the store's revision (and SQLite's commit counter) in a daemon thread."""
 
-    def __init__(self, store: Store, *, interval: float = 0.005, epoch: Callable[[], int] | None = None) -> None:
+    def __init__(self, store: Store, *, interval: float = 0.005) -> None:
         self.store = store
         self.interval = interval if store.is_sqlite else max(interval, 0.02)
         self.revision = -1
-        #: ``(revision, epoch)`` of the last poll: ``epoch`` (the server's count of answered
-        #: writes) is read *before* the revision, so every write counted there is in it.
-        self.state: tuple[int, int] = (-1, -1)
-        self._epoch = epoch
         #: Increments whenever the API-key table changes — the API-key cache's generation.
         self.key_generation = 0
         self._key_sig: tuple[Any, ...] | None = None
@@ -106,7 +102,6 @@ class StoreWatcher:
                 self._stop.wait(1.0)
 
     def _poll(self) -> None:
-        epoch = self._epoch() if self._epoch is not None else 0
         committed = True
         if self._dv_conn is not None:
             dv = self._dv_conn.execute("PRAGMA data_version").fetchone()[0]
@@ -118,7 +113,6 @@ class StoreWatcher:
                 self._key_sig = sig
                 self.key_generation += 1
         rev = self.store.revision()
-        self.state = (rev, epoch)
         self._last_poll = time.monotonic()
         if rev != self.revision:
             self.revision = rev
@@ -218,15 +212,19 @@ class AuthCache:
         return principal
 
 
-def state_document(snap: Snapshot) -> dict[str, Any]:
-    """``GET /v1/state``: the organization's decision state as JSON."""
+def state_document(snap: Snapshot, user_id: str | None = None) -> dict[str, Any]:
+    """``GET /v1/state``: the organization's decision state as JSON, without the flows the
+    user may not see (other users' private flows)."""
+    def shown(flow_id: str) -> bool:
+        return user_id is None or snap.flow_visible(flow_id, user_id)
+
     return {
         "revision": snap.revision,
         "organization": snap.organization,
         "identities": dict(snap.identities),
-        "flows": dict(snap.flows),
-        "members": {f: sorted(m) for f, m in snap.members.items()},
-        "flowRevoked": {f: sorted(m) for f, m in snap.flow_revoked.items()},
+        "flows": {f: n for f, n in snap.flows.items() if shown(f)},
+        "members": {f: sorted(m) for f, m in snap.members.items() if shown(f)},
+        "flowRevoked": {f: sorted(m) for f, m in snap.flow_revoked.items() if shown(f)},
         "links": sorted([s, t] for s, t in snap.links),
         "policies": {
             aztp: [s.model_dump(mode="json", by_alias=True, exclude_defaults=True) for s in stmts]
