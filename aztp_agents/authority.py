@@ -554,6 +554,8 @@ class Authority:
     def verify_credential(self, p: Principal, cert_pem: str) -> dict[str, Any]:
         """Live check of an X.509-SVID: chain to the organization's CA, identity active, and
         issued after the identity's last reissue (credentials from before a revocation are dead)."""
+        if not isinstance(cert_pem, str) or not cert_pem.isascii():
+            raise ValidationError("the certificate must be PEM text (ASCII)")
         with self.store.read() as conn:
             tds = conn.execute(select(t.trust_domains.c.name).where(t.trust_domains.c.org_id == p.org_id)).scalars().all()
             for td in tds:

@@ -292,6 +292,20 @@ class Aztp:
         answer = await self._call("authorize_connection", source=source, target=target, policy_code=policyCode or policy_code)
         return bool(answer["valid"])
 
+    async def authorize(self, from_aztp_id: str, to_aztp_id: str, policy_code: str | None = None) -> dict[str, Any]:
+        """Like :meth:`verify_authorize_identity_connection` but with the reason (``no_link``,
+        ``policy_denied``, ...) and message."""
+        return dict(await self._call("authorize_connection", source=_need_aztp(from_aztp_id, "from_aztp_id"),
+                                     target=_need_aztp(to_aztp_id, "to_aztp_id"), policy_code=policy_code))
+
+    async def verify_credential(self, certificate_pem: str) -> dict[str, Any]:
+        """Live check of an X.509-SVID: it chains to the organization's CA, its identity is
+        active, and it was issued after the identity's last reissue (offline verifiers cannot
+        know the last two)."""
+        if not isinstance(certificate_pem, str) or "BEGIN CERTIFICATE" not in certificate_pem:
+            raise ValidationError("certificate_pem must be a PEM certificate")
+        return dict(await self._call("verify_credential", cert_pem=certificate_pem))
+
     async def get_identity(self, agent: SecuredAgent) -> str | None:
         """The identity document as a JSON string ``{"success", "message", "data"}``."""
         if not getattr(agent, "identity", None):

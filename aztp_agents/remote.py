@@ -264,6 +264,8 @@ ROUTES: dict[str, Route] = {
     "authorize_connection": Route("POST", "aztp/authorize-connection-with-identities",
                                   {"source": "aztpId", "target": "requestAztpId", "policy_code": "policyCode"},
                                   idempotent=True, writes=False),
+    "verify_credential": Route("POST", "v1/credentials/verify", {"cert_pem": "certificate"},
+                               idempotent=True, writes=False),
     "fetch_jwt_svid": Route("POST", "v1/svid/jwt", {"aztp_id": "aztpId", "audience": "audience", "ttl": "ttl"},
                             idempotent=True, writes=False),
     "trust_bundle": Route("GET", ".well-known/spiffe-bundle", {"trust_domain": "trustDomain"}, idempotent=True,
