@@ -299,7 +299,8 @@ class Authority:
         cert_pem, key_pem = ca.to_pem()
         conn.execute(
             insert(t.trust_domains).values(
-                name=td, org_id=org_id, cert_pem=cert_pem, key_pem=key_pem, kid=ca.kid, sequence=1, created_at=now_iso()
+                name=td, org_id=org_id, cert_pem=cert_pem, key_pem=self.store.seal(key_pem, context=f"ca:{td}"),
+                kid=ca.kid, sequence=1, created_at=now_iso()
             )
         )
 
@@ -314,7 +315,7 @@ class Authority:
         ca = self._cas.get(td)
         if ca is None or ca.kid != row.kid:
             pem = conn.execute(select(t.trust_domains.c.cert_pem, t.trust_domains.c.key_pem).where(t.trust_domains.c.name == td)).one()
-            ca = cred.CertificateAuthority.from_pem(pem.cert_pem, pem.key_pem)
+            ca = cred.CertificateAuthority.from_pem(pem.cert_pem, self.store.unseal(pem.key_pem, context=f"ca:{td}"))
             self._cas[td] = ca
         return ca
 
@@ -1201,12 +1202,6 @@ class Authority:
             if rev == self._revision:
                 self._snapshots[org_id] = snap
         return snap
-
-    def hidden_flows(self, p: Principal, snap: Snapshot | None = None) -> frozenset[str]:
-        """Flows of the organization that ``p`` may not see (other users' private flows)."""
-        if snap is None:
-            snap = self.snapshot(p.org_id)
-        return frozenset(f for f in snap.flows if not snap.flow_visible(f, p.user_id))
 
     def decide(
         self,

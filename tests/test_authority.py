@@ -1056,6 +1056,33 @@ def test_revocation_in_another_process_denies_the_very_next_decision(
     assert run(client.verify_audit())["ok"] is True
 
 
+def test_change_counter_follows_a_store_reopened_after_every_connection_closed(tmp_path: Path) -> None:
+    """When every connection closes, SQLite deletes the WAL index; a store opened later must
+    watch the new one, or it would miss other processes' revocations."""
+    from aztp_agents.authority import Authority
+    from aztp_agents.store import Store
+
+    db = tmp_path / "aztp.db"
+    first = Authority(Store.open_sqlite(db))
+    p = first.local_principal()
+    agent = first.secure_connect(p, "reopen-agent", make_key=False)["identity"]["aztpId"]
+    tool = first.secure_connect(p, "reopen-tool", make_key=False)["identity"]["aztpId"]
+    flow = first.create_flow(p, "reopen-flow")["_id"]
+    for member in (agent, tool):
+        first.add_identity_to_flow(p, flow, member)
+    first.link_identities(p, agent, tool)
+    first.store.close()
+    in_another_process(tmp_path, ("list_flows",))  # another process opens and closes the store alone
+    second = Authority(Store.open_sqlite(db))
+    try:
+        p2 = second.local_principal()
+        assert second.decide(p2, flow_id=flow, agent=agent, tool=tool).allowed
+        in_another_process(tmp_path, ("revoke_flow_identity", agent, flow, "elsewhere"))
+        assert second.decide(p2, flow_id=flow, agent=agent, tool=tool).reason is Reason.AGENT_REVOKED_IN_FLOW
+    finally:
+        second.store.close()
+
+
 # =========================================================================================
 # Concurrency
 # =========================================================================================
@@ -1240,6 +1267,34 @@ def test_store_files_are_private(client: Aztp, aztp_home: Path, db_path: Path) -
     assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
     for sidecar in aztp_home.glob("aztp.db-*"):  # WAL and shared-memory files hold data too
         assert stat.S_IMODE(sidecar.stat().st_mode) == 0o600, sidecar.name
+
+
+def test_ca_private_keys_are_sealed_at_rest(client: Aztp, aztp_home: Path, db_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    agent = run(client.secure_connect({}, "sealed-agent"))
+    master = aztp_home / "master.key"
+    assert stat.S_IMODE(master.stat().st_mode) == 0o600
+    con = sqlite3.connect(db_path)
+    stored = [row[0] for row in con.execute("SELECT key_pem FROM trust_domains")]
+    con.close()
+    assert stored and all(s.startswith("aesgcm:v1:") and "PRIVATE KEY" not in s for s in stored)
+    raw = db_path.read_bytes() + b"".join(p.read_bytes() for p in aztp_home.glob("aztp.db-wal"))
+    assert b"PRIVATE KEY" not in raw  # the database files hold no CA key in clear
+    # The sealed key still signs: a fresh credential validates against the bundle.
+    assert run(client.verify_credential(agent.identity.certificate))["valid"] is True
+    # With another master key the store refuses to use the CA (clear error, no garbage keys).
+    from aztp_agents.authority import Authority
+    from aztp_agents.errors import StoreError
+    from aztp_agents.store import Store
+
+    monkeypatch.setenv("AZTP_MASTER_KEY", "A" * 43 + "=")
+    other = Authority(Store.open_sqlite(db_path))
+    try:
+        principal = other.local_principal()
+        with pytest.raises(StoreError, match="master key"):
+            other.issue_credential(principal, agent.identity.aztp_id)
+    finally:
+        other.store.close()
 
 
 def test_default_home_is_the_test_session_folder(session_aztp_home: Path) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from .._util import epoch_iso, now_iso
 from ..audit import BATCH_ACTION, GENESIS, QueuedRecord, canonical_json, encode_batch, entry_hash
 from ..errors import StoreError
+from ..keywrap import KeyWrapper
 from . import schema
 
 __all__ = ["SCHEMA_VERSION", "Store"]
@@ -52,6 +53,10 @@ class Store:
     def __init__(self, url: str, *, path: Path | None = None) -> None:
         self.url = url
         self.path = path
+        #: Seals CA private keys at rest (None: no master key configured for a non-file store).
+        self.key_wrapper: KeyWrapper | None = (
+            KeyWrapper.for_file(path.parent / "master.key") if path is not None else KeyWrapper.from_env()
+        )
         self.is_sqlite = url.startswith("sqlite")
         try:
             if self.is_sqlite:
@@ -74,7 +79,6 @@ class Store:
         self._checkers_lock = threading.Lock()
         self._closed = False
         self._shm: mmap.mmap | None = None
-        self._shm_file: Any = None
         if self.is_sqlite and path is not None:
             slot = self._borrow()  # stays open (pooled): the WAL index lives as long as we do
             if slot is not None:
@@ -101,6 +105,20 @@ class Store:
         elif url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://") :]
         return cls(url)
+
+    def seal(self, secret: str, *, context: str) -> str:
+        """``secret`` as it is stored: encrypted under the master key when there is one."""
+        if self.key_wrapper is None:
+            log.warning("no master key (set AZTP_MASTER_KEY): a CA key is stored unencrypted")
+            return secret
+        return self.key_wrapper.wrap(secret, context=context)
+
+    def unseal(self, stored: str, *, context: str) -> str:
+        if self.key_wrapper is None:
+            if not stored.startswith("-----BEGIN"):
+                raise StoreError("a stored CA key is encrypted but no master key is configured (AZTP_MASTER_KEY)")
+            return stored
+        return self.key_wrapper.unwrap(stored, context=context)
 
     def describe(self) -> str:
         return str(self.path) if self.path else self.url.split("@")[-1]
@@ -209,28 +227,7 @@ class Store:
         return None if shm is None else _U32.unpack_from(shm, 8)[0]
 
     def _map_change_counter(self) -> mmap.mmap | None:
-        try:
-            # The file stays open as long as the store: closing any descriptor of a file drops
-            # every POSIX lock this process holds on it, SQLite's own included.
-            self._shm_file = open(f"{self.path}-shm", "rb")  # noqa: SIM115
-            shm = mmap.mmap(self._shm_file.fileno(), 0, access=mmap.ACCESS_READ)
-            if _U32.unpack_from(shm, 0)[0] != 3007000:  # WAL-index format version
-                raise ValueError("unexpected WAL-index format")
-            before = _U32.unpack_from(shm, 8)[0]
-            probe = sqlite3.connect(str(self.path), isolation_level=None)
-            try:
-                probe.execute("PRAGMA busy_timeout=30000")
-                probe.execute("BEGIN IMMEDIATE")
-                probe.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('counter_probe', abs(random()))")
-                probe.execute("COMMIT")
-            finally:
-                probe.close()
-            if _U32.unpack_from(shm, 8)[0] == before:
-                raise ValueError("the counter did not move on a commit")
-            return shm
-        except (OSError, ValueError, sqlite3.Error) as exc:
-            log.info("store change counter unavailable (%s); using PRAGMA data_version", exc)
-            return None
+        return _change_counter(Path(self.path).resolve()) if self.path is not None else None
 
     def _borrow(self) -> list[Any] | None:
         """A ``[connection, last data_version]`` slot from the pool (a new one if all are busy)."""
@@ -292,13 +289,7 @@ class Store:
             for conn in checkers:
                 conn.close()
             self.engine.dispose()
-            # Last, once SQLite's connections are gone (see _map_change_counter).
-            if self._shm is not None:
-                shm, self._shm = self._shm, None
-                shm.close()
-            if self._shm_file is not None:
-                self._shm_file.close()
-                self._shm_file = None
+            self._shm = None  # the mapping itself is shared and stays (see _change_counter)
             atexit.unregister(self.close)
 
 
@@ -320,6 +311,57 @@ def _chain_rows(org_id: str, head: tuple[int, str] | None, records: Sequence[Map
 
 
 _INSERT_AUDIT = "INSERT INTO audit (org_id, seq, ts, actor, action, subject, data, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?)"
+
+
+_COUNTERS: dict[Path, tuple[Any, mmap.mmap, int] | None] = {}
+_COUNTERS_LOCK = threading.Lock()
+
+
+def _change_counter(path: Path) -> mmap.mmap | None:
+    """The mapped WAL-index header of ``path``: one per file per process, remapped only when
+    the ``-shm`` file was replaced (after every connection to the store had closed).
+
+    Its file descriptor is not closed while the file is live: closing any descriptor of a
+    file drops every POSIX lock the process holds on it — SQLite's own locks on the ``-shm``
+    file included — and another process could then rebuild the index under us. Self-tested
+    once per file: a commit must move the counter, else None (callers use
+    ``PRAGMA data_version``)."""
+    shm_path = f"{path}-shm"
+    with _COUNTERS_LOCK:
+        try:
+            inode = os.stat(shm_path).st_ino
+        except OSError:
+            return None
+        if path in _COUNTERS:
+            entry = _COUNTERS[path]
+            if entry is None:
+                return None
+            if entry[2] == inode:
+                return entry[1]
+            entry[1].close()  # the old file is gone (unlinked): nothing of ours is locked on it
+            entry[0].close()
+        _COUNTERS[path] = None
+        try:
+            handle = open(shm_path, "rb")  # noqa: SIM115 - kept open on purpose
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            if _U32.unpack_from(mapped, 0)[0] != 3007000:  # WAL-index format version
+                raise ValueError("unexpected WAL-index format")
+            before = _U32.unpack_from(mapped, 8)[0]
+            probe = sqlite3.connect(str(path), isolation_level=None)
+            try:
+                probe.execute("PRAGMA busy_timeout=30000")
+                probe.execute("BEGIN IMMEDIATE")
+                probe.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('counter_probe', abs(random()))")
+                probe.execute("COMMIT")
+            finally:
+                probe.close()
+            if _U32.unpack_from(mapped, 8)[0] == before:
+                raise ValueError("the counter did not move on a commit")
+        except (OSError, ValueError, sqlite3.Error) as exc:
+            log.info("store change counter unavailable (%s); using PRAGMA data_version", exc)
+            return None
+        _COUNTERS[path] = (handle, mapped, os.fstat(handle.fileno()).st_ino)
+        return mapped
 
 
 class _AuditWriter:
