@@ -57,9 +57,11 @@ def build_crew(calls: int, native: bool) -> tuple[Crew, LookupTool]:
 
 
 def timed_run(crew: Crew) -> float:
-    start = time.perf_counter()
+    """CPU seconds of the process (every thread: CrewAI's, the audit writer's) for one kickoff:
+    unlike wall time, other processes on a shared machine do not move it."""
+    start = time.process_time()
     crew.kickoff()
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def main() -> int:
@@ -96,8 +98,26 @@ def main() -> int:
     total = args.pairs * args.calls
     assert plain_tool.executions == guarded_tool.executions == (args.pairs + 3) * args.calls
 
-    # The guard's own decision path, alone, for reference (same guard, warm).
+    # The guard's decision path in situ: time guard.check inside real runs.
     guard = guard_of(guarded)
+    spent: list[float] = []
+    check = guard.check
+
+    def timed_check(*a: object, **k: object) -> object:
+        t = time.perf_counter()
+        try:
+            return check(*a, **k)  # type: ignore[arg-type]
+        finally:
+            spent.append(time.perf_counter() - t)
+
+    guard.check = timed_check  # type: ignore[method-assign]
+    for _ in range(5):
+        timed_run(guarded)
+    del guard.check
+    in_situ_us = statistics.median(spent) * 1e6
+    in_situ_pct = in_situ_us / (statistics.median(a_times) * 1e6) * 100
+
+    # ... and alone, warm, for reference.
     agent_id = next(i for i in guard.identities if "/agent/" in i)
     tool_id = next(i for i in guard.identities if "/tool/" in i)
     n = 2000
@@ -110,13 +130,15 @@ def main() -> int:
     mode = "native tool calls" if args.native else "ReAct text"
     print(f"crewai_guard: full Crew.kickoff() runs, scripted LLM ({mode}), {args.pairs} interleaved A/B pairs "
           f"x {args.calls} tool calls = {total} calls per side")
-    print(f"  A unguarded          median {statistics.median(a_times) * 1e3:8.3f} ms per tool call")
-    print(f"  B secure_crew        median {statistics.median(b_times) * 1e3:8.3f} ms per tool call")
+    print(f"  A unguarded          median {statistics.median(a_times) * 1e3:8.3f} ms CPU per tool call")
+    print(f"  B secure_crew        median {statistics.median(b_times) * 1e3:8.3f} ms CPU per tool call")
     print(f"  guard.check alone    mean   {decision_us:8.1f} us per decision (decision + audit record)")
+    print(f"  guard.check in situ  median {in_situ_us:8.1f} us per tool call = {in_situ_pct:.2f} % of an unguarded "
+          f"tool call (target <= {TARGET_PCT:.0f} %): {'PASS' if in_situ_pct <= TARGET_PCT else 'FAIL'}")
     print(f"  audited decisions    {audited} (every guarded call, plus {n} direct checks)")
     verdict = "PASS" if overhead_pct <= TARGET_PCT else "FAIL"
-    print(f"  median paired ratio B/A = {ratio:.4f}  -> guard adds {overhead_pct:+.2f} % per tool call "
-          f"(target <= {TARGET_PCT:.0f} %): {verdict}")
+    print(f"  whole runs, CPU: median paired ratio B/A = {ratio:.4f} -> secure_crew adds {overhead_pct:+.2f} % "
+          f"per tool call (target <= {TARGET_PCT:.0f} %): {verdict}")
     return 0
 
 

@@ -177,9 +177,10 @@ def _sse(event: str, revision: int) -> bytes:
 class AuthCache:
     """API key -> principal, valid only while the API-key table has not changed since.
 
-    Used only while the watcher runs; a revoked key is refused within one poll interval (5 ms
-    with SQLite) of the revocation's commit. Unknown keys are never cached, so a key made after
-    start works at once. Keys are held only as SHA-256 digests.
+    An entry is valid only while nothing was committed since it was checked (SQLite's shared
+    change counter), so a revoked key is refused by the very next request; without the counter,
+    within one watcher poll. Unknown keys are never cached, so a key made after start works at
+    once. Keys are held only as SHA-256 digests.
     """
 
     def __init__(self, authority: Authority, watcher: StoreWatcher, *, max_entries: int = 10_000) -> None:
@@ -192,20 +193,29 @@ class AuthCache:
     def _digest(api_key: str) -> bytes:
         return hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).digest()
 
+    def _generation(self) -> int | None:
+        """What a cached answer is valid for: the store's shared change counter (any commit,
+        here or in another process, moves it: a revoked key is refused by the very next
+        request), else the watcher's key-table generation (within one poll)."""
+        token = self.authority.store.change_token()
+        if token is not None:
+            return token
+        return self.watcher.key_generation if self.watcher.tracks_keys else None
+
     def cached(self, api_key: str) -> Principal | None:
-        if not self.watcher.tracks_keys:
+        generation = self._generation()
+        if generation is None:
             return None
         hit = self._entries.get(self._digest(api_key))
-        if hit is None or hit[1] != self.watcher.key_generation:
+        if hit is None or hit[1] != generation:
             return None
         return hit[0]
 
     def authenticate(self, api_key: str) -> Principal:
         """Check the key against the store (blocking: call from a worker thread)."""
-        generation = self.watcher.key_generation
-        tracked = self.watcher.tracks_keys
+        generation = self._generation()  # read before the check: a later commit invalidates
         principal = self.authority.authenticate(api_key)
-        if tracked:
+        if generation is not None:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
             self._entries[self._digest(api_key)] = (principal, generation)
