@@ -63,6 +63,17 @@ QUIET_ENV = {
 
 #: Lines each example must print (substrings, in this order). Examples not listed must exit 0.
 EXAMPLE_LINES: dict[str, list[str]] = {
+    "multi_tenant_host.py": [
+        "red revokes its planner",
+        "red   planner    whoami: DENIED, lookup: DENIED",
+        "green planner    whoami: itself, lookup: ok",
+        "red   audit: 12 decisions, all of red: True, chain intact: True",
+        "red trusts green only:    False",
+        "both trust each other:    True",
+        "green withdraws its trust: False",
+        "blue's old key: refused",
+        "done",
+    ],
     "issue_identity.py": [
         "AZTP ID: aztp://",
         "SPIFFE ID: spiffe://",
