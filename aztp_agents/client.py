@@ -464,6 +464,17 @@ class Aztp:
     async def reinstate_flow_identity(self, aztp_id: str, identity_flow_id: str) -> dict[str, Any]:
         return dict(await self._call("reinstate_flow_identity", aztp_id=_need_aztp(aztp_id), flow_id=identity_flow_id))
 
+    # ----------------------------------------------------------------- federation
+
+    async def federate(self, trust_domain: str) -> dict[str, Any]:
+        """Trust another organization's trust domain. Cross-domain connections are authorized
+        only once both organizations trust each other (and a link, and the policy, allow it)."""
+        return dict(await self._call("federate", trust_domain=trust_domain))
+
+    async def unfederate(self, trust_domain: str) -> dict[str, Any]:
+        """Withdraw that trust; cross-domain authorization fails again at once."""
+        return dict(await self._call("unfederate", trust_domain=trust_domain))
+
     # ----------------------------------------------------------------- audit
 
     async def audit(self, limit: int | None = None, action: str | None = None) -> list[dict[str, Any]]:

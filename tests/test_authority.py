@@ -1302,3 +1302,25 @@ def test_default_home_is_the_test_session_folder(session_aztp_home: Path) -> Non
 
     assert resolve_home() == session_aztp_home
     assert resolve_home() != Path.home() / ".aztp"
+
+
+def test_federation_through_the_facade(aztp_home: Path) -> None:
+    """``Aztp.federate`` / ``unfederate``: cross-domain connections need both sides' trust."""
+    from aztp_agents.authority import Authority
+    from aztp_agents.store import Store
+
+    admin = Authority(Store.open_sqlite(aztp_home / "aztp.db"))
+    _, red_key = admin.create_org("red", "red.test")
+    _, green_key = admin.create_org("green", "green.test")
+    red, green = Aztp(home=aztp_home, api_key=red_key), Aztp(home=aztp_home, api_key=green_key)
+    source = run(red.secure_connect({}, "red-agent")).identity.aztp_id
+    target = run(green.secure_connect({}, "green-agent")).identity.aztp_id
+    with pytest.raises(NotFoundError):
+        run(red.link_identities(source, target))  # not federated: the target is not reachable
+    run(red.federate("green.test"))
+    run(red.link_identities(source, target))
+    assert run(red.verify_authorize_identity_connection(source, target)) is False  # one side only
+    run(green.federate("red.test"))
+    assert run(red.verify_authorize_identity_connection(source, target)) is True
+    run(green.unfederate("red.test"))
+    assert run(red.verify_authorize_identity_connection(source, target)) is False
