@@ -18,6 +18,7 @@ model learns the reason code.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from typing import Any
@@ -29,7 +30,7 @@ from crewai.hooks import (
     register_after_tool_call_hook,
     register_before_tool_call_hook,
 )
-from crewai.utilities.string_utils import sanitize_tool_name
+from crewai.utilities.string_utils import sanitize_tool_name as _crewai_sanitize
 
 from aztp_agents.decisions import Decision
 
@@ -44,6 +45,9 @@ UNIDENTIFIED_AGENT = "aztp://unidentified.invalid/workload/none/node/crewai-agen
 UNIDENTIFIED_TOOL = "aztp://unidentified.invalid/workload/none/node/crewai-tool"
 
 _install_lock = threading.Lock()
+
+#: CrewAI's tool-name normalisation, memoized: it runs on every tool call and tool names repeat.
+sanitize_tool_name = functools.lru_cache(maxsize=4096)(_crewai_sanitize)
 _local = threading.local()
 
 
