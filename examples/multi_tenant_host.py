@@ -25,16 +25,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
+from pathlib import Path
 
-import httpx
 from aztp_langchain import AztpMiddleware, current_agent
 from langchain.agents import create_agent
 from langchain_core.messages import ToolMessage
@@ -42,6 +38,7 @@ from langchain_core.tools import tool
 
 from aztp_agents import Aztp
 from aztp_agents.errors import AuthenticationError
+from aztp_agents.server.testing import live_server
 from aztp_agents.testing_langchain import ScriptedChatModel, call
 
 ORGS = ("red", "green", "blue")
@@ -59,54 +56,12 @@ def cli(home: str, *args: str) -> dict:
     return json.loads(out)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def server(home: str):
-    port = free_port()
-    log = open(os.path.join(home, "server.log"), "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aztp_agents.server",
-            "--home",
-            home,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.05)
-        print(f"server: {url} (pid {proc.pid})")
-        yield url
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)  # stop it by its PID
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+    """A real server process on a free local port, stopped by its PID at the end."""
+    with live_server(Path(home)) as srv:
+        print(f"server: {srv.url} (pid {srv.pid})")
+        yield srv.url
 
 
 @tool

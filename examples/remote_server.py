@@ -23,54 +23,17 @@ import contextlib
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import httpx
 
 from aztp_agents import Aztp, Guard
 from aztp_agents.remote import RemoteBackend
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(home: str, port: int) -> subprocess.Popen:
-    log = open(os.path.join(home, "server.log"), "ab")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aztp_agents.server",
-            "--home",
-            home,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}; see {home}/server.log")
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).status_code == 200:
-                return proc
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the server did not start within 30 s")
+from aztp_agents.server.testing import live_server
 
 
 async def main(url: str, api_key: str) -> None:
@@ -191,20 +154,10 @@ def run() -> None:
     print(
         f"   organization acme (acme.example), API key {api_key[:9]}… (shown once, stored hashed)"
     )
-    port = free_port()
-    server = start_server(home, port)
-    url = f"http://127.0.0.1:{port}"
-    print(f"   serving on {url} (pid {server.pid})")
-    try:
-        asyncio.run(main(url, api_key))
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        print("\nserver stopped")
+    with live_server(Path(home)) as server:  # a real server process, stopped by its PID
+        print(f"   serving on {server.url} (pid {server.pid})")
+        asyncio.run(main(server.url, api_key))
+    print("\nserver stopped")
 
 
 if __name__ == "__main__":
