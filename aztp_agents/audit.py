@@ -22,7 +22,7 @@ from ._util import epoch_iso
 
 GENESIS = "0" * 64
 
-__all__ = ["BATCH_ACTION", "GENESIS", "AuditEntry", "ChainReport", "QueuedRecord", "canonical_json", "decode_batch", "encode_batch", "entry_hash", "verify_chain"]
+__all__ = ["BATCH_ACTION", "GENESIS", "AuditEntry", "ChainReport", "FieldData", "QueuedRecord", "canonical_json", "decode_batch", "encode_batch", "entry_hash", "register_layout", "verify_chain"]
 
 
 class AuditEntry(BaseModel):
@@ -60,30 +60,84 @@ class AuditEntry(BaseModel):
 #: Readers expand it into one entry per record, with the record's own action.
 BATCH_ACTION = "audit.batch"
 
-#: A queued record: (epoch seconds, action, actor, subject, canonical JSON of its data).
-QueuedRecord = tuple[float, str, "str | None", "str | None", str]
+#: Record data given as a flat tuple of plain values (str, int, float, bool, None) instead of
+#: JSON text: the fields named by the action's layout (:func:`register_layout`), in order,
+#: then the call's context as alternating keys and values. Nothing is encoded on the caller's
+#: path, and a flat tuple of plain values is not tracked by Python's garbage collector, so
+#: records waiting in the queue add nothing to collections.
+FieldData = tuple[Any, ...]
+
+#: A queued record: (epoch seconds, action, actor, subject, canonical JSON of its data, or
+#: :data:`FieldData`).
+QueuedRecord = tuple[float, str, "str | None", "str | None", "str | FieldData"]
+
+_LAYOUTS: dict[str, tuple[str, ...]] = {}
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def register_layout(action: str, fields: Sequence[str]) -> None:
+    """Name the leading fields of :data:`FieldData` records of ``action``."""
+    _LAYOUTS[action] = tuple(fields)
 
 
 def encode_batch(records: Sequence[QueuedRecord]) -> str:
-    """The stored text of a batch. Repeated strings (actions, actors, subjects, data) are
-    interned, so a record costs a few dictionary look-ups; :func:`decode_batch` reverses it."""
-    index: dict[str | None, int] = {}
+    """The stored text of a batch (format 2), undone by :func:`decode_batch`.
+
+    Every value is stored once per batch (``values``) and rows refer to it by position, so a
+    record costs a few dictionary look-ups and repeated decisions cost almost no space. A
+    row's data is either the position of a JSON text, or a list of positions: the fields of
+    :data:`FieldData`, named by the batch's ``layouts``."""
+    index: dict[Any, int] = {}
+    values: list[Any] = []
+    layouts: dict[str, list[str]] = {}
+
+    def ref(value: Any) -> int:
+        key = value if type(value) is str else (type(value), value)  # True and 1 stay apart
+        i = index.get(key)
+        if i is None:
+            if type(value) not in _PLAIN:  # never let one odd value sink the batch
+                value = str(value)
+            i = index[key] = len(values)
+            values.append(value)
+        return i
+
     rows = []
-    for ts, *values in records:
-        ids = []
-        for value in values:
-            i = index.get(value)
-            if i is None:
-                i = index[value] = len(index)
-            ids.append(i)
-        rows.append((round(ts, 3), *ids))
-    return json.dumps({"strings": list(index), "rows": rows}, separators=(",", ":"))
+    get = index.get
+    for ts, action, actor, subject, data in records:
+        if type(data) is str:
+            d: int | list[int] = ref(data)
+        else:
+            d = []
+            for v in data:  # ref() inlined: this loop runs for every field of every record
+                i = get(v if type(v) is str else (type(v), v))
+                d.append(ref(v) if i is None else i)
+            if action not in layouts:
+                layouts[action] = list(_LAYOUTS.get(action, ()))
+        rows.append((round(ts, 3), ref(action), ref(actor), ref(subject), d))
+    return json.dumps({"v": 2, "values": values, "layouts": layouts, "rows": rows}, separators=(",", ":"))
+
+
+def _field_data(layout: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
+    n = len(layout)
+    data = dict(zip(layout, values[:n], strict=False))
+    extra = values[n:]
+    if extra:
+        data["context"] = {str(k): v for k, v in zip(extra[::2], extra[1::2], strict=False)}
+    return data
 
 
 def decode_batch(text: str) -> list[tuple[float, str, str | None, str | None, dict[str, Any]]]:
     batch = json.loads(text)
-    s = batch["strings"]
-    return [(ts, s[a], s[u], s[b], json.loads(s[d])) for ts, a, u, b, d in batch["rows"]]
+    if "v" not in batch:  # format 1: interned strings, data always JSON text
+        s = batch["strings"]
+        return [(ts, s[a], s[u], s[b], json.loads(s[d])) for ts, a, u, b, d in batch["rows"]]
+    v, layouts = batch["values"], batch["layouts"]
+    out = []
+    for ts, a, u, b, d in batch["rows"]:
+        action = v[a]
+        data = json.loads(v[d]) if isinstance(d, int) else _field_data(layouts.get(action, ()), [v[i] for i in d])
+        out.append((ts, action, v[u], v[b], data))
+    return out
 
 
 def canonical_json(data: Mapping[str, Any]) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fnmatch
-import functools
 import hashlib
 import hmac
 import json
@@ -25,6 +24,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, or_, select, update
@@ -32,7 +32,14 @@ from sqlalchemy.exc import IntegrityError
 
 from . import credentials as cred
 from ._util import iso, now_iso, object_id, utcnow
-from .audit import BATCH_ACTION, AuditEntry, ChainReport, canonical_json, verify_chain
+from .audit import (
+    BATCH_ACTION,
+    AuditEntry,
+    ChainReport,
+    canonical_json,
+    register_layout,
+    verify_chain,
+)
 from .decisions import (
     Decision,
     Reason,
@@ -146,6 +153,7 @@ class Authority:
         self._validated_token: int | None = None
         self._watcher: threading.Thread | None = None
         self._closed = False
+        store.audit_commit_listeners.append(self._audit_committed)
 
     # ================================================================= organizations
 
@@ -1120,6 +1128,14 @@ class Authority:
             snap = self._load_snapshot(org_id)
         return snap
 
+    def _audit_committed(self, token: int, revision: int) -> None:
+        """The audit writer committed; at ``token`` the store's revision was ``revision``
+        (see :meth:`Store._AuditWriter._publish_commit`). If that is the revision our snapshots
+        are for, ``token`` needs no re-check: decisions keep their snapshot instead of reading
+        the revision again after every audit batch."""
+        if revision == self._revision and not self._stale:
+            self._validated_token = token
+
     def _refresh_revision(self) -> None:
         rev = self.store.revision()
         if rev != self._revision:
@@ -1217,46 +1233,74 @@ class Authority:
     ) -> Decision:
         """The tool-call decision (DESIGN "Tool-call decision"), audited. Raises only if the
         state cannot be read; enforcement points turn that into a denial. With ``snap`` (from
-        :meth:`cached_snapshot`) it does no I/O at all."""
+        :meth:`cached_snapshot`) it does no I/O at all.
+
+        A decision is a pure function of the snapshot and the call (and of the context only
+        when a policy has a condition), so the snapshot keeps each one made: a repeated call
+        costs a look-up, a new tuple and a queued audit record."""
         start = time.perf_counter()
         if snap is None:
             snap = self.snapshot(p.org_id)
-        if not snap.flow_visible(flow_id, p.user_id):  # unknown, or another user's private flow
+        key = (p.user_id, flow_id, agent, tool, tool_name, enforce)
+        made = None if context and snap.conditional else snap.decisions.get(key)
+        if made is None:
+            made = self._make_decision(snap, p, key, context)
+        head, tail, audit = made
+        decision: Decision = tuple.__new__(Decision, (*head, (time.perf_counter() - start) * 1e6, *tail))  # type: ignore[arg-type]
+        self._queue_decision(p, agent, audit, context)
+        return decision
+
+    def _make_decision(self, snap: Snapshot, p: Principal, key: tuple[Any, ...],
+                       context: Mapping[str, Any] | None) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]:
+        """``(fields before latency_us, fields after it, audit data)`` of a decision."""
+        user_id, flow_id, agent, tool, tool_name, enforce = key
+        if not snap.flow_visible(flow_id, user_id):  # unknown, or another user's private flow
             reason, marked = Reason.FLOW_UNKNOWN, False
         else:
             reason, marked = decide_tool_call(snap, flow_id=flow_id, agent=agent, tool=tool, tool_name=tool_name,
                                               context=context)
-        decision = Decision(
-            allowed=reason is Reason.ALLOWED, reason=reason, agent=agent, tool=tool, flow=flow_id,
-            revision=snap.revision, latency_us=(time.perf_counter() - start) * 1e6, tool_name=tool_name,
-            audit=marked, enforced=enforce, organization=p.org_id,
-        )
-        self.record_decision(p, decision, context)
-        return decision
+        allowed = reason is Reason.ALLOWED
+        made = ((allowed, reason, agent, tool, flow_id, snap.revision),
+                (tool_name, marked, enforce, p.org_id, None),
+                (allowed, reason.value, tool, tool_name, flow_id, snap.revision, enforce))
+        if not (context and snap.conditional):
+            if len(snap.decisions) > 100_000:
+                snap.decisions.clear()
+            snap.decisions[key] = made
+        return made
 
     def record_decision(self, p: Principal, decision: Decision, context: Mapping[str, Any] | None = None) -> None:
-        key = (decision.allowed, decision.reason.value, decision.tool, decision.tool_name, decision.flow,
-               decision.revision, decision.enforced, tuple(context.items()) if context else ())
-        try:
-            data_json = _decision_json(key)
-        except TypeError:  # unhashable context values
-            data_json = _decision_json.__wrapped__(key)
-        self.store.submit_audit(p.org_id, (time.time(), "decision.tool_call", p.user_id, decision.agent, data_json))
+        """Queue the audit record of a decision taken elsewhere (a fail-closed denial)."""
+        self._queue_decision(p, decision.agent, (decision.allowed, decision.reason.value, decision.tool,
+                                                 decision.tool_name, decision.flow, decision.revision,
+                                                 decision.enforced), context)
+
+    def _queue_decision(self, p: Principal, agent: str | None, data: tuple[Any, ...],
+                        context: Mapping[str, Any] | None) -> None:
+        """Queue a decision's audit record as a flat tuple of its fields (nothing is encoded on
+        the decision path); the context is frozen now (plain values as they are, others as text)."""
+        if context:
+            if _PLAIN_TYPES.issuperset(map(type, context.values())) and _STR_TYPE.issuperset(map(type, context)):
+                data += tuple(chain.from_iterable(context.items()))
+            else:
+                data += tuple(chain.from_iterable(
+                    (str(k), v if type(v) in _PLAIN_TYPES else str(v)) for k, v in context.items()))
+        self.store.submit_audit(p.org_id, (time.time(), DECISION_ACTION, p.user_id, agent, data))
 
     def _audit_later(self, p: Principal, action: str, subject: str | None, data: Mapping[str, Any]) -> None:
         """Audit a frequent read (verification) through the group-commit path."""
         self.store.submit_audit(p.org_id, (time.time(), action, p.user_id, subject, canonical_json(data)))
 
 
-@functools.lru_cache(maxsize=4096)
-def _decision_json(key: tuple[Any, ...]) -> str:
-    """Canonical JSON of a decision's audit data; repeated decisions reuse the encoding."""
-    allowed, reason, tool, tool_name, flow, revision, enforced, context = key
-    data: dict[str, Any] = {"allowed": allowed, "reason": reason, "tool": tool, "toolName": tool_name,
-                            "flowId": flow, "revision": revision, "enforced": enforced}
-    if context:
-        data["context"] = {str(k): v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for k, v in context}
-    return canonical_json(data)
+#: Context values recorded as they are; anything else is recorded as ``str(value)``.
+_PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
+_STR_TYPE = frozenset({str})
+
+#: Audit action of tool-call decisions.
+DECISION_ACTION = "decision.tool_call"
+
+
+register_layout(DECISION_ACTION, ("allowed", "reason", "tool", "toolName", "flowId", "revision", "enforced"))
 
 
 _VERIFY_MESSAGES = {

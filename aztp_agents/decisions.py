@@ -150,17 +150,20 @@ class Snapshot:
     memo: dict[tuple[str, str, str, str | None], tuple[Reason, bool]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    #: Whole decisions already made on this state, for enforcement points (see
+    #: ``Authority.decide``); keyed by caller and call.
+    decisions: dict[tuple[Any, ...], Any] = field(default_factory=dict, compare=False, repr=False)
+    #: Whether any attached policy statement has a Condition (results then depend on the
+    #: call's context and are not memoized). Worked out once, at construction.
+    conditional: bool = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "conditional", any(st.condition for sts in self.policies.values() for st in sts))
 
     def flow_visible(self, flow_id: str, user_id: str) -> bool:
         """Public flows are visible to every user of the organization; private ones only to
         their owner."""
         return flow_id in self.public_flows or self.flow_owners.get(flow_id) == user_id
-
-    @property
-    def conditional(self) -> bool:
-        """Whether any attached policy statement has a Condition (results then depend on the
-        call's context and are not memoized)."""
-        return any(st.condition for sts in self.policies.values() for st in sts)
 
 
 @dataclass(frozen=True, slots=True)

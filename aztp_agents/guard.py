@@ -107,9 +107,11 @@ class Guard:
         self._flow_id: str | None = None
         self._lock = threading.Lock()
         # Embedded decisions are in-memory and cannot hang: call them directly (a few us).
-        self._bounded = isinstance(self.client.backend, EmbeddedBackend) or bool(
-            getattr(self.client.backend, "bounded_decisions", False)
-        )
+        backend = self.client.backend
+        self._bounded = isinstance(backend, EmbeddedBackend) or bool(getattr(backend, "bounded_decisions", False))
+        #: The in-process authority and principal when the backend is exactly the embedded one:
+        #: decisions then skip the backend layer.
+        self._direct = (backend.authority, backend.principal) if type(backend) is EmbeddedBackend else None
 
     def __repr__(self) -> str:
         return f"Guard(flow={self.flow!r}, mode={self.mode!r}, client={self.client!r})"
@@ -214,7 +216,13 @@ class Guard:
             if not agent_id or not tool_id:
                 return self._unidentified(agent_id, tool_id, tool_name, context, started)
             flow_id = self._flow_id or self.flow_id
-            if self._bounded:
+            direct = self._direct
+            if direct is not None:
+                decision = direct[0].decide(direct[1], flow_id=flow_id, agent=agent_id, tool=tool_id, tool_name=tool_name,
+                                            context=context, enforce=self.mode == "enforce")
+                if decision.allowed and not self.listeners:
+                    return decision
+            elif self._bounded:
                 decision = self.client.backend.decide(flow_id=flow_id, agent=agent_id, tool=tool_id, tool_name=tool_name,
                                                       context=context, enforce=self.mode == "enforce")
             else:
@@ -234,14 +242,47 @@ class Guard:
             return decision
         return self._finish(decision, agent_id, tool_id, tool_name, started, context)
 
+    def check_now(self, agent_id: str | None, tool_id: str | None, tool_name: str | None = None,
+                  context: Mapping[str, Any] | None = None) -> Decision | None:
+        """The decision, if it can be taken at once without any I/O (an embedded authority
+        whose state is in memory: the usual case); else ``None``, and the caller awaits
+        :meth:`acheck`. Safe on an event loop: it never blocks. Never raises."""
+        direct, flow_id = self._direct, self._flow_id
+        if direct is None or flow_id is None or not agent_id or not tool_id:
+            return None
+        try:
+            authority, principal = direct
+            snap = authority.cached_snapshot(principal.org_id)
+            if snap is None:  # must be (re)loaded: that reads the store
+                return None
+            decision = authority.decide(principal, flow_id=flow_id, agent=agent_id, tool=tool_id, tool_name=tool_name,
+                                        context=context, enforce=self.mode == "enforce", snap=snap)
+        except Exception:  # acheck takes it again, and fails closed if it fails again
+            log.debug("no immediate decision; deferring to acheck", exc_info=True)
+            return None
+        if decision.allowed and not self.listeners:
+            return decision
+        return self._finish(decision, agent_id, tool_id, tool_name, time.perf_counter(), context)
+
     async def acheck(self, agent_id: str | None, tool_id: str | None, tool_name: str | None = None,
                      context: Mapping[str, Any] | None = None) -> Decision:
         """Decide one tool call on an event loop without blocking it. Never raises."""
+        decision = self.check_now(agent_id, tool_id, tool_name, context)
+        if decision is not None:
+            return decision
         started = time.perf_counter()
         try:
             if not agent_id or not tool_id:
                 return self._unidentified(agent_id, tool_id, tool_name, context, started)
             flow_id = self._flow_id or await asyncio.to_thread(lambda: self.flow_id)
+            direct = self._direct
+            if direct is not None:  # the snapshot must be (re)loaded: read it in a thread
+                authority, principal = direct
+                snap = await asyncio.to_thread(authority.snapshot, principal.org_id)
+                decision = authority.decide(principal, flow_id=flow_id, agent=agent_id, tool=tool_id,
+                                            tool_name=tool_name, context=context, enforce=self.mode == "enforce",
+                                            snap=snap)
+                return self._finish(decision, agent_id, tool_id, tool_name, started, context)
             kwargs = {"flow_id": flow_id, "agent": agent_id, "tool": tool_id, "tool_name": tool_name,
                       "context": context, "enforce": self.mode == "enforce"}
             if self._bounded:

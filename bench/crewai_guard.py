@@ -1,13 +1,20 @@
 """What the AZTP guard adds to a CrewAI tool call: full ``Crew.kickoff()`` runs, with and
 without ``secure_crew``, same scripted LLM, measured side by side.
 
-Each run is one kickoff of a one-agent crew that makes ``--calls`` tool calls. Runs of the
-unguarded crew (A) and of the secured crew (B) are interleaved in pairs (ABBA order, so drift
-hits both sides alike); the cost per tool call is the run time divided by the calls, and the
-result is the median of the paired B/A ratios. Target: the guard (decision + audit record)
-adds at most 1 % to an unguarded CrewAI tool call.
+Each run is one kickoff of a one-agent crew that makes ``--calls`` tool calls (>= 200). Runs
+of the unguarded crew (A) and of the secured crew (B) are interleaved in pairs (ABBA order, so
+drift hits both sides alike); the cost per tool call is the run's CPU time divided by the
+calls, and the result is the median of the paired B/A ratios. Target: the guard (decision +
+audit record) adds at most 1 % to an unguarded CrewAI tool call.
 
-Run: .venv/bin/python bench/crewai_guard.py [--pairs 30] [--calls 20] [--native]
+Garbage collection: after the warm-up the objects made so far (imports: CrewAI, pydantic,
+LiteLLM, ~275 k objects) are moved out of the collector's way with ``gc.freeze()``, as
+long-running services do after start-up. Without it every full collection walks them and
+costs ~150 ms, a seventh of a whole run, charged to whichever run (A or B) happens to
+trigger it; that noise swamps a 1 % effect. Collections still run during the measured runs,
+and the time each side spends in them is printed (``--no-freeze`` to see it the other way).
+
+Run: .venv/bin/python bench/crewai_guard.py [--pairs 15] [--calls 200] [--native] [--no-freeze]
 """
 
 from __future__ import annotations
@@ -66,10 +73,13 @@ def timed_run(crew: Crew) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=30, help="A/B pairs of runs (default 30)")
-    parser.add_argument("--calls", type=int, default=20, help="tool calls per run (default 20)")
+    parser.add_argument("--pairs", type=int, default=15, help="A/B pairs of runs (default 15)")
+    parser.add_argument("--calls", type=int, default=200, help="tool calls per run (default 200, at least 200)")
     parser.add_argument("--native", action="store_true", help="native function calling instead of ReAct text")
+    parser.add_argument("--no-freeze", action="store_true", help="leave the start-up heap to the collector")
     args = parser.parse_args()
+    if args.calls < 200:
+        parser.error("--calls must be >= 200 (issue 4: runs of at least 200 tool calls)")
 
     home = tempfile.mkdtemp(prefix="aztp-bench-crewai-")
     client = Aztp(home=home)
@@ -84,13 +94,32 @@ def main() -> int:
     a_times: list[float] = []
     b_times: list[float] = []
     gc.collect()
+    if not args.no_freeze:
+        gc.freeze()
+    gc_time = {"A": 0.0, "B": 0.0}
+    side = ["A"]
+    gc_start = [0.0]
+
+    def gc_clock(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_start[0] = time.process_time()
+        else:
+            gc_time[side[0]] += time.process_time() - gc_start[0]
+
+    gc.callbacks.append(gc_clock)
+
+    def run_side(name: str, crew: Crew) -> float:
+        side[0] = name
+        return timed_run(crew)
+
     for i in range(args.pairs):
         if i % 2 == 0:
-            a, b = timed_run(plain), timed_run(guarded)
+            a, b = run_side("A", plain), run_side("B", guarded)
         else:
-            b, a = timed_run(guarded), timed_run(plain)
+            b, a = run_side("B", guarded), run_side("A", plain)
         a_times.append(a / args.calls)
         b_times.append(b / args.calls)
+    gc.callbacks.remove(gc_clock)
 
     ratios = [b / a for a, b in zip(a_times, b_times, strict=True)]
     ratio = statistics.median(ratios)
@@ -136,6 +165,9 @@ def main() -> int:
     print(f"  guard.check in situ  median {in_situ_us:8.1f} us per tool call = {in_situ_pct:.2f} % of an unguarded "
           f"tool call (target <= {TARGET_PCT:.0f} %): {'PASS' if in_situ_pct <= TARGET_PCT else 'FAIL'}")
     print(f"  audited decisions    {audited} (every guarded call, plus {n} direct checks)")
+    per_call = args.pairs * args.calls
+    print(f"  garbage collection   A {gc_time['A'] / per_call * 1e6:6.1f} us, B {gc_time['B'] / per_call * 1e6:6.1f} us "
+          f"per tool call ({'start-up heap frozen' if not args.no_freeze else 'nothing frozen'})")
     verdict = "PASS" if overhead_pct <= TARGET_PCT else "FAIL"
     print(f"  whole runs, CPU: median paired ratio B/A = {ratio:.4f} -> secure_crew adds {overhead_pct:+.2f} % "
           f"per tool call (target <= {TARGET_PCT:.0f} %): {verdict}")

@@ -27,6 +27,7 @@ import pytest
 from cryptography import x509
 
 from aztp_agents import Aztp, Reason
+from aztp_agents.audit import decode_batch, register_layout
 from aztp_agents.errors import (
     AlreadyRevokedError,
     ConflictError,
@@ -1054,6 +1055,105 @@ def test_revocation_in_another_process_denies_the_very_next_decision(
     )
     assert decide().reason is Reason.NO_LINK
     assert run(client.verify_audit())["ok"] is True
+
+
+def test_own_audit_commits_keep_the_snapshot_and_other_writes_still_deny_at_once(
+    client: Aztp, authority: Any, principal: Any, aztp_home: Path
+) -> None:
+    """An audit batch moves SQLite's change counter; the writer tells the authority the
+    revision did not move, so decisions keep their snapshot. A state change by another process
+    between, or right after, audit batches is still seen by the very next decision."""
+    agent, tool = issue(client, "ac-agent", "ac-tool")
+    flow = run(client.create_flow("ac-flow"))["_id"]
+    for ident in (agent, tool):
+        run(client.add_identity_to_flow(flow, ident))
+    run(client.link_identities(agent, tool))
+    refreshes: list[int] = []
+    real_refresh = authority._refresh_revision
+
+    def counting_refresh() -> None:
+        refreshes.append(1)
+        real_refresh()
+
+    authority._refresh_revision = counting_refresh
+
+    def decide() -> Any:
+        return authority.decide(principal, flow_id=flow, agent=agent, tool=tool, tool_name="search")
+
+    assert decide().allowed
+    for _ in range(5):  # five audit batches, each followed by decisions
+        token = authority.store.change_token()
+        authority.store.flush_audit()
+        assert authority.store.change_token() != token  # the batch did move the counter ...
+        before = len(refreshes)
+        assert decide().allowed and decide().allowed
+        assert len(refreshes) == before  # ... and no decision had to re-read the revision
+
+    authority.store.flush_audit()
+    in_another_process(aztp_home, ("revoke_identity", agent, "between batches"))
+    assert decide().reason is Reason.AGENT_REVOKED
+    in_another_process(aztp_home, ("reissue_identity", agent))
+    assert decide().allowed
+    in_another_process(aztp_home, ("revoke_flow_identity", agent, flow, "then a batch"))
+    authority.store.flush_audit()  # our batch commits after the other process's change
+    assert decide().reason is Reason.AGENT_REVOKED_IN_FLOW
+
+
+def test_decision_audit_keeps_the_context_as_it_was_when_decided(
+    client: Aztp, authority: Any, principal: Any
+) -> None:
+    """Audit data is encoded later by the writer; the context is frozen at decision time."""
+    agent, tool = issue(client, "ctx-agent", "ctx-tool")
+    flow = run(client.create_flow("ctx-flow"))["_id"]
+    for ident in (agent, tool):
+        run(client.add_identity_to_flow(flow, ident))
+    run(client.link_identities(agent, tool))
+    tags = ["first"]
+    for i in range(3):
+        authority.decide(principal, flow_id=flow, agent=agent, tool=tool, tool_name="search",
+                         context={"call": f"c{i}", "n": i, "tags": tags, "ok": True, "none": None})
+        tags.append(f"changed after call {i}")
+    entries = run(client.audit(action="decision.tool_call"))
+    contexts = [e["data"]["context"] for e in entries if e["data"].get("context", {}).get("call")]
+    assert contexts == [
+        {"call": "c0", "n": 0, "tags": "['first']", "ok": True, "none": None},
+        {"call": "c1", "n": 1, "tags": "['first', 'changed after call 0']", "ok": True, "none": None},
+        {"call": "c2", "n": 2, "tags": "['first', 'changed after call 0', 'changed after call 1']",
+         "ok": True, "none": None},
+    ]
+    assert run(client.verify_audit())["ok"] is True
+
+
+def test_field_records_are_stored_whole_and_odd_values_cannot_sink_a_batch(
+    client: Aztp, authority: Any, principal: Any
+) -> None:
+    """Records queued as field tuples are decoded by name; True and 1 stay apart; a value that
+    is not plain JSON (queued by a careless caller) is kept as text, and the batch with it."""
+    register_layout("test.fields", ("flag", "count", "name"))
+
+    class Odd:
+        def __str__(self) -> str:
+            return "odd-value"
+
+    store = authority.store
+    store.submit_audit(principal.org_id, (time.time(), "test.fields", "someone", "s1", (True, 1, "n", "k", Odd())))
+    store.submit_audit(principal.org_id, (time.time(), "test.fields", "someone", "s2", (1, True, None)))
+    store.submit_audit(principal.org_id, (time.time(), "test.text", "someone", "s3", '{"x":1}'))
+    store.flush_audit()
+    store.submit_audit(principal.org_id, (time.time(), "test.text", "someone", "s4", '{"y":2}'))
+    entries = {e["subject"]: e for e in run(client.audit()) if e["action"].startswith("test.")}
+    assert entries["s1"]["data"] == {"flag": True, "count": 1, "name": "n", "context": {"k": "odd-value"}}
+    assert entries["s2"]["data"] == {"flag": 1, "count": True, "name": None}
+    assert type(entries["s2"]["data"]["flag"]) is int and entries["s2"]["data"]["count"] is True
+    assert entries["s3"]["data"] == {"x": 1}
+    assert entries["s4"]["data"] == {"y": 2}  # the writer is still alive
+    assert run(client.verify_audit())["ok"] is True
+
+
+def test_batches_of_the_first_format_still_decode() -> None:
+    old = json.dumps({"strings": ["decision.tool_call", "u1", "aztp://a", '{"allowed":true}'],
+                      "rows": [[1700000000.5, 0, 1, 2, 3]]})
+    assert decode_batch(old) == [(1700000000.5, "decision.tool_call", "u1", "aztp://a", {"allowed": True})]
 
 
 def test_change_counter_follows_a_store_reopened_after_every_connection_closed(tmp_path: Path) -> None:

@@ -10,17 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from aztp_agents import guard as _core
 
 __all__ = ["Caller", "acting_as", "current_agent", "current_caller", "pop", "push"]
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """The agent on whose behalf tools run now, and the tool call already decided (if any)."""
+class Caller(NamedTuple):
+    """The agent on whose behalf tools run now, and the tool call already decided (if any).
+    (A NamedTuple: one is made per tool call.)"""
 
     agent_id: str | None
     agent_name: str | None = None

@@ -161,6 +161,18 @@ class AztpMiddleware(AgentMiddleware):
         except Exception as exc:
             return self._failure(name, exc)
 
+    def _decide_now(self, request: ToolCallRequest) -> Decision | None:
+        """The decision without I/O when everything is known and in memory, else ``None``."""
+        try:
+            tool = request.tool
+            name = tool.name if tool is not None else request.tool_call["name"]
+            tool_id = self._tool_ids.get(name)
+            if tool_id is None or self._agent_id is None:  # identities to issue first
+                return None
+            return self.guard.check_now(self._agent_id, tool_id, name, self._context_for(request))
+        except Exception:  # _adecide takes it again and fails closed
+            return None
+
     async def _adecide(self, request: ToolCallRequest) -> Decision:
         name = request.tool_call.get("name", "?")
         try:
@@ -187,13 +199,7 @@ class AztpMiddleware(AgentMiddleware):
         )
 
     def _caller(self, request: ToolCallRequest, decision: Decision) -> Caller:
-        return Caller(
-            agent_id=self._agent_id,
-            agent_name=self.agent_name,
-            flow_id=self._flow_id,
-            tool_id=decision.tool,
-            tool_call_id=request.tool_call.get("id"),
-        )
+        return Caller(self._agent_id, self.agent_name, self._flow_id, decision.tool, request.tool_call.get("id"))
 
     # --- hooks ----------------------------------------------------------------------------
 
@@ -203,9 +209,10 @@ class AztpMiddleware(AgentMiddleware):
         handler: Callable[[ToolCallRequest], ToolResult],
     ) -> ToolResult:
         decision = self._decide(request)
-        if decision.blocks:
-            return self._denied(request, decision)
-        note_observed(decision)
+        if not decision.allowed:
+            if decision.enforced:
+                return self._denied(request, decision)
+            note_observed(decision)
         tokens = push(self._caller(request, decision))
         try:
             return handler(request)
@@ -217,10 +224,13 @@ class AztpMiddleware(AgentMiddleware):
         request: ToolCallRequest,
         handler: Callable[[ToolCallRequest], Awaitable[ToolResult]],
     ) -> ToolResult:
-        decision = await self._adecide(request)
-        if decision.blocks:
-            return self._denied(request, decision)
-        note_observed(decision)
+        decision = self._decide_now(request)  # no I/O: the usual case, without a coroutine
+        if decision is None:
+            decision = await self._adecide(request)
+        if not decision.allowed:
+            if decision.enforced:
+                return self._denied(request, decision)
+            note_observed(decision)
         tokens = push(self._caller(request, decision))
         try:
             return await handler(request)

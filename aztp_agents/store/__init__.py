@@ -84,6 +84,11 @@ class Store:
             if slot is not None:
                 self._pool.put(slot)
                 self._shm = self._map_change_counter()
+        #: Called by the audit writer after each of its commits with ``(change token,
+        #: revision)``: the store's revision at that token. An audit commit moves the change
+        #: token but never the revision, so a reader that holds this revision may take the
+        #: token as checked instead of re-reading the revision after every batch.
+        self.audit_commit_listeners: list[Callable[[int, int], None]] = []
         self._audit_writer = _AuditWriter(self)
         atexit.register(self.close)
 
@@ -459,6 +464,29 @@ class _AuditWriter:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        if self._store.audit_commit_listeners:
+            self._publish_commit(conn)
+
+    def _publish_commit(self, conn: sqlite3.Connection) -> None:
+        """Tell listeners the revision as of the change token right after our commit.
+
+        The token is read first, the revision after (a read that sees that state or a later
+        one). Revisions only grow, so if the revision read equals a listener's, the state at
+        that token had that revision too; and if the token has moved on since, the listener
+        sees a different token and checks for itself."""
+        token = self._store.change_token()
+        if token is None:
+            return
+        try:
+            revision = int(conn.execute("SELECT value FROM meta WHERE key='revision'").fetchone()[0])
+        except Exception:  # nothing published: readers re-check on their own
+            log.debug("could not read the revision after an audit commit", exc_info=True)
+            return
+        for listener in self._store.audit_commit_listeners:
+            try:
+                listener(token, revision)
+            except Exception:
+                log.exception("audit commit listener %r failed", listener)
 
     def flush(self, timeout: float) -> None:
         if self._thread is None or self._closed:
