@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -22,7 +23,7 @@ from ._util import epoch_iso
 
 GENESIS = "0" * 64
 
-__all__ = ["BATCH_ACTION", "GENESIS", "AuditEntry", "ChainReport", "FieldData", "QueuedRecord", "canonical_json", "decode_batch", "encode_batch", "entry_hash", "register_layout", "verify_chain"]
+__all__ = ["BATCH_ACTION", "GENESIS", "AuditEntry", "CallContext", "ChainReport", "FieldData", "QueuedRecord", "canonical_json", "decode_batch", "encode_batch", "entry_hash", "register_layout", "verify_chain"]
 
 
 class AuditEntry(BaseModel):
@@ -73,6 +74,37 @@ QueuedRecord = tuple[float, str, "str | None", "str | None", "str | FieldData"]
 
 _LAYOUTS: dict[str, tuple[str, ...]] = {}
 _PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def flatten_context(context: Mapping[str, Any]) -> FieldData:
+    """A call context as the tail of :data:`FieldData`: alternating keys and values, keys as
+    text, plain values as they are and anything else as ``str(value)``."""
+    if _PLAIN.issuperset(map(type, context.values())) and all(type(k) is str for k in context):
+        return tuple(chain.from_iterable(context.items()))
+    return tuple(chain.from_iterable((str(k), v if type(v) in _PLAIN else str(v)) for k, v in context.items()))
+
+
+class CallContext(dict):  # type: ignore[type-arg]
+    """A call's audit context that does not change: frozen, and flattened for the audit
+    record once, when it is made, instead of on every decision.
+
+    Enforcement points whose context is the same for many calls (a crew, task, agent and
+    tool) make one and pass it to every decision. It is a ``dict`` (read-only), so policy
+    conditions and JSON encoders take it as they are."""
+
+    __slots__ = ("flat",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.flat: FieldData = flatten_context(self)
+
+    def _read_only(self, *_a: Any, **_k: Any) -> None:
+        raise TypeError("a CallContext is read-only; make a new one")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only  # type: ignore[assignment]
+
+    def __reduce__(self) -> Any:
+        return (CallContext, (dict(self),))
 
 
 def register_layout(action: str, fields: Sequence[str]) -> None:

@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, or_, select, update
@@ -35,8 +34,10 @@ from ._util import iso, now_iso, object_id, utcnow
 from .audit import (
     BATCH_ACTION,
     AuditEntry,
+    CallContext,
     ChainReport,
     canonical_json,
+    flatten_context,
     register_layout,
     verify_chain,
 )
@@ -1280,21 +1281,13 @@ class Authority:
         """Queue a decision's audit record as a flat tuple of its fields (nothing is encoded on
         the decision path); the context is frozen now (plain values as they are, others as text)."""
         if context:
-            if _PLAIN_TYPES.issuperset(map(type, context.values())) and _STR_TYPE.issuperset(map(type, context)):
-                data += tuple(chain.from_iterable(context.items()))
-            else:
-                data += tuple(chain.from_iterable(
-                    (str(k), v if type(v) in _PLAIN_TYPES else str(v)) for k, v in context.items()))
+            data += context.flat if type(context) is CallContext else flatten_context(context)
         self.store.submit_audit(p.org_id, (time.time(), DECISION_ACTION, p.user_id, agent, data))
 
     def _audit_later(self, p: Principal, action: str, subject: str | None, data: Mapping[str, Any]) -> None:
         """Audit a frequent read (verification) through the group-commit path."""
         self.store.submit_audit(p.org_id, (time.time(), action, p.user_id, subject, canonical_json(data)))
 
-
-#: Context values recorded as they are; anything else is recorded as ``str(value)``.
-_PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
-_STR_TYPE = frozenset({str})
 
 #: Audit action of tool-call decisions.
 DECISION_ACTION = "decision.tool_call"

@@ -476,6 +476,37 @@ def test_copies_of_a_secured_crew_are_enforced(client: Aztp) -> None:
     assert reasons(client)[-1] == "agent_revoked_in_flow"
 
 
+def test_audit_context_follows_inputs_interpolated_at_each_kickoff(client: Aztp) -> None:
+    # The hook reuses what it worked out for a (crew, agent, task, tool); CrewAI rewrites the
+    # task text and the role from each kickoff's inputs, and the audit context must follow.
+    search = make_tool()
+    a = make_agent("{field} Researcher", [search], calls("web_search", "web_search"))
+    c = Crew(agents=[a], tasks=[Task(description="Research {topic}", expected_output="x", agent=a)])
+    secure_crew(c, flow="prod", client=client)
+    c.kickoff(inputs={"topic": "AZTP", "field": "Security"})
+    c.kickoff(inputs={"topic": "SPIFFE", "field": "Identity"})
+    contexts = [e["data"]["context"] for e in decisions(client)]
+    assert [(x["task"], x["agent"]) for x in contexts] == [
+        ("Research AZTP", "Security Researcher")] * 2 + [("Research SPIFFE", "Identity Researcher")] * 2
+    assert search.executions == 4
+
+
+def test_securing_again_in_another_flow_takes_effect_at_the_next_call(client: Aztp) -> None:
+    search = make_tool()
+    c, a = one_agent_crew(search, 1)
+    secure_crew(c, flow="prod", client=client)
+    c.kickoff()
+    prod = guard_of(c).flow_id
+    secure_crew(c, flow="staging", client=client)
+    staging = guard_of(c).flow_id
+    assert staging != prod
+    run(client.revoke_flow_identity(identity_of(a), staging, "not in staging"))
+    c.kickoff()
+    assert search.executions == 1
+    assert [(e["data"]["flowId"], e["data"]["reason"]) for e in decisions(client)] == [
+        (prod, "allowed"), (staging, "agent_revoked_in_flow")]
+
+
 def test_hooks_cleared_by_someone_else_are_reinstalled_at_kickoff(client: Aztp) -> None:
     search = make_tool()
     c, a = one_agent_crew(search, 1)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 from crewai.hooks import (
@@ -32,6 +34,7 @@ from crewai.hooks import (
 )
 from crewai.utilities.string_utils import sanitize_tool_name as _crewai_sanitize
 
+from aztp_agents.audit import CallContext
 from aztp_agents.decisions import Decision
 
 from . import _registry as reg
@@ -48,7 +51,6 @@ _install_lock = threading.Lock()
 
 #: CrewAI's tool-name normalisation, memoized: it runs on every tool call and tool names repeat.
 sanitize_tool_name = functools.lru_cache(maxsize=4096)(_crewai_sanitize)
-_local = threading.local()
 
 
 def _text(value: Any, limit: int = 200) -> str:
@@ -56,13 +58,6 @@ def _text(value: Any, limit: int = 200) -> str:
         return ""
     text = value if isinstance(value, str) else str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _task_label(task: Any) -> str:
-    if task is None:
-        return ""
-    name = getattr(task, "name", None)
-    return _text(name) if name else _text(getattr(task, "description", None), 120)
 
 
 def _route(ctx: Any) -> tuple[Any, str, str, str] | None:
@@ -100,8 +95,112 @@ def _route(ctx: Any) -> tuple[Any, str, str, str] | None:
     return None
 
 
+class _Call:
+    """What the hook worked out for one (crew, agent, task, tool name): the guard, the two
+    identities to decide with and the audit context. Reused while the registry is unchanged
+    and the crew, agent and task are the same objects with the same labels, so a repeated
+    call skips routing and builds no context (it touches little memory, which matters more
+    than instructions on a path that runs between two stretches of CrewAI's own work)."""
+
+    __slots__ = (
+        "agent",
+        "agent_id",
+        "context",
+        "crew",
+        "generation",
+        "guard",
+        "labels",
+        "task",
+        "tool_id",
+        "tool_name",
+    )
+
+    def __init__(self, crew: Any, agent: Any, task: Any, route: tuple[Any, str, str, str], tool_name: str | None,
+                 labels: tuple[Any, ...], generation: int) -> None:
+        self.crew, self.agent, self.task = _ref(crew), _ref(agent), _ref(task)
+        self.generation = generation
+        self.labels = labels
+        self.guard, self.agent_id, self.tool_id, crew_name = route
+        self.tool_name = sanitize_tool_name(tool_name or "")
+        role, task_name, task_text = labels
+        self.context = CallContext(
+            framework="crewai",
+            crew=crew_name,
+            task=_text(task_name) if task_name else _text(task_text, 120),
+            agent=_text(role),
+            tool=_text(tool_name),
+        )
+
+    def fits(self, crew: Any, agent: Any, task: Any) -> bool:
+        return (
+            self.generation == reg.generation
+            and self.agent() is agent
+            and self.task() is task
+            and self.crew() is crew
+            and self.labels == _labels(agent, task)
+        )
+
+
+def _none() -> None:
+    return None
+
+
+_NEVER = object()
+
+
+def _never() -> Any:
+    return _NEVER
+
+
+def _ref(obj: Any) -> Callable[[], Any]:
+    """A weak reference to ``obj``; for an object that cannot have one, a reference that
+    matches nothing (its calls are then worked out every time)."""
+    if obj is None:
+        return _none
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return _never
+
+
+def _labels(agent: Any, task: Any) -> tuple[Any, Any, Any]:
+    """The texts an audit context is made of (CrewAI interpolates them at kickoff)."""
+    return (getattr(agent, "role", None), getattr(task, "name", None), getattr(task, "description", None))
+
+
+#: (id(crew), id(agent), id(task), tool name) -> _Call. Entries are checked by ``fits``.
+_calls: dict[tuple[int, int, int, str | None], _Call] = {}
+
+
+def _call_for(ctx: Any, tool_name: str | None) -> _Call | None:
+    crew, agent, task = ctx.crew, ctx.agent, ctx.task
+    key = (id(crew), id(agent), id(task), tool_name)
+    call = _calls.get(key)
+    if call is not None and call.fits(crew, agent, task):
+        return call
+    generation = reg.generation  # read before routing: a change meanwhile invalidates the entry
+    route = _route(ctx)
+    if route is None:
+        return None
+    call = _Call(crew, agent, task, route, tool_name, _labels(agent, task), generation)
+    # Only an identified agent's route is kept: whether an unknown agent is a copy of a secured
+    # one is decided again on every call (its tools may change), never remembered.
+    if route[1] != UNIDENTIFIED_AGENT:
+        if len(_calls) >= 4096:
+            _calls.clear()
+        _calls[key] = call
+    return call
+
+
+#: id(tool input) -> (tool input, denial text): a blocked call's text for the after-hook.
+_denials: dict[int, tuple[Any, str]] = {}
+
+
 def _deny(ctx: Any, text: str, source: str = "aztp") -> HookAborted:
-    _local.denied = (ctx.tool_input, f"{text.rstrip('.')}. The tool was not run.")
+    if len(_denials) >= 1024:  # after-hooks that never ran (another hook aborted first)
+        _denials.clear()
+    tool_input = ctx.tool_input
+    _denials[id(tool_input)] = (tool_input, f"{text.rstrip('.')}. The tool was not run.")
     return HookAborted(text, source=source)
 
 
@@ -109,19 +208,10 @@ def before_tool_call(ctx: Any) -> None:
     """The PRE_TOOL_CALL hook: decide, audit, and block unless allowed."""
     tool_name = getattr(ctx, "tool_name", None)
     try:
-        route = _route(ctx)
-        if route is None:
+        call = _call_for(ctx, tool_name)
+        if call is None:
             return None
-        guard, agent_id, tool_id, crew_name = route
-        agent = ctx.agent
-        context = {
-            "framework": "crewai",
-            "crew": crew_name,
-            "task": _task_label(ctx.task),
-            "agent": _text(getattr(agent, "role", None)),
-            "tool": _text(tool_name),
-        }
-        decision = guard.check(agent_id, tool_id, sanitize_tool_name(tool_name or ""), context)
+        decision = call.guard.check(call.agent_id, call.tool_id, call.tool_name, call.context)
         if not isinstance(decision, Decision) or not isinstance(decision.allowed, bool):
             raise TypeError(f"guard returned {type(decision).__name__}, not a Decision")
     except Exception as exc:  # fail closed: CrewAI would swallow it and run the tool
@@ -138,14 +228,14 @@ def before_tool_call(ctx: Any) -> None:
 
 def after_tool_call(ctx: Any) -> str | None:
     """The POST_TOOL_CALL hook: give the agent the denial text instead of CrewAI's generic one."""
-    denied = getattr(_local, "denied", None)
-    if denied is None:
+    if not _denials:
         return None
-    tool_input, text = denied
-    if ctx.tool_input is not tool_input:
+    tool_input = ctx.tool_input
+    denied = _denials.get(id(tool_input))
+    if denied is None or denied[0] is not tool_input:
         return None
-    _local.denied = None
-    return text
+    _denials.pop(id(tool_input), None)
+    return denied[1]
 
 
 def install() -> None:

@@ -65,6 +65,8 @@ class ToolInfo:
 
 
 _lock = threading.RLock()
+#: Bumped by every change below, so callers can cache what they derived from the registry.
+generation = 0
 _crews: dict[str, SecuredCrew] = {}
 _agents: dict[str, SecuredAgent] = {}
 #: agent token -> token of the crew that enrolled it last
@@ -75,6 +77,12 @@ _agent_tokens: dict[int, tuple[weakref.ref[Any], str]] = {}
 _tools: dict[int, tuple[weakref.ref[Any], ToolInfo]] = {}
 
 
+def _changed() -> None:
+    """Call with ``_lock`` held after any change."""
+    global generation
+    generation += 1
+
+
 def _weak(obj: Any, table: dict[int, Any]) -> weakref.ref[Any]:
     key = id(obj)
 
@@ -83,6 +91,7 @@ def _weak(obj: Any, table: dict[int, Any]) -> weakref.ref[Any]:
             item = table.get(key)
             if item is not None and item[0] is ref:
                 del table[key]
+                _changed()
 
     return weakref.ref(obj, forget)
 
@@ -112,6 +121,7 @@ def register_crew(crew: SecuredCrew) -> None:
         _crews[crew.token] = crew
         for agent_token in crew.agents:
             _agent_last_crew[agent_token] = crew.token
+        _changed()
 
 
 def crew_by_token(token: str | None) -> SecuredCrew | None:
@@ -135,6 +145,7 @@ def agent_token(agent: Any) -> str | None:
 def set_agent_token(agent: Any, token: str) -> None:
     with _lock:
         _agent_tokens[id(agent)] = (_weak(agent, _agent_tokens), token)
+        _changed()
 
 
 def ensure_agent_token(agent: Any) -> str:
@@ -149,6 +160,7 @@ def ensure_agent_token(agent: Any) -> str:
 def register_agent(agent: SecuredAgent) -> None:
     with _lock:
         _agents[agent.token] = agent
+        _changed()
 
 
 def agent_by_token(token: str | None) -> SecuredAgent | None:
@@ -214,6 +226,7 @@ def remember_tool(tool: Any, aztp_id: str, guard: Any, owner: str) -> None:
         except TypeError:  # not weak-referenceable: no identity_of for it
             return
         _tools[id(tool)] = (ref, ToolInfo(aztp_id, guard, (*owners, owner)))
+        _changed()
 
 
 def tool_info(tool: Any) -> ToolInfo | None:
