@@ -23,7 +23,7 @@ from ._util import epoch_iso
 
 GENESIS = "0" * 64
 
-__all__ = ["BATCH_ACTION", "GENESIS", "AuditEntry", "CallContext", "ChainReport", "FieldData", "QueuedRecord", "canonical_json", "decode_batch", "encode_batch", "entry_hash", "register_layout", "verify_chain"]
+__all__ = ["BATCH_ACTION", "GENESIS", "AuditEntry", "CallContext", "ChainReport", "FieldData", "FieldParts", "QueuedRecord", "canonical_json", "decode_batch", "encode_batch", "entry_hash", "register_layout", "verify_chain"]
 
 
 class AuditEntry(BaseModel):
@@ -68,9 +68,19 @@ BATCH_ACTION = "audit.batch"
 #: records waiting in the queue add nothing to collections.
 FieldData = tuple[Any, ...]
 
+
+
+class FieldParts(tuple):  # type: ignore[type-arg]
+    """:data:`FieldData` in parts (tuples), joined when the batch is encoded. A part that is
+    the same object in many records (a memoized decision's fields, a :class:`CallContext`'s
+    flat form) is then encoded once per batch instead of once per record."""
+
+    __slots__ = ()
+
+
 #: A queued record: (epoch seconds, action, actor, subject, canonical JSON of its data, or
-#: :data:`FieldData`).
-QueuedRecord = tuple[float, str, "str | None", "str | None", "str | FieldData"]
+#: :data:`FieldData`, or :class:`FieldParts`).
+QueuedRecord = tuple[float, str, "str | None", "str | None", "str | FieldData | FieldParts"]
 
 _LAYOUTS: dict[str, tuple[str, ...]] = {}
 _PLAIN = frozenset({str, int, float, bool, type(None)})
@@ -113,12 +123,14 @@ def register_layout(action: str, fields: Sequence[str]) -> None:
 
 
 def encode_batch(records: Sequence[QueuedRecord]) -> str:
-    """The stored text of a batch (format 2), undone by :func:`decode_batch`.
+    """The stored text of a batch (format 3), undone by :func:`decode_batch`.
 
-    Every value is stored once per batch (``values``) and rows refer to it by position, so a
-    record costs a few dictionary look-ups and repeated decisions cost almost no space. A
-    row's data is either the position of a JSON text, or a list of positions: the fields of
-    :data:`FieldData`, named by the batch's ``layouts``."""
+    Every value is stored once per batch (``values``) and referred to by position, and so is
+    every distinct list of field positions (``fields``), so a record costs a few dictionary
+    look-ups and repeated decisions cost almost no space. A row is ``[ts, action, actor,
+    subject, data]``: ``data`` >= 0 is the position of a JSON text in ``values``; ``data`` < 0
+    is entry ``-data - 1`` of ``fields``, the values of a :data:`FieldData` record, named by
+    the batch's ``layouts``."""
     index: dict[Any, int] = {}
     values: list[Any] = []
     layouts: dict[str, list[str]] = {}
@@ -133,20 +145,51 @@ def encode_batch(records: Sequence[QueuedRecord]) -> str:
             values.append(value)
         return i
 
-    rows = []
     get = index.get
+    fields: list[list[int]] = []
+    #: id(tuple) -> its entry in ``fields`` (as the negative row code). Every tuple is kept alive
+    #: by ``records`` while this runs, so an id stands for one tuple: a tuple that many records
+    #: share (a memoized decision's fields, a CallContext) is read once.
+    known: dict[Any, int] = {}
+    #: the same for FieldParts, by the ids of their parts
+    joined: dict[tuple[int, ...], int] = {}
+
+    read: dict[int, list[int]] = {}  # id(tuple) -> the positions of its values
+
+    def positions(values: tuple[Any, ...]) -> list[int]:
+        out = read.get(id(values))
+        if out is None:
+            out = read[id(values)] = []
+            for v in values:  # ref() inlined: this loop runs for every field of every new tuple
+                i = get(v if type(v) is str else (type(v), v))
+                out.append(ref(v) if i is None else i)
+        return out
+
+    def code(data: tuple[Any, ...]) -> int:
+        if type(data) is FieldParts:
+            key: Any = tuple(map(id, data))
+            c = joined.get(key)
+            if c is None:
+                fields.append([i for part in data for i in positions(part)])  # a new list: never shared
+                c = joined[key] = -len(fields)
+            return c
+        c = known.get(id(data))
+        if c is None:
+            fields.append(positions(data))
+            c = known[id(data)] = -len(fields)
+        return c
+
+    rows = []
     for ts, action, actor, subject, data in records:
         if type(data) is str:
-            d: int | list[int] = ref(data)
+            d = ref(data)
         else:
-            d = []
-            for v in data:  # ref() inlined: this loop runs for every field of every record
-                i = get(v if type(v) is str else (type(v), v))
-                d.append(ref(v) if i is None else i)
+            d = code(data)
             if action not in layouts:
                 layouts[action] = list(_LAYOUTS.get(action, ()))
         rows.append((round(ts, 3), ref(action), ref(actor), ref(subject), d))
-    return json.dumps({"v": 2, "values": values, "layouts": layouts, "rows": rows}, separators=(",", ":"))
+    return json.dumps({"v": 3, "values": values, "layouts": layouts, "fields": fields, "rows": rows},
+                      separators=(",", ":"))
 
 
 def _field_data(layout: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
@@ -164,9 +207,12 @@ def decode_batch(text: str) -> list[tuple[float, str, str | None, str | None, di
         s = batch["strings"]
         return [(ts, s[a], s[u], s[b], json.loads(s[d])) for ts, a, u, b, d in batch["rows"]]
     v, layouts = batch["values"], batch["layouts"]
+    fields = batch.get("fields")  # format 3; format 2 has the positions in the row itself
     out = []
     for ts, a, u, b, d in batch["rows"]:
         action = v[a]
+        if isinstance(d, int) and d < 0 and fields is not None:
+            d = fields[-d - 1]
         data = json.loads(v[d]) if isinstance(d, int) else _field_data(layouts.get(action, ()), [v[i] for i in d])
         out.append((ts, action, v[u], v[b], data))
     return out

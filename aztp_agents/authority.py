@@ -36,6 +36,7 @@ from .audit import (
     AuditEntry,
     CallContext,
     ChainReport,
+    FieldParts,
     canonical_json,
     flatten_context,
     register_layout,
@@ -1281,7 +1282,7 @@ class Authority:
         """Queue a decision's audit record as a flat tuple of its fields (nothing is encoded on
         the decision path); the context is frozen now (plain values as they are, others as text)."""
         if context:
-            data += context.flat if type(context) is CallContext else flatten_context(context)
+            data = FieldParts((data, context.flat if type(context) is CallContext else flatten_context(context)))
         self.store.submit_audit(p.org_id, (time.time(), DECISION_ACTION, p.user_id, agent, data))
 
     def _audit_later(self, p: Principal, action: str, subject: str | None, data: Mapping[str, Any]) -> None:

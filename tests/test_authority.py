@@ -27,7 +27,14 @@ import pytest
 from cryptography import x509
 
 from aztp_agents import Aztp, Reason
-from aztp_agents.audit import decode_batch, register_layout
+from aztp_agents.audit import (
+    CallContext,
+    FieldParts,
+    decode_batch,
+    encode_batch,
+    flatten_context,
+    register_layout,
+)
 from aztp_agents.errors import (
     AlreadyRevokedError,
     ConflictError,
@@ -1154,6 +1161,43 @@ def test_batches_of_the_first_format_still_decode() -> None:
     old = json.dumps({"strings": ["decision.tool_call", "u1", "aztp://a", '{"allowed":true}'],
                       "rows": [[1700000000.5, 0, 1, 2, 3]]})
     assert decode_batch(old) == [(1700000000.5, "decision.tool_call", "u1", "aztp://a", {"allowed": True})]
+
+
+def test_batches_of_the_second_format_still_decode() -> None:
+    old = json.dumps({"v": 2, "values": ["decision.tool_call", "u1", "aztp://a", True, "k", '{"x":1}'],
+                      "layouts": {"decision.tool_call": ["allowed"]},
+                      "rows": [[1700000000.5, 0, 1, 2, [3, 4, 3]], [1700000001.0, 0, 1, 2, 5]]})
+    assert decode_batch(old) == [
+        (1700000000.5, "decision.tool_call", "u1", "aztp://a", {"allowed": True, "context": {"k": True}}),
+        (1700000001.0, "decision.tool_call", "u1", "aztp://a", {"x": 1}),
+    ]
+
+
+def test_shared_field_tuples_and_parts_encode_once_and_decode_per_record() -> None:
+    """Records that share tuples (a memoized decision, a CallContext) are written once per
+    batch; every record still decodes to its own fields, and equal-looking tuples of other
+    types (True and 1) are not taken for the shared ones."""
+    register_layout("test.parts", ("flag", "n"))
+    fields = (True, 1)
+    context = CallContext(crew="c", task="t")
+    records = [
+        (1.0, "test.parts", "u", "a", FieldParts((fields, context.flat))),
+        (2.0, "test.parts", "u", "a", FieldParts((fields, context.flat))),
+        (3.0, "test.parts", "u", "a", (1, True)),
+        (4.0, "test.parts", "u", "a", fields),
+        (5.0, "test.parts", "u", "a", fields),
+        (6.0, "test.parts", "u", "b", FieldParts(((False, 2), flatten_context({"crew": "d"})))),
+    ]
+    text = encode_batch(records)
+    assert len(json.loads(text)["fields"]) == 4  # two parts joined once, (1, True), fields, the last
+    decoded = decode_batch(text)
+    shared = {"flag": True, "n": 1, "context": {"crew": "c", "task": "t"}}
+    assert [d[4] for d in decoded] == [shared, shared, {"flag": 1, "n": True}, {"flag": True, "n": 1},
+                                       {"flag": True, "n": 1}, {"flag": False, "n": 2, "context": {"crew": "d"}}]
+    assert type(decoded[2][4]["flag"]) is int and decoded[2][4]["n"] is True
+    assert [d[0] for d in decoded] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    with pytest.raises(TypeError):
+        context["crew"] = "changed"  # a CallContext is read-only: what was audited is what it says
 
 
 def test_change_counter_follows_a_store_reopened_after_every_connection_closed(tmp_path: Path) -> None:

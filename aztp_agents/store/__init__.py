@@ -15,8 +15,10 @@ import queue
 import sqlite3
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +282,10 @@ class Store:
         as one ``audit.batch`` chain entry per organization."""
         self._audit_writer.submit(org_id, record)
 
+    def audit_writer_stats(self) -> AuditWriterStats:
+        """Counters of the background audit writer (for benchmarks and monitoring)."""
+        return self._audit_writer.stats
+
     def flush_audit(self, timeout: float = 10.0) -> None:
         """Wait until every queued audit record is committed."""
         self._audit_writer.flush(timeout)
@@ -369,6 +375,19 @@ def _change_counter(path: Path) -> mmap.mmap | None:
         return mapped
 
 
+@dataclass(frozen=True)
+class AuditWriterStats:
+    """What the background audit writer has done so far: records and batches committed, and
+    the CPU time its thread spent on them (encoding, hashing, SQLite)."""
+
+    records: int = 0
+    batches: int = 0
+    cpu_seconds: float = 0.0
+
+    def add(self, records: int, cpu_seconds: float) -> AuditWriterStats:
+        return AuditWriterStats(self.records + records, self.batches + 1, self.cpu_seconds + cpu_seconds)
+
+
 class _AuditWriter:
     """Background group commit of decision audit records (one transaction per batch).
 
@@ -386,6 +405,7 @@ class _AuditWriter:
         self._wake = threading.Event()
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self.stats = AuditWriterStats()
 
     def submit(self, org_id: str, record: QueuedRecord) -> None:
         if self._thread is None:
@@ -416,7 +436,9 @@ class _AuditWriter:
                     break
             records = [b for b in batch if isinstance(b, tuple)]
             if records:
+                started = time.thread_time()
                 self._write(records)
+                self.stats = self.stats.add(len(records), time.thread_time() - started)
             for b in batch:
                 if isinstance(b, threading.Event):
                     b.set()
