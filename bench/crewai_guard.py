@@ -2,14 +2,19 @@
 without ``secure_crew``, same scripted LLM, measured side by side.
 
 Each run is one kickoff of a one-agent crew that makes ``--calls`` tool calls (>= 200). The
-same crew object runs both sides, so nothing but AZTP differs: A with AZTP's hooks taken out of
-CrewAI (as if ``secure_crew`` had never been called: CrewAI then has no hook to dispatch), B
-with them in. Runs are interleaved in pairs (AB, BA, AB, ...: drift hits both sides alike);
-the cost per tool call is the run's CPU time divided by the calls, and the result is the
-median of the paired B/A ratios with a bootstrap 95 % interval. Then, in separate runs, the
-thread CPU time spent inside AZTP's two hooks and the audit writer's CPU per record give AZTP's
-own cost per call (see ``_paired.py``). Target: the guard (decision + audit record) adds at
-most 1 % to an unguarded CrewAI tool call.
+same crew object runs every side, so nothing but the hooks differs:
+
+* A -- no hook at all (as if ``secure_crew`` had never been called);
+* N -- one no-op ``before_tool_call`` hook: CrewAI's own cost of having a hook, which any
+  hook-based guard pays (CrewAI 1.15 emits a telemetry event per hook dispatch);
+* B -- ``secure_crew``: AZTP's hook (the decision + the audit record).
+
+The three run in rounds (A N B, then B N A: drift hits all alike); the cost per tool call is a
+run's CPU time divided by its calls. Printed: the median of the paired ratios B/A (what a user
+pays in all), N/A (CrewAI's hook layer) and B/N (what AZTP adds beyond it, the issue's
+target), each with a bootstrap 95 % interval. Then, in separate runs, AZTP's own CPU: the
+thread CPU time inside its hooks plus the audit writer's CPU per record (``_paired.py``).
+Target: the guard (decision + audit record) adds at most 1 % to an unguarded tool call.
 
 Garbage collection: after the warm-up the objects made so far (imports: CrewAI, pydantic,
 LiteLLM, ~275 k objects) are moved out of the collector's way with ``gc.freeze()``, as
@@ -103,20 +108,19 @@ class AztpSwitch:
             self.crew.before_kickoff_callbacks.append(_hooks.ensure_hooks_before_kickoff)
 
     def metered(self, meter: CpuMeter) -> None:
-        """Replace the hooks by timed wrappers of themselves (until :meth:`on`)."""
+        """Replace the hook by a timed wrapper of itself (until :meth:`unmetered`). Allowed
+        calls have no after-hook: it is registered only while a denial waits for it."""
         self.off()
-        for point, hook in _POINTS:
-            get_global_hook_list(point).append(meter.wrap(hook))
+        get_global_hook_list(InterceptionPoint.PRE_TOOL_CALL).append(meter.wrap(_hooks.before_tool_call))
 
     def unmetered(self) -> None:
-        for point, _hook in _POINTS:
-            get_global_hook_list(point).clear()
+        get_global_hook_list(InterceptionPoint.PRE_TOOL_CALL).clear()
         self.on()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=30, help="A/B pairs of runs (default 30)")
+    parser.add_argument("--pairs", type=int, default=30, help="rounds of A/N/B runs (default 30)")
     parser.add_argument("--calls", type=int, default=200, help="tool calls per run (default 200, at least 200)")
     parser.add_argument("--native", action="store_true", help="native function calling instead of ReAct text")
     parser.add_argument("--no-freeze", action="store_true", help="leave the start-up heap to the collector")
@@ -140,12 +144,11 @@ def main() -> int:
         timed_run(crew)
         runs += 2
 
-    a_times: list[float] = []
-    b_times: list[float] = []
+    times: dict[str, list[float]] = {"A": [], "N": [], "B": []}
     gc.collect()
     if not args.no_freeze:
         gc.freeze()
-    gc_time = {"A": 0.0, "B": 0.0}
+    gc_time = dict.fromkeys(times, 0.0)
     side = ["A"]
     gc_start = [0.0]
 
@@ -155,29 +158,42 @@ def main() -> int:
         else:
             gc_time[side[0]] += time.process_time() - gc_start[0]
 
+    def noop_hook(_ctx: object) -> None:
+        return None
+
     gc.callbacks.append(gc_clock)
 
     def run_side(name: str) -> float:
         side[0] = name
-        if name == "A":
-            switch.off()
-        else:
+        if name == "B":
             switch.on()
-        return timed_run(crew)
+            return timed_run(crew)
+        switch.off()
+        if name == "A":
+            return timed_run(crew)
+        hooks = get_global_hook_list(InterceptionPoint.PRE_TOOL_CALL)
+        hooks.append(noop_hook)
+        try:
+            return timed_run(crew)
+        finally:
+            hooks.remove(noop_hook)
 
     for i in range(args.pairs):
-        if i % 2 == 0:
-            a, b = run_side("A"), run_side("B")
-        else:
-            b, a = run_side("B"), run_side("A")
-        a_times.append(a / args.calls)
-        b_times.append(b / args.calls)
-        runs += 2
+        for name in ("A", "N", "B") if i % 2 == 0 else ("B", "N", "A"):
+            times[name].append(run_side(name) / args.calls)
+            runs += 1
     gc.callbacks.remove(gc_clock)
-    whole = median_ci([b / a for a, b in zip(a_times, b_times, strict=True)])
-    unguarded_us = statistics.median(a_times) * 1e6
+    switch.on()
 
-    # AZTP's own CPU: the two hooks (thread CPU inside them) and the audit writer per record.
+    def paired(num: str, den: str) -> tuple[float, float, float]:
+        return median_ci([x / y for x, y in zip(times[num], times[den], strict=True)])
+
+    total, layer, beyond = paired("B", "A"), paired("N", "A"), paired("B", "N")
+    # AZTP beyond CrewAI's hook layer, as a share of an unguarded call: (B/N - 1) x N/A.
+    whole = tuple(1 + (r - 1) * layer[0] for r in beyond)
+    unguarded_us = statistics.median(times["A"]) * 1e6
+
+    # AZTP's own CPU: its hook (thread CPU inside it) and the audit writer per record.
     meter = CpuMeter()
     switch.metered(meter)
     writer_before = store.audit_writer_stats()
@@ -205,22 +221,29 @@ def main() -> int:
     assert tool.executions == runs * args.calls, (tool.executions, runs)
     assert audited == guarded_calls + n, (audited, guarded_calls + n)
 
-    ok, word = verdict(own_share, whole, TARGET_PCT / 100)
+    ok, word = verdict(own_share, whole, TARGET_PCT / 100)  # type: ignore[arg-type]
     mode = "native tool calls" if args.native else "ReAct text"
     per_side = args.pairs * args.calls
-    print(f"crewai_guard: full Crew.kickoff() runs, scripted LLM ({mode}), one crew, AZTP hooks out (A) / in (B), "
-          f"{args.pairs} interleaved pairs x {args.calls} tool calls = {per_side} calls per side")
-    print(f"  A without AZTP       median {statistics.median(a_times) * 1e3:8.3f} ms CPU per tool call")
-    print(f"  B secure_crew        median {statistics.median(b_times) * 1e3:8.3f} ms CPU per tool call")
-    print(f"  garbage collection   A {gc_time['A'] / per_side * 1e6:6.1f} us, B {gc_time['B'] / per_side * 1e6:6.1f} us "
-          f"per tool call ({'start-up heap frozen' if not args.no_freeze else 'nothing frozen'})")
-    print(f"  whole runs, CPU      median paired ratio B/A {whole[0]:.4f}: {pct(whole[0])} per tool call, "
-          f"95 % interval [{pct(whole[1])}, {pct(whole[2])}]")
+
+    def ci(r: tuple[float, ...]) -> str:
+        return f"{pct(r[0])} [{pct(r[1])}, {pct(r[2])}]"
+
+    print(f"crewai_guard: full Crew.kickoff() runs, scripted LLM ({mode}), one crew; {args.pairs} rounds of "
+          f"A/N/B runs x {args.calls} tool calls = {per_side} calls per side")
+    print(f"  A no hooks           median {statistics.median(times['A']) * 1e3:8.3f} ms CPU per tool call")
+    print(f"  N no-op CrewAI hook  median {statistics.median(times['N']) * 1e3:8.3f} ms CPU per tool call")
+    print(f"  B secure_crew        median {statistics.median(times['B']) * 1e3:8.3f} ms CPU per tool call")
+    print("  garbage collection   " + ", ".join(f"{k} {v / per_side * 1e6:5.1f} us" for k, v in gc_time.items())
+          + f" per tool call ({'start-up heap frozen' if not args.no_freeze else 'nothing frozen'})")
+    print("  whole runs, CPU, median paired ratio [95 % interval]:")
+    print(f"    B/A  secure_crew vs no hooks (all a user pays)      {ci(total)}")
+    print(f"    N/A  CrewAI's hook layer alone                      {ci(layer)}")
+    print(f"    AZTP beyond CrewAI's hook layer, (B/N - 1) x N/A    {ci(whole)}")
     print(f"  AZTP's own CPU       hooks {hooks_us:5.1f} us + audit writer {writer_us:5.1f} us/record = {own_us:5.1f} us "
           f"per tool call = {own_share * 100:.2f} % of an unguarded tool call")
     print(f"  guard.check alone    {decision_us:5.1f} us per decision, warm (decision + audit record queued)")
     print(f"  audited decisions    {audited} = every guarded call ({guarded_calls}) + {n} direct checks")
-    print(f"  target: the guard adds <= {TARGET_PCT:.0f} % to an unguarded tool call: {word} "
+    print(f"  target: the guard (decision + audit record) adds <= {TARGET_PCT:.0f} % to an unguarded tool call: {word} "
           f"(AZTP's own CPU {own_share * 100:.2f} %; whole runs {pct(whole[0])}, interval low end {pct(whole[1])})")
     return 1 if (args.strict and not ok) else 0
 

@@ -260,6 +260,31 @@ def test_flow_revocation_between_two_calls_blocks_the_second(client: Aztp, nativ
     assert search.executions == 3
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_denial_text_reaches_the_agent_and_allowed_calls_leave_no_after_hook(client: Aztp, native: bool) -> None:
+    """The after-hook that hands the agent the denial text is registered only while a denial
+    waits for it (CrewAI's dispatch of a hook point is not free), and is gone again after."""
+    from crewai.hooks import get_after_tool_call_hooks
+
+    ours = aztp_crewai._hooks.after_tool_call
+    search = make_tool()
+    c, a = one_agent_crew(search, 2, native=native)
+    recorder = RecordingLLM(a.llm)
+    secure_crew(c, flow="prod", client=client)
+    c.kickoff()
+    assert search.executions == 2
+    assert ours not in get_after_tool_call_hooks()
+    run(client.revoke_flow_identity(identity_of(a), guard_of(c).flow_id, "paused"))
+    c.kickoff()
+    assert search.executions == 2
+    assert recorder.saw("AZTP DENIED [agent_revoked_in_flow]") and recorder.saw("The tool was not run.")
+    assert ours not in get_after_tool_call_hooks()
+    run(client.reinstate_flow_identity(identity_of(a), guard_of(c).flow_id))
+    c.kickoff()
+    assert search.executions == 4
+    assert reasons(client) == ["allowed"] * 2 + ["agent_revoked_in_flow"] * 2 + ["allowed"] * 2
+
+
 def test_removing_the_link_blocks_with_no_link(client: Aztp) -> None:
     search = make_tool()
     c, a = one_agent_crew(search, 1)

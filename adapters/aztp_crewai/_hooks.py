@@ -13,7 +13,9 @@ CrewAI swallows every exception a hook raises except ``HookAborted`` and then ru
 
 When a call is blocked, CrewAI shows the agent a generic "Tool execution blocked by hook"
 text; the ``after_tool_call`` hook below replaces it with the guard's denial text, so the
-model learns the reason code.
+model learns the reason code. That hook is registered only while a denial waits for it:
+CrewAI's dispatch of a hook point that has any hook costs about as much as the guard's whole
+decision (it emits a telemetry event per dispatch), and allowed calls have nothing for it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from crewai.hooks import (
     get_before_tool_call_hooks,
     register_after_tool_call_hook,
     register_before_tool_call_hook,
+    unregister_after_tool_call_hook,
 )
 from crewai.utilities.string_utils import sanitize_tool_name as _crewai_sanitize
 
@@ -197,11 +200,24 @@ _denials: dict[int, tuple[Any, str]] = {}
 
 
 def _deny(ctx: Any, text: str, source: str = "aztp") -> HookAborted:
-    if len(_denials) >= 1024:  # after-hooks that never ran (another hook aborted first)
-        _denials.clear()
-    tool_input = ctx.tool_input
-    _denials[id(tool_input)] = (tool_input, f"{text.rstrip('.')}. The tool was not run.")
+    """The exception that blocks the call. Never raises itself: anything but ``HookAborted``
+    escaping the hook would be swallowed by CrewAI and the tool would run."""
+    try:
+        tool_input = ctx.tool_input
+        with _install_lock:
+            if len(_denials) >= 1024:  # after-hooks that never ran (another hook aborted first)
+                _denials.clear()
+            _denials[id(tool_input)] = (tool_input, f"{text.rstrip('.')}. The tool was not run.")
+            _register_after()
+    except Exception:  # the agent sees CrewAI's generic text instead; the call is still blocked
+        logger.warning("could not pass the denial text on to the agent", exc_info=True)
     return HookAborted(text, source=source)
+
+
+def _register_after() -> None:
+    """With ``_install_lock`` held."""
+    if not any(h is after_tool_call for h in get_after_tool_call_hooks()):
+        register_after_tool_call_hook(after_tool_call)
 
 
 def before_tool_call(ctx: Any) -> None:
@@ -235,6 +251,9 @@ def after_tool_call(ctx: Any) -> str | None:
     if denied is None or denied[0] is not tool_input:
         return None
     _denials.pop(id(tool_input), None)
+    with _install_lock:
+        if not _denials:  # nothing waits: allowed calls need no after-hook dispatch
+            unregister_after_tool_call_hook(after_tool_call)
     return denied[1]
 
 
@@ -243,8 +262,8 @@ def install() -> None:
     with _install_lock:
         if not any(h is before_tool_call for h in get_before_tool_call_hooks()):
             register_before_tool_call_hook(before_tool_call)
-        if not any(h is after_tool_call for h in get_after_tool_call_hooks()):
-            register_after_tool_call_hook(after_tool_call)
+        if _denials:
+            _register_after()
 
 
 def ensure_hooks_before_kickoff(inputs: Any) -> Any:

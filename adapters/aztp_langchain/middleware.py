@@ -13,6 +13,7 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool
 from langgraph.types import Command
 
+from aztp_agents.audit import CallContext
 from aztp_agents.decisions import Decision
 from aztp_agents.guard import Guard
 
@@ -71,7 +72,7 @@ class AztpMiddleware(AgentMiddleware):
         self.mode = mode
         self.on_deny = on_deny
         self.guard = make_guard(flow=flow, client=client, mode=mode, guard=guard, **guard_options)
-        self._context = {"framework": "langchain", "agent": agent_name, **(context or {})}
+        self._context = CallContext({"framework": "langchain", "agent": agent_name, **(context or {})})
         self._lock = threading.Lock()
         self._agent_id: str | None = None
         self._flow_id: str | None = None
@@ -135,8 +136,8 @@ class AztpMiddleware(AgentMiddleware):
 
     # --- decisions ------------------------------------------------------------------------
 
-    def _context_for(self, request: ToolCallRequest) -> dict[str, str]:
-        return {**self._context, "tool_call_id": str(request.tool_call.get("id") or "")}
+    def _context_for(self, request: ToolCallRequest) -> CallContext:
+        return self._context.extended("tool_call_id", str(request.tool_call.get("id") or ""))
 
     def _failure(self, name: str, exc: BaseException) -> Decision:
         return failure_decision(
