@@ -22,7 +22,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ from .audit import (
     CallContext,
     ChainReport,
     FieldParts,
+    QueuedRecord,
     canonical_json,
     flatten_context,
     register_layout,
@@ -156,6 +157,12 @@ class Authority:
         self._watcher: threading.Thread | None = None
         self._closed = False
         store.audit_commit_listeners.append(self._audit_committed)
+        #: Queues ``(org_id, record)`` for the audit writer (started on the first record).
+        self._audit_put: Callable[[tuple[str, QueuedRecord]], None] = self._first_audit_put
+
+    def _first_audit_put(self, item: tuple[str, QueuedRecord]) -> None:
+        self._audit_put = self.store.audit_queue()
+        self._audit_put(item)
 
     # ================================================================= organizations
 
@@ -1252,6 +1259,33 @@ class Authority:
         self._queue_decision(p, agent, audit, context)
         return decision
 
+    def decide_memoized(self, p: Principal, key: tuple[Any, ...], context: Mapping[str, Any] | None = None
+                        ) -> Decision | None:
+        """The fast path of :meth:`decide` for enforcement points: the decision for ``key``
+        (``(user_id, flow_id, agent, tool, tool_name, enforce)``), audited, when this exact
+        call was already decided and **allowed** on the current state; otherwise ``None``
+        and nothing is audited (take :meth:`decide`). No I/O and no call into other Python
+        code but the audit queue: on a tool-call path every frame touched costs more than
+        its instructions. The state counts as current only as :meth:`snapshot` would find
+        it without reading the store: the change token matches the one validated last and
+        no write here has invalidated it."""
+        start = time.perf_counter()
+        token = self.store.change_token()
+        if token is None or token != self._validated_token or self._stale:
+            return None
+        snap = self._snapshots.get(p.org_id)
+        if snap is None or (context and snap.conditional):
+            return None
+        made = snap.decisions.get(key)
+        if made is None or not made[0][0]:
+            return None
+        head, tail, audit = made
+        decision: Decision = tuple.__new__(Decision, (*head, (time.perf_counter() - start) * 1e6, *tail))  # type: ignore[arg-type]
+        if context:
+            audit = FieldParts((audit, context.flat if type(context) is CallContext else flatten_context(context)))
+        self._audit_put((p.org_id, (time.time(), DECISION_ACTION, p.user_id, key[2], audit)))
+        return decision
+
     def _make_decision(self, snap: Snapshot, p: Principal, key: tuple[Any, ...],
                        context: Mapping[str, Any] | None) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]:
         """``(fields before latency_us, fields after it, audit data)`` of a decision."""
@@ -1283,7 +1317,7 @@ class Authority:
         the decision path); the context is frozen now (plain values as they are, others as text)."""
         if context:
             data = FieldParts((data, context.flat if type(context) is CallContext else flatten_context(context)))
-        self.store.submit_audit(p.org_id, (time.time(), DECISION_ACTION, p.user_id, agent, data))
+        self._audit_put((p.org_id, (time.time(), DECISION_ACTION, p.user_id, agent, data)))
 
     def _audit_later(self, p: Principal, action: str, subject: str | None, data: Mapping[str, Any]) -> None:
         """Audit a frequent read (verification) through the group-commit path."""

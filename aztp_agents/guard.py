@@ -211,6 +211,9 @@ class Guard:
     def check(self, agent_id: str | None, tool_id: str | None, tool_name: str | None = None,
               context: Mapping[str, Any] | None = None) -> Decision:
         """Decide one tool call. Never raises; any failure is a denial."""
+        decision = self.check_now(agent_id, tool_id, tool_name, context)
+        if decision is not None:
+            return decision
         started = time.perf_counter()
         try:
             if not agent_id or not tool_id:
@@ -252,6 +255,12 @@ class Guard:
             return None
         try:
             authority, principal = direct
+            if not self.listeners:  # the usual call: already decided and allowed on this state
+                decision = authority.decide_memoized(
+                    principal, (principal.user_id, flow_id, agent_id, tool_id, tool_name, self.mode == "enforce"),
+                    context)
+                if decision is not None:
+                    return decision
             snap = authority.cached_snapshot(principal.org_id)
             if snap is None:  # must be (re)loaded: that reads the store
                 return None

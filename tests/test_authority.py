@@ -1064,6 +1064,48 @@ def test_revocation_in_another_process_denies_the_very_next_decision(
     assert run(client.verify_audit())["ok"] is True
 
 
+def test_memoized_fast_path_serves_only_allowed_current_decisions(
+    client: Aztp, authority: Any, principal: Any, aztp_home: Path
+) -> None:
+    """``decide_memoized`` answers only a call already allowed on the current state; any
+    write (here or in another process) and any denial send callers to the full path, and it
+    audits exactly what it answers."""
+    agent, tool = issue(client, "fp-agent", "fp-tool")
+    flow = run(client.create_flow("fp-flow"))["_id"]
+    for ident in (agent, tool):
+        run(client.add_identity_to_flow(flow, ident))
+    run(client.link_identities(agent, tool))
+    key = (principal.user_id, flow, agent, tool, "search", True)
+
+    def memoized() -> Any:
+        return authority.decide_memoized(principal, key, CallContext(call="m"))
+
+    def audited() -> int:
+        return len(run(client.audit(action="decision.tool_call")))
+
+    assert memoized() is None  # nothing decided yet
+    assert authority.decide(principal, flow_id=flow, agent=agent, tool=tool, tool_name="search").allowed
+    before = audited()
+    fast = memoized()
+    assert fast is not None and fast.allowed and fast.reason is Reason.ALLOWED and fast.flow == flow
+    assert audited() == before + 1
+    assert run(client.audit(action="decision.tool_call"))[-1]["data"]["context"] == {"call": "m"}
+
+    run(client.revoke_flow_identity(agent, flow, "in-process write"))  # acknowledged here
+    assert memoized() is None
+    denied = authority.decide(principal, flow_id=flow, agent=agent, tool=tool, tool_name="search")
+    assert denied.reason is Reason.AGENT_REVOKED_IN_FLOW
+    assert memoized() is None  # a denial is never served from the memo
+    run(client.reinstate_flow_identity(agent, flow))
+    assert authority.decide(principal, flow_id=flow, agent=agent, tool=tool, tool_name="search").allowed
+    assert memoized() is not None
+
+    in_another_process(aztp_home, ("unlink_identities", agent, tool))
+    assert memoized() is None
+    assert authority.decide(principal, flow_id=flow, agent=agent, tool=tool, tool_name="search").reason is Reason.NO_LINK
+    assert run(client.verify_audit())["ok"] is True
+
+
 def test_own_audit_commits_keep_the_snapshot_and_other_writes_still_deny_at_once(
     client: Aztp, authority: Any, principal: Any, aztp_home: Path
 ) -> None:

@@ -163,15 +163,19 @@ class AztpMiddleware(AgentMiddleware):
             return self._failure(name, exc)
 
     def _decide_now(self, request: ToolCallRequest) -> Decision | None:
-        """The decision without I/O when everything is known and in memory, else ``None``."""
+        """The decision without I/O when everything is known and in memory, else ``None``
+        (then :meth:`_decide` / :meth:`_adecide` take it, and fail closed). The usual call;
+        kept to few Python calls, since each costs more than its instructions here."""
         try:
             tool = request.tool
-            name = tool.name if tool is not None else request.tool_call["name"]
+            tool_call = request.tool_call
+            name = tool.name if tool is not None else tool_call["name"]
             tool_id = self._tool_ids.get(name)
             if tool_id is None or self._agent_id is None:  # identities to issue first
                 return None
-            return self.guard.check_now(self._agent_id, tool_id, name, self._context_for(request))
-        except Exception:  # _adecide takes it again and fails closed
+            context = self._context.extended("tool_call_id", str(tool_call.get("id") or ""))
+            return self.guard.check_now(self._agent_id, tool_id, name, context)
+        except Exception:
             return None
 
     async def _adecide(self, request: ToolCallRequest) -> Decision:
@@ -200,7 +204,9 @@ class AztpMiddleware(AgentMiddleware):
         )
 
     def _caller(self, request: ToolCallRequest, decision: Decision) -> Caller:
-        return Caller(self._agent_id, self.agent_name, self._flow_id, decision.tool, request.tool_call.get("id"))
+        # tuple.__new__: a NamedTuple's own __new__ is one more Python call per tool call
+        return tuple.__new__(Caller, (self._agent_id, self.agent_name, self._flow_id, decision.tool,
+                                      request.tool_call.get("id")))
 
     # --- hooks ----------------------------------------------------------------------------
 
@@ -209,7 +215,7 @@ class AztpMiddleware(AgentMiddleware):
         request: ToolCallRequest,
         handler: Callable[[ToolCallRequest], ToolResult],
     ) -> ToolResult:
-        decision = self._decide(request)
+        decision = self._decide_now(request) or self._decide(request)
         if not decision.allowed:
             if decision.enforced:
                 return self._denied(request, decision)

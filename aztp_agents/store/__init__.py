@@ -282,6 +282,11 @@ class Store:
         as one ``audit.batch`` chain entry per organization."""
         self._audit_writer.submit(org_id, record)
 
+    def audit_queue(self) -> Callable[[tuple[str, QueuedRecord]], None]:
+        """``put((org_id, record))``: :meth:`submit_audit` without a Python frame, for hot
+        paths (the writer thread is started now)."""
+        return self._audit_writer.started_queue()
+
     def audit_writer_stats(self) -> AuditWriterStats:
         """Counters of the background audit writer (for benchmarks and monitoring)."""
         return self._audit_writer.stats
@@ -411,6 +416,11 @@ class _AuditWriter:
         if self._thread is None:
             self._start()
         self._queue.put((org_id, record))
+
+    def started_queue(self) -> Callable[[tuple[str, QueuedRecord]], None]:
+        if self._thread is None:
+            self._start()
+        return self._queue.put
 
     def _start(self) -> None:
         with self._start_lock:
