@@ -36,6 +36,7 @@ from .audit import (
     AuditEntry,
     CallContext,
     ChainReport,
+    FieldData,
     FieldParts,
     QueuedRecord,
     canonical_json,
@@ -1259,8 +1260,8 @@ class Authority:
         self._queue_decision(p, agent, audit, context)
         return decision
 
-    def decide_memoized(self, p: Principal, key: tuple[Any, ...], context: Mapping[str, Any] | None = None
-                        ) -> Decision | None:
+    def decide_memoized(self, p: Principal, key: tuple[Any, ...], context: Mapping[str, Any] | None = None,
+                        flat_context: FieldData | None = None) -> Decision | None:
         """The fast path of :meth:`decide` for enforcement points: the decision for ``key``
         (``(user_id, flow_id, agent, tool, tool_name, enforce)``), audited, when this exact
         call was already decided and **allowed** on the current state; otherwise ``None``
@@ -1268,20 +1269,23 @@ class Authority:
         code but the audit queue: on a tool-call path every frame touched costs more than
         its instructions. The state counts as current only as :meth:`snapshot` would find
         it without reading the store: the change token matches the one validated last and
-        no write here has invalidated it."""
+        no write here has invalidated it. ``flat_context``: the context already flattened
+        (str keys and plain values, as :attr:`CallContext.flat`), instead of ``context``."""
         start = time.perf_counter()
         token = self.store.change_token()
         if token is None or token != self._validated_token or self._stale:
             return None
         snap = self._snapshots.get(p.org_id)
-        if snap is None or (context and snap.conditional):
+        if snap is None or ((context or flat_context) and snap.conditional):
             return None
         made = snap.decisions.get(key)
         if made is None or not made[0][0]:
             return None
         head, tail, audit = made
         decision: Decision = tuple.__new__(Decision, (*head, (time.perf_counter() - start) * 1e6, *tail))  # type: ignore[arg-type]
-        if context:
+        if flat_context:
+            audit = FieldParts((audit, flat_context))
+        elif context:
             audit = FieldParts((audit, context.flat if type(context) is CallContext else flatten_context(context)))
         self._audit_put((p.org_id, (time.time(), DECISION_ACTION, p.user_id, key[2], audit)))
         return decision

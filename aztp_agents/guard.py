@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .audit import CallContext, FieldData
 from .client import Aztp, EmbeddedBackend, default_client
 from .decisions import Decision, Reason
 from .errors import ValidationError
@@ -246,10 +247,15 @@ class Guard:
         return self._finish(decision, agent_id, tool_id, tool_name, started, context)
 
     def check_now(self, agent_id: str | None, tool_id: str | None, tool_name: str | None = None,
-                  context: Mapping[str, Any] | None = None) -> Decision | None:
+                  context: Mapping[str, Any] | None = None, *, flat_context: FieldData | None = None
+                  ) -> Decision | None:
         """The decision, if it can be taken at once without any I/O (an embedded authority
         whose state is in memory: the usual case); else ``None``, and the caller awaits
-        :meth:`acheck`. Safe on an event loop: it never blocks. Never raises."""
+        :meth:`acheck`. Safe on an event loop: it never blocks. Never raises.
+
+        ``flat_context`` may stand for ``context``: alternating str keys and plain values
+        (a :class:`CallContext`'s ``flat`` plus per-call items), so the usual call builds no
+        mapping at all; one is made from it only if the call needs more than the memo."""
         direct, flow_id = self._direct, self._flow_id
         if direct is None or flow_id is None or not agent_id or not tool_id:
             return None
@@ -258,9 +264,11 @@ class Guard:
             if not self.listeners:  # the usual call: already decided and allowed on this state
                 decision = authority.decide_memoized(
                     principal, (principal.user_id, flow_id, agent_id, tool_id, tool_name, self.mode == "enforce"),
-                    context)
+                    context, flat_context)
                 if decision is not None:
                     return decision
+            if context is None and flat_context:
+                context = CallContext(zip(flat_context[::2], flat_context[1::2], strict=True))
             snap = authority.cached_snapshot(principal.org_id)
             if snap is None:  # must be (re)loaded: that reads the store
                 return None

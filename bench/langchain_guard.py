@@ -7,7 +7,9 @@ cancel drift) for ``--rounds`` rounds. The result is the median of the per-round
 Target (issue 5): overhead (decision + audit record) <= 2 % of an unguarded tool call.
 
 Attribution rows run the same way, each against A in its own round:
-  * no-op middleware   -- LangChain's own cost of one ``wrap_tool_call`` layer;
+  * no-op middleware   -- LangChain's own cost of one ``wrap_tool_call`` layer: the very graph
+                          of the AztpMiddleware row with AZTP switched off (one graph for
+                          both, so nothing but AZTP differs between them);
   * adapter only       -- AztpMiddleware with the guard's decision replaced by a constant;
   * decision, no audit -- the real decision, audit recording switched off;
   * AztpMiddleware     -- the real thing (decision + audit record).
@@ -40,7 +42,6 @@ from typing import Any
 from _paired import CpuMeter, median_ci, verdict, writer_us_per_record
 from aztp_langchain import AztpMiddleware
 from langchain.agents import create_agent
-from langchain.agents.middleware import AgentMiddleware
 from langchain_core.tools import tool
 
 from aztp_agents import Aztp
@@ -59,18 +60,41 @@ def lookup(key: str) -> str:
     return "value-of-" + key
 
 
-class NoopMiddleware(AgentMiddleware):
-    def wrap_tool_call(self, request: Any, handler: Any) -> Any:
-        return handler(request)
-
-    async def awrap_tool_call(self, request: Any, handler: Any) -> Any:
-        return await handler(request)
-
-
 def model() -> ScriptedChatModel:
     return ScriptedChatModel(
         script=[[call("lookup", key=f"k{i}")] for i in range(PER_RUN)] + ["done"]
     )
+
+
+class SwitchableMiddleware(AztpMiddleware):
+    """AztpMiddleware that can be switched off, to act as the no-op middleware: the no-op and
+    the AZTP runs then use one and the same graph, so nothing but AZTP differs between them
+    (two graphs built alike still differ by a few percent in CPU time)."""
+
+    active = True
+
+    def wrap_tool_call(self, request: Any, handler: Any) -> Any:
+        return super().wrap_tool_call(request, handler) if self.active else handler(request)
+
+    async def awrap_tool_call(self, request: Any, handler: Any) -> Any:
+        if self.active:
+            return await super().awrap_tool_call(request, handler)
+        return await handler(request)
+
+
+class Side:
+    """One side of a comparison: a graph, with the switchable middleware set for it."""
+
+    def __init__(self, graph: Any, mw: SwitchableMiddleware, active: bool) -> None:
+        self.graph, self.mw, self.active = graph, mw, active
+
+    def invoke(self, inputs: Any) -> Any:
+        self.mw.active = self.active
+        return self.graph.invoke(inputs)
+
+    async def ainvoke(self, inputs: Any) -> Any:
+        self.mw.active = self.active
+        return await self.graph.ainvoke(inputs)
 
 
 class MeteredMiddleware(AztpMiddleware):
@@ -87,7 +111,7 @@ class MeteredMiddleware(AztpMiddleware):
 
 def aztp_middleware(home: Path, *, variant: str) -> AztpMiddleware:
     client = Aztp(home=home)
-    kind = MeteredMiddleware if variant == "metered" else AztpMiddleware
+    kind = {"metered": MeteredMiddleware, "switchable": SwitchableMiddleware}.get(variant, AztpMiddleware)
     mw = kind(flow="bench", agent_name="bench-agent", client=client)
     mw.enroll([lookup])
     if variant == "adapter-only":
@@ -114,8 +138,11 @@ def aztp_middleware(home: Path, *, variant: str) -> AztpMiddleware:
 
 def build(tmp: Path, attribution: bool) -> tuple[dict[str, Any], AztpMiddleware, tuple[Any, MeteredMiddleware]]:
     m = model()
-    graphs = {"unguarded": create_agent(m, [lookup])}
-    graphs["no-op middleware"] = create_agent(m, [lookup], middleware=[NoopMiddleware()])
+    graphs: dict[str, Any] = {"unguarded": create_agent(m, [lookup])}
+    real = aztp_middleware(tmp / "c", variant="switchable")
+    assert isinstance(real, SwitchableMiddleware)
+    shared = create_agent(m, [lookup], middleware=[real])
+    graphs["no-op middleware"] = Side(shared, real, active=False)
     if attribution:
         graphs["adapter only"] = create_agent(
             m, [lookup], middleware=[aztp_middleware(tmp / "a", variant="adapter-only")]
@@ -123,8 +150,7 @@ def build(tmp: Path, attribution: bool) -> tuple[dict[str, Any], AztpMiddleware,
         graphs["decision, no audit"] = create_agent(
             m, [lookup], middleware=[aztp_middleware(tmp / "b", variant="no-audit")]
         )
-    real = aztp_middleware(tmp / "c", variant="real")
-    graphs["AztpMiddleware"] = create_agent(m, [lookup], middleware=[real])
+    graphs["AztpMiddleware"] = Side(shared, real, active=True)
     metered = aztp_middleware(tmp / "d", variant="metered")
     assert isinstance(metered, MeteredMiddleware)
     return graphs, real, (create_agent(m, [lookup], middleware=[metered]), metered)

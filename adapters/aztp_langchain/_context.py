@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from aztp_agents import guard as _core
 
-__all__ = ["Caller", "acting_as", "current_agent", "current_caller", "pop", "push"]
+__all__ = ["CALLER", "Caller", "acting_as", "current_agent", "current_caller", "pop", "push"]
 
 
 class Caller(NamedTuple):
@@ -41,12 +41,13 @@ class Caller(NamedTuple):
         )
 
 
-_CALLER: ContextVar[Caller | None] = ContextVar("aztp_langchain_caller", default=None)
+#: The caller of the running tool call (set with the core's ``current_agent``: see :func:`push`).
+CALLER: ContextVar[Caller | None] = ContextVar("aztp_langchain_caller", default=None)
 
 
 def current_caller() -> Caller | None:
     """The caller in the context: ours, else the core's ``aztp_agents.guard.bind_agent``."""
-    caller = _CALLER.get()
+    caller = CALLER.get()
     if caller is None:
         agent_id = _core.current_agent.get()
         if agent_id:
@@ -62,12 +63,12 @@ def current_agent() -> str | None:
 
 def push(caller: Caller) -> tuple[Any, Any]:
     """Make ``caller`` current (here and in the core's contextvar); undo with :func:`pop`."""
-    return _CALLER.set(caller), _core.current_agent.set(caller.agent_id)
+    return CALLER.set(caller), _core.current_agent.set(caller.agent_id)
 
 
 def pop(tokens: tuple[Any, Any]) -> None:
     _core.current_agent.reset(tokens[1])
-    _CALLER.reset(tokens[0])
+    CALLER.reset(tokens[0])
 
 
 @contextmanager
