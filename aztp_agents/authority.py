@@ -1272,8 +1272,8 @@ class Authority:
         no write here has invalidated it. ``flat_context``: the context already flattened
         (str keys and plain values, as :attr:`CallContext.flat`), instead of ``context``."""
         start = time.perf_counter()
-        token = self.store.change_token()
-        if token is None or token != self._validated_token or self._stale:
+        read_token = self.store.change_token_reader
+        if read_token is None or read_token()[0] != self._validated_token or self._stale:
             return None
         snap = self._snapshots.get(p.org_id)
         if snap is None or ((context or flat_context) and snap.conditional):

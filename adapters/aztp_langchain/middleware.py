@@ -206,11 +206,6 @@ class AztpMiddleware(AgentMiddleware):
             artifact={"aztp_decision": decision.to_dict()},
         )
 
-    def _caller(self, request: ToolCallRequest, decision: Decision) -> Caller:
-        # tuple.__new__: a NamedTuple's own __new__ is one more Python call per tool call
-        return tuple.__new__(Caller, (self._agent_id, self.agent_name, self._flow_id, decision.tool,
-                                      request.tool_call.get("id")))
-
     # --- hooks ----------------------------------------------------------------------------
 
     def wrap_tool_call(
@@ -223,8 +218,10 @@ class AztpMiddleware(AgentMiddleware):
             if decision.enforced:
                 return self._denied(request, decision)
             note_observed(decision)
-        # push()/pop() inlined (bound ContextVar methods): two Python calls fewer per tool call
-        caller = self._caller(request, decision)
+        # push()/pop() and the Caller inlined (bound ContextVar methods, tuple.__new__): Python
+        # calls cost more than their instructions on this path
+        caller = tuple.__new__(Caller, (self._agent_id, self.agent_name, self._flow_id, decision.tool,
+                                        request.tool_call.get("id")))
         caller_token, agent_token = _set_caller(caller), _set_agent(caller.agent_id)
         try:
             return handler(request)
@@ -244,7 +241,8 @@ class AztpMiddleware(AgentMiddleware):
             if decision.enforced:
                 return self._denied(request, decision)
             note_observed(decision)
-        caller = self._caller(request, decision)
+        caller = tuple.__new__(Caller, (self._agent_id, self.agent_name, self._flow_id, decision.tool,
+                                        request.tool_call.get("id")))
         caller_token, agent_token = _set_caller(caller), _set_agent(caller.agent_id)
         try:
             return await handler(request)

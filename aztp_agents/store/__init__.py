@@ -8,6 +8,7 @@ audit log's append path (synchronous for operations, group-committed for decisio
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import mmap
 import os
@@ -86,6 +87,10 @@ class Store:
             if slot is not None:
                 self._pool.put(slot)
                 self._shm = self._map_change_counter()
+        #: ``change_token_reader()[0]`` is :meth:`change_token` without a Python call (for the
+        #: decision fast path); ``None`` where there is no shared counter.
+        self.change_token_reader: Callable[[], tuple[int]] | None = (
+            None if self._shm is None else functools.partial(_U32.unpack_from, self._shm, 8))
         #: Called by the audit writer after each of its commits with ``(change token,
         #: revision)``: the store's revision at that token. An audit commit moves the change
         #: token but never the revision, so a reader that holds this revision may take the
@@ -306,6 +311,7 @@ class Store:
                 conn.close()
             self.engine.dispose()
             self._shm = None  # the mapping itself is shared and stays (see _change_counter)
+            self.change_token_reader = None
             atexit.unregister(self.close)
 
 
