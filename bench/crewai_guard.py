@@ -7,9 +7,10 @@ same crew object runs every side, so nothing but the hooks differs:
 * A -- no hook at all (as if ``secure_crew`` had never been called);
 * N -- one no-op ``before_tool_call`` hook: CrewAI's own cost of having a hook, which any
   hook-based guard pays (CrewAI 1.15 emits a telemetry event per hook dispatch);
-* B -- ``secure_crew``: AZTP's hook (the decision + the audit record).
+* B -- ``secure_crew``: AZTP's hook (the decision + the audit record);
+* A2 -- A again: the A2/A control shows how far two identical sides differ on this machine.
 
-The three run in rounds (A N B, then B N A: drift hits all alike); the cost per tool call is a
+The four run in rounds (A N B A2, then A2 B N A: drift hits all alike); the cost per tool call is a
 run's CPU time divided by its calls. Printed: the median of the paired ratios B/A (what a user
 pays in all), N/A (CrewAI's hook layer) and B/N (what AZTP adds beyond it, the issue's
 target), each with a bootstrap 95 % interval. Then, in separate runs, AZTP's own CPU: the
@@ -120,7 +121,7 @@ class AztpSwitch:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=30, help="rounds of A/N/B runs (default 30)")
+    parser.add_argument("--pairs", type=int, default=30, help="rounds of A/N/B/A2 runs (default 30)")
     parser.add_argument("--calls", type=int, default=200, help="tool calls per run (default 200, at least 200)")
     parser.add_argument("--native", action="store_true", help="native function calling instead of ReAct text")
     parser.add_argument("--no-freeze", action="store_true", help="leave the start-up heap to the collector")
@@ -144,7 +145,7 @@ def main() -> int:
         timed_run(crew)
         runs += 2
 
-    times: dict[str, list[float]] = {"A": [], "N": [], "B": []}
+    times: dict[str, list[float]] = {"A": [], "N": [], "B": [], "A2": []}
     gc.collect()
     if not args.no_freeze:
         gc.freeze()
@@ -169,7 +170,7 @@ def main() -> int:
             switch.on()
             return timed_run(crew)
         switch.off()
-        if name == "A":
+        if name in ("A", "A2"):  # A2: A again, the control that shows the noise floor
             return timed_run(crew)
         hooks = get_global_hook_list(InterceptionPoint.PRE_TOOL_CALL)
         hooks.append(noop_hook)
@@ -179,7 +180,7 @@ def main() -> int:
             hooks.remove(noop_hook)
 
     for i in range(args.pairs):
-        for name in ("A", "N", "B") if i % 2 == 0 else ("B", "N", "A"):
+        for name in ("A", "N", "B", "A2") if i % 2 == 0 else ("A2", "B", "N", "A"):
             times[name].append(run_side(name) / args.calls)
             runs += 1
     gc.callbacks.remove(gc_clock)
@@ -188,7 +189,7 @@ def main() -> int:
     def paired(num: str, den: str) -> tuple[float, float, float]:
         return median_ci([x / y for x, y in zip(times[num], times[den], strict=True)])
 
-    total, layer, beyond = paired("B", "A"), paired("N", "A"), paired("B", "N")
+    total, layer, beyond, control = paired("B", "A"), paired("N", "A"), paired("B", "N"), paired("A2", "A")
     # AZTP beyond CrewAI's hook layer, as a share of an unguarded call: (B/N - 1) x N/A.
     whole = tuple(1 + (r - 1) * layer[0] for r in beyond)
     unguarded_us = statistics.median(times["A"]) * 1e6
@@ -239,6 +240,7 @@ def main() -> int:
     print(f"    B/A  secure_crew vs no hooks (all a user pays)      {ci(total)}")
     print(f"    N/A  CrewAI's hook layer alone                      {ci(layer)}")
     print(f"    AZTP beyond CrewAI's hook layer, (B/N - 1) x N/A    {ci(whole)}")
+    print(f"    A2/A control: no hooks vs no hooks (noise floor)    {ci(control)}")
     print(f"  AZTP's own CPU       hooks {hooks_us:5.1f} us + audit writer {writer_us:5.1f} us/record = {own_us:5.1f} us "
           f"per tool call = {own_share * 100:.2f} % of an unguarded tool call")
     print(f"  guard.check alone    {decision_us:5.1f} us per decision, warm (decision + audit record queued)")

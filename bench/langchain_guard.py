@@ -12,7 +12,9 @@ Attribution rows run the same way, each against A in its own round:
                           both, so nothing but AZTP differs between them);
   * adapter only       -- AztpMiddleware with the guard's decision replaced by a constant;
   * decision, no audit -- the real decision, audit recording switched off;
-  * AztpMiddleware     -- the real thing (decision + audit record).
+  * AztpMiddleware     -- the real thing (decision + audit record);
+  * A/A control        -- the unguarded graph against itself: how far two identical sides
+                          differ on this machine (the noise floor of the rows above).
 
 Then, in separate runs, AZTP's own CPU: the thread CPU time inside ``AztpMiddleware``'s
 ``wrap_tool_call`` / ``awrap_tool_call`` less the handler it calls (the tool), plus the audit
@@ -151,6 +153,7 @@ def build(tmp: Path, attribution: bool) -> tuple[dict[str, Any], AztpMiddleware,
             m, [lookup], middleware=[aztp_middleware(tmp / "b", variant="no-audit")]
         )
     graphs["AztpMiddleware"] = Side(shared, real, active=True)
+    graphs["A/A control"] = graphs["unguarded"]  # the unguarded graph against itself: the noise floor
     metered = aztp_middleware(tmp / "d", variant="metered")
     assert isinstance(metered, MeteredMiddleware)
     return graphs, real, (create_agent(m, [lookup], middleware=[metered]), metered)
