@@ -230,7 +230,7 @@ def main() -> int:
         return f"{pct(r[0])} [{pct(r[1])}, {pct(r[2])}]"
 
     print(f"crewai_guard: full Crew.kickoff() runs, scripted LLM ({mode}), one crew; {args.pairs} rounds of "
-          f"A/N/B runs x {args.calls} tool calls = {per_side} calls per side")
+          f"A/N/B/A2 runs x {args.calls} tool calls = {per_side} calls per side")
     print(f"  A no hooks           median {statistics.median(times['A']) * 1e3:8.3f} ms CPU per tool call")
     print(f"  N no-op CrewAI hook  median {statistics.median(times['N']) * 1e3:8.3f} ms CPU per tool call")
     print(f"  B secure_crew        median {statistics.median(times['B']) * 1e3:8.3f} ms CPU per tool call")
