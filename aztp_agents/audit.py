@@ -116,16 +116,6 @@ class CallContext(dict):  # type: ignore[type-arg]
     def __reduce__(self) -> Any:
         return (CallContext, (dict(self),))
 
-    def extended(self, key: str, value: Any) -> CallContext:
-        """This context plus one more item (a per-call id), flattened by appending it."""
-        if key in self or type(key) is not str:
-            return CallContext({**self, key: value})
-        new = dict.__new__(CallContext)
-        dict.update(new, self)
-        dict.__setitem__(new, key, value)
-        new.flat = (*self.flat, key, value if type(value) in _PLAIN else str(value))
-        return new
-
 
 def register_layout(action: str, fields: Sequence[str]) -> None:
     """Name the leading fields of :data:`FieldData` records of ``action``."""

@@ -140,7 +140,7 @@ class AztpMiddleware(AgentMiddleware):
     # --- decisions ------------------------------------------------------------------------
 
     def _context_for(self, request: ToolCallRequest) -> CallContext:
-        return self._context.extended("tool_call_id", str(request.tool_call.get("id") or ""))
+        return CallContext({**self._context, "tool_call_id": str(request.tool_call.get("id") or "")})
 
     def _failure(self, name: str, exc: BaseException) -> Decision:
         return failure_decision(
