@@ -45,7 +45,7 @@ from aztp_agents.errors import (
     ValidationError,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TD = "astha.ai"
 
 

@@ -21,7 +21,7 @@ import blockbuster
 from aztp_langchain import AztpMiddleware, acting_as, current_agent, secure_tools
 from langchain.agents import create_agent
 from langchain_core.tools import BaseTool, StructuredTool
-from test_langchain_support import USER, Counter, counting_tool, decisions, tool_messages
+from tests.support.langchain import USER, Counter, counting_tool, decisions, tool_messages
 
 from aztp_agents import Aztp
 from aztp_agents.testing_langchain import ScriptedChatModel, call

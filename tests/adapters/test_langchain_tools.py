@@ -35,7 +35,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import InjectedState, ToolNode, ToolRuntime, tools_condition
 from langgraph.prebuilt.tool_node import _get_all_injected_args
-from test_langchain_support import (
+from tests.support.langchain import (
     MODES,
     Counter,
     broken_client,

@@ -18,7 +18,7 @@ import aztp_langchain
 from aztp_langchain import AztpMiddleware, identity_of
 from langchain.agents import create_agent
 from langchain_core.messages import ToolMessage
-from test_langchain_support import (
+from tests.support.langchain import (
     MODES,
     Counter,
     broken_client,

@@ -24,7 +24,7 @@ from aztp_agents.ids import (
     validate_trust_domain,
 )
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 def _load_vectors() -> list[Any]:

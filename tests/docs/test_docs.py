@@ -20,8 +20,8 @@ Examples
     Every ``examples/*.py`` runs as a subprocess (120 s each, temporary ``AZTP_HOME``) and must
     exit 0 and print its key lines (:data:`EXAMPLE_LINES`).
 
-Maintenance: ``python tests/test_docs.py FILE.md`` prints what each block prints;
-``python tests/test_docs.py --update FILE.md`` rewrites the file's ```output blocks and console
+Maintenance: ``python tests/docs/test_docs.py FILE.md`` prints what each block prints;
+``python tests/docs/test_docs.py --update FILE.md`` rewrites the file's ```output blocks and console
 sessions with the real output of a fresh run (then put back any ``...`` you want kept).
 """
 
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 NO_RUN = "# doc: no-run"

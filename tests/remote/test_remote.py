@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
-from test_remote_support import Server, make_tls, start_server
+from tests.support.remote import Server, make_tls, start_server
 
 from aztp_agents import Aztp
 from aztp_agents.errors import (
