@@ -1,11 +1,7 @@
 """Seed 001 (identity overview): global and component identities, verification, identity records,
 links, revocation, discovery and cross-domain connections. Run against the embedded authority.
 
-Seed code is kept as close to verbatim as possible. The only changes: the import line
-(``from aztp_agents import Aztp``) and ``Aztp(api_key=...)``, which becomes the embedded
-``client`` fixture (passed in as a parameter). Where a seed needs anything else changed, a
-``# changed:`` comment says what and why. Each test asserts what the seed prints. Shared
-helpers are in :mod:`tests.support.seeds`.
+How seed code is adapted to run here: see :mod:`tests.seeds`.
 """
 
 from __future__ import annotations
