@@ -38,14 +38,20 @@ async def flow_story(client: Aztp) -> None:
     s2 = await client.secure_connect({}, "analytics-service", config={"isGlobalIdentity": False})
     a1, a2 = s1.identity.aztp_id, s2.identity.aztp_id
     console.print(f"issued {a1}\n       {a2}")
-    console.print(f"       each with an X.509-SVID for {s1.identity.spiffe_id} (expires {s1.identity.expires_at})")
-    flow = await client.create_flow("identity-management-demo", description="flow demo", discoverable="public")
+    console.print(
+        f"       each with an X.509-SVID for {s1.identity.spiffe_id} (expires {s1.identity.expires_at})"
+    )
+    flow = await client.create_flow(
+        "identity-management-demo", description="flow demo", discoverable="public"
+    )
     fid = flow["_id"]
     await client.add_identity_to_flow(fid, a1)
     await client.add_identity_to_flow(fid, a2)
-    console.print(f"flow {fid}: both added; verified in flow "
-                  f"{_ok(await client.verify_identity_by_aztp_id(a1, identity_flow_id=fid))} "
-                  f"{_ok(await client.verify_identity_by_aztp_id(a2, identity_flow_id=fid))}")
+    console.print(
+        f"flow {fid}: both added; verified in flow "
+        f"{_ok(await client.verify_identity_by_aztp_id(a1, identity_flow_id=fid))} "
+        f"{_ok(await client.verify_identity_by_aztp_id(a2, identity_flow_id=fid))}"
+    )
     await client.remove_identity_from_flow(fid, a1)
     removed = await client.verify_identity_by_aztp_id(a1, identity_flow_id=fid)
     console.print(f"removed chat-service: in flow {_ok(removed)} (expected ✗); re-added")
@@ -53,7 +59,9 @@ async def flow_story(client: Aztp) -> None:
     await client.revoke_flow_identity(a2, fid, "demo: flow-specific revocation")
     in_flow = await client.verify_identity_by_aztp_id(a2, identity_flow_id=fid)
     globally = await client.verify_identity_by_aztp_id(a2)
-    console.print(f"revoked analytics-service in this flow only: in flow {_ok(in_flow)}, globally {_ok(globally)}")
+    console.print(
+        f"revoked analytics-service in this flow only: in flow {_ok(in_flow)}, globally {_ok(globally)}"
+    )
 
 
 def _crew_tools(runs: dict[str, int]) -> list[Any]:
@@ -88,13 +96,26 @@ def _crew_agents(runs: dict[str, int]) -> tuple[Any, Any]:
 
     web_search, read_file, write_report = _crew_tools(runs)
     researcher = Agent(
-        role="Researcher", goal="Find facts", backstory="Careful.", tools=[web_search, read_file],
-        llm=ScriptedCrewLLM([tool_call("web_search", query="AZTP identity flows"),
-                             tool_call("read_file", path="notes/spiffe.md"), "Notes ready."]),
+        role="Researcher",
+        goal="Find facts",
+        backstory="Careful.",
+        tools=[web_search, read_file],
+        llm=ScriptedCrewLLM(
+            [
+                tool_call("web_search", query="AZTP identity flows"),
+                tool_call("read_file", path="notes/spiffe.md"),
+                "Notes ready.",
+            ]
+        ),
     )
     writer = Agent(
-        role="Writer", goal="Write the report", backstory="Brief.", tools=[write_report],
-        llm=ScriptedCrewLLM([tool_call("write_report", text="AZTP in one paragraph"), "Report done."]),
+        role="Writer",
+        goal="Write the report",
+        backstory="Brief.",
+        tools=[write_report],
+        llm=ScriptedCrewLLM(
+            [tool_call("write_report", text="AZTP in one paragraph"), "Report done."]
+        ),
     )
     return researcher, writer
 
@@ -105,11 +126,15 @@ def _decision_printer(names: dict[str | None, str]) -> Callable[[Decision], None
     def show(decision: Decision) -> None:
         who = names.get(decision.agent, decision.agent)
         if decision.allowed:
-            console.print(f"  [green]ALLOWED[/green] {who:<10} → {decision.tool_name:<12} "
-                          f"[dim]({decision.reason.value}, {decision.latency_us:.0f} µs)[/dim]")
+            console.print(
+                f"  [green]ALLOWED[/green] {who:<10} → {decision.tool_name:<12} "
+                f"[dim]({decision.reason.value}, {decision.latency_us:.0f} µs)[/dim]"
+            )
         else:
-            console.print(f"  [bold red]DENIED [/bold red] {who:<10} → {decision.tool_name:<12} "
-                          f"[red]{decision.reason.value}[/red]: {decision.explanation}")
+            console.print(
+                f"  [bold red]DENIED [/bold red] {who:<10} → {decision.tool_name:<12} "
+                f"[red]{decision.reason.value}[/red]: {decision.explanation}"
+            )
 
     return show
 
@@ -127,16 +152,34 @@ def crew_story(client: Aztp) -> None:
     def revoke_after_research(_output: Any) -> None:
         guard = state["guard"]
         aztp_id = identity_of(researcher)
-        client.sync.revoke_flow_identity(aztp_id, guard.flow_id, "operator: suspicious prompt injection")
-        console.print(f"[bold yellow]! operator revokes Researcher in flow 'prod'[/bold yellow] ({aztp_id})")
+        client.sync.revoke_flow_identity(
+            aztp_id, guard.flow_id, "operator: suspicious prompt injection"
+        )
+        console.print(
+            f"[bold yellow]! operator revokes Researcher in flow 'prod'[/bold yellow] ({aztp_id})"
+        )
 
     tasks = [
-        Task(name="research", description="Research AZTP", expected_output="notes", agent=researcher,
-             callback=revoke_after_research),
-        Task(name="write", description="Write the report", expected_output="a report", agent=writer),
-        Task(name="follow-up", description="Research once more", expected_output="notes", agent=researcher),
+        Task(
+            name="research",
+            description="Research AZTP",
+            expected_output="notes",
+            agent=researcher,
+            callback=revoke_after_research,
+        ),
+        Task(
+            name="write", description="Write the report", expected_output="a report", agent=writer
+        ),
+        Task(
+            name="follow-up",
+            description="Research once more",
+            expected_output="notes",
+            agent=researcher,
+        ),
     ]
-    crew = secure_crew(Crew(name="demo crew", agents=[researcher, writer], tasks=tasks), flow="prod", client=client)
+    crew = secure_crew(
+        Crew(name="demo crew", agents=[researcher, writer], tasks=tasks), flow="prod", client=client
+    )
     guard = state["guard"] = guard_of(crew)
 
     names = {identity_of(a): a.role for a in crew.agents}
@@ -146,7 +189,9 @@ def crew_story(client: Aztp) -> None:
 
     guard.listeners.append(_decision_printer(names))
     crew.kickoff()
-    console.print(f"tool bodies run: {runs} — the researcher's calls after the revocation never ran")
+    console.print(
+        f"tool bodies run: {runs} — the researcher's calls after the revocation never ran"
+    )
     audit_story(client, names)
 
 

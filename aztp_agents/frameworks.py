@@ -65,9 +65,7 @@ def framework_modules(obj: Any) -> frozenset[str]:
     non-empty list or tuple)."""
     if isinstance(obj, (list, tuple)) and obj:
         obj = obj[0]
-    return frozenset(
-        (getattr(k, "__module__", "") or "").split(".")[0] for k in type(obj).__mro__
-    )
+    return frozenset((getattr(k, "__module__", "") or "").split(".")[0] for k in type(obj).__mro__)
 
 
 def _import_adapters_for(modules: frozenset[str]) -> None:

@@ -235,7 +235,9 @@ def _x5c_certificate(
     """The one certificate of an ``x509-svid`` entry; its key must be the entry's x/y."""
     x5c = entry.get("x5c")
     if not isinstance(x5c, list) or len(x5c) != 1 or not isinstance(x5c[0], str):
-        raise _malformed(trust_domain, f"key {i}: x509-svid entry needs exactly one x5c certificate")
+        raise _malformed(
+            trust_domain, f"key {i}: x509-svid entry needs exactly one x5c certificate"
+        )
     try:
         cert = x509.load_der_x509_certificate(base64.b64decode(x5c[0], validate=True))
     except (ValueError, binascii.Error) as exc:

@@ -216,9 +216,7 @@ def validate_jwt_svid(
         raise SvidValidationError("token is empty, too long or not a string", reason="malformed")
     parts = token.split(".")
     if len(parts) != 3:
-        raise SvidValidationError(
-            "token is not a compact JWS (three segments)", reason="malformed"
-        )
+        raise SvidValidationError("token is not a compact JWS (three segments)", reason="malformed")
     h64, p64, s64 = parts
     kid = _header_kid(h64)  # nothing else is looked at before alg and kid are acceptable
     claims, subject = _unverified_claims(p64)

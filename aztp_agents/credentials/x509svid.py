@@ -63,7 +63,9 @@ _LEAF_KEY_USAGE = x509.KeyUsage(
     encipher_only=False,
     decipher_only=False,
 )
-_LEAF_EKU = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
+_LEAF_EKU = x509.ExtendedKeyUsage(
+    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+)
 
 
 def build_x509_svid(
@@ -155,9 +157,7 @@ def _load_chain(chain: Sequence[x509.Certificate] | str | bytes) -> list[x509.Ce
         try:
             certs = x509.load_pem_x509_certificates(data)
         except (ValueError, UnicodeError) as exc:
-            raise SvidValidationError(
-                "chain is not PEM certificates", reason="malformed"
-            ) from exc
+            raise SvidValidationError("chain is not PEM certificates", reason="malformed") from exc
     else:
         certs = list(chain)
         if not all(isinstance(c, x509.Certificate) for c in certs):

@@ -82,7 +82,9 @@ class AztpId:
         """The AZTP ID for a SPIFFE ID of the form ``spiffe://td/workload/env/method/name``."""
         sid = spiffe_id if isinstance(spiffe_id, SpiffeId) else parse_spiffe_id(spiffe_id)
         env, method, name = _split_aztp_path(sid.path)
-        return unchecked(cls, trust_domain=sid.trust_domain, environment=env, method=method, name=name)
+        return unchecked(
+            cls, trust_domain=sid.trust_domain, environment=env, method=method, name=name
+        )
 
     @property
     def path(self) -> str:
@@ -145,7 +147,6 @@ def _split_aztp_path(path: str) -> tuple[str, str, str]:
     if problem is not None:
         raise InvalidIdError(f"AZTP ID has an invalid name part: {problem}", rule="aztp_name")
     return env, method, name
-
 
 
 @lru_cache(maxsize=CACHE_SIZE)

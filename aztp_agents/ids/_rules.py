@@ -50,4 +50,3 @@ def unchecked(cls: type[_T], **fields: Any) -> _T:
     for key, value in fields.items():
         object.__setattr__(obj, key, value)
     return obj
-

@@ -92,7 +92,6 @@ class SpiffeId:
         return (self.__class__, (self.trust_domain, self.path))
 
 
-
 @lru_cache(maxsize=CACHE_SIZE)
 def _parse_trust_domain(s: str) -> TrustDomain:
     if ":/" in s:
@@ -117,7 +116,9 @@ def _parse_spiffe(s: str) -> SpiffeId:
     if m is not None and len(s) <= MAX_ID_BYTES:
         path = m.group(2)
         if "/." not in path or path_error(path) is None:
-            return unchecked(SpiffeId, trust_domain=unchecked(TrustDomain, name=m.group(1)), path=path)
+            return unchecked(
+                SpiffeId, trust_domain=unchecked(TrustDomain, name=m.group(1)), path=path
+            )
     # Slow path: find the first rule broken, for a helpful message.
     _td, path = split_id(s, SPIFFE_PREFIX, "SPIFFE ID", MAX_ID_BYTES)
     err = path_error(path)
@@ -133,7 +134,6 @@ def parse_spiffe_id(s: str) -> SpiffeId:
             raise type_error(s, "SPIFFE ID")
         s = str(s)
     return _parse_spiffe(s)
-
 
 
 def validate_trust_domain(s: str) -> str:

@@ -44,9 +44,9 @@ _FAKE = FrameworkAdapter(
     frameworks=("fakefw",),
     supports=lambda obj: isinstance(obj, _FakeAgent),
     secure=_secure,
-    identity_of=lambda obj: "aztp://example.org/workload/production/node/fake"
-    if isinstance(obj, _FakeAgent)
-    else None,
+    identity_of=lambda obj: (
+        "aztp://example.org/workload/production/node/fake" if isinstance(obj, _FakeAgent) else None
+    ),
 )
 register_adapter(_FAKE)
 
@@ -107,7 +107,9 @@ def test_old_testing_paths_reexport_the_adapters_doubles() -> None:
 
     assert aztp_agents.testing.ScriptedCrewLLM is aztp_crewai.testing.ScriptedCrewLLM
     assert aztp_agents.testing.tool_call is aztp_crewai.testing.tool_call
-    assert aztp_agents.testing_langchain.ScriptedChatModel is aztp_langchain.testing.ScriptedChatModel
+    assert (
+        aztp_agents.testing_langchain.ScriptedChatModel is aztp_langchain.testing.ScriptedChatModel
+    )
     assert "scripted_crew_llm" in dir(aztp_agents.testing)
     with pytest.raises(AttributeError):
         _ = aztp_agents.testing.NoSuchDouble
