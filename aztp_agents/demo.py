@@ -5,8 +5,9 @@
    decided live; an operator revokes one agent in the flow mid-run and its next call is
    blocked; then the audit trail and its hash chain.
 
-Offline: the agents' LLM is scripted (``aztp_agents.testing``) and the authority is embedded
-in a fresh temporary home (or ``--home``).
+Offline: the agents' LLM is scripted (``aztp_crewai.testing``) and the authority is embedded
+in a fresh temporary home (or ``--home``). Part 2 uses the CrewAI adapter through its public
+API only (``aztp_crewai``), and only when CrewAI is installed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +38,20 @@ async def flow_story(client: Aztp) -> None:
     s2 = await client.secure_connect({}, "analytics-service", config={"isGlobalIdentity": False})
     a1, a2 = s1.identity.aztp_id, s2.identity.aztp_id
     console.print(f"issued {a1}\n       {a2}")
-    console.print(f"       each with an X.509-SVID for {s1.identity.spiffe_id} (expires {s1.identity.expires_at})")
-    flow = await client.create_flow("identity-management-demo", description="flow demo", discoverable="public")
+    console.print(
+        f"       each with an X.509-SVID for {s1.identity.spiffe_id} (expires {s1.identity.expires_at})"
+    )
+    flow = await client.create_flow(
+        "identity-management-demo", description="flow demo", discoverable="public"
+    )
     fid = flow["_id"]
     await client.add_identity_to_flow(fid, a1)
     await client.add_identity_to_flow(fid, a2)
-    console.print(f"flow {fid}: both added; verified in flow "
-                  f"{_ok(await client.verify_identity_by_aztp_id(a1, identity_flow_id=fid))} "
-                  f"{_ok(await client.verify_identity_by_aztp_id(a2, identity_flow_id=fid))}")
+    console.print(
+        f"flow {fid}: both added; verified in flow "
+        f"{_ok(await client.verify_identity_by_aztp_id(a1, identity_flow_id=fid))} "
+        f"{_ok(await client.verify_identity_by_aztp_id(a2, identity_flow_id=fid))}"
+    )
     await client.remove_identity_from_flow(fid, a1)
     removed = await client.verify_identity_by_aztp_id(a1, identity_flow_id=fid)
     console.print(f"removed chat-service: in flow {_ok(removed)} (expected ✗); re-added")
@@ -51,17 +59,14 @@ async def flow_story(client: Aztp) -> None:
     await client.revoke_flow_identity(a2, fid, "demo: flow-specific revocation")
     in_flow = await client.verify_identity_by_aztp_id(a2, identity_flow_id=fid)
     globally = await client.verify_identity_by_aztp_id(a2)
-    console.print(f"revoked analytics-service in this flow only: in flow {_ok(in_flow)}, globally {_ok(globally)}")
+    console.print(
+        f"revoked analytics-service in this flow only: in flow {_ok(in_flow)}, globally {_ok(globally)}"
+    )
 
 
-def crew_story(client: Aztp) -> None:
-    from aztp_crewai import guard_of, identity_of, secure_crew
-    from crewai import Agent, Crew, Task
+def _crew_tools(runs: dict[str, int]) -> list[Any]:
+    """Three tools that count their runs (so the story can show which bodies never ran)."""
     from crewai.tools import tool
-
-    from .testing import ScriptedCrewLLM, tool_call
-
-    runs = {"web_search": 0, "read_file": 0, "write_report": 0}
 
     @tool("web_search")
     def web_search(query: str) -> str:
@@ -81,15 +86,65 @@ def crew_story(client: Aztp) -> None:
         runs["write_report"] += 1
         return f"report written ({len(text)} characters)"
 
+    return [web_search, read_file, write_report]
+
+
+def _crew_agents(runs: dict[str, int]) -> tuple[Any, Any]:
+    """The Researcher (web_search, read_file) and the Writer (write_report), scripted."""
+    from aztp_crewai.testing import ScriptedCrewLLM, tool_call
+    from crewai import Agent
+
+    web_search, read_file, write_report = _crew_tools(runs)
     researcher = Agent(
-        role="Researcher", goal="Find facts", backstory="Careful.", tools=[web_search, read_file],
-        llm=ScriptedCrewLLM([tool_call("web_search", query="AZTP identity flows"),
-                             tool_call("read_file", path="notes/spiffe.md"), "Notes ready."]),
+        role="Researcher",
+        goal="Find facts",
+        backstory="Careful.",
+        tools=[web_search, read_file],
+        llm=ScriptedCrewLLM(
+            [
+                tool_call("web_search", query="AZTP identity flows"),
+                tool_call("read_file", path="notes/spiffe.md"),
+                "Notes ready.",
+            ]
+        ),
     )
     writer = Agent(
-        role="Writer", goal="Write the report", backstory="Brief.", tools=[write_report],
-        llm=ScriptedCrewLLM([tool_call("write_report", text="AZTP in one paragraph"), "Report done."]),
+        role="Writer",
+        goal="Write the report",
+        backstory="Brief.",
+        tools=[write_report],
+        llm=ScriptedCrewLLM(
+            [tool_call("write_report", text="AZTP in one paragraph"), "Report done."]
+        ),
     )
+    return researcher, writer
+
+
+def _decision_printer(names: dict[str | None, str]) -> Callable[[Decision], None]:
+    """A guard listener printing each decision, agents shown by role."""
+
+    def show(decision: Decision) -> None:
+        who = names.get(decision.agent, decision.agent)
+        if decision.allowed:
+            console.print(
+                f"  [green]ALLOWED[/green] {who:<10} → {decision.tool_name:<12} "
+                f"[dim]({decision.reason.value}, {decision.latency_us:.0f} µs)[/dim]"
+            )
+        else:
+            console.print(
+                f"  [bold red]DENIED [/bold red] {who:<10} → {decision.tool_name:<12} "
+                f"[red]{decision.reason.value}[/red]: {decision.explanation}"
+            )
+
+    return show
+
+
+def crew_story(client: Aztp) -> None:
+    from aztp_crewai import guard_of, identity_of, secure_crew
+    from crewai import Crew, Task
+
+    runs = {"web_search": 0, "read_file": 0, "write_report": 0}
+    researcher, writer = _crew_agents(runs)
 
     console.rule("[bold]2. A secured CrewAI crew in flow 'prod'")
     state: dict[str, Any] = {}
@@ -97,16 +152,34 @@ def crew_story(client: Aztp) -> None:
     def revoke_after_research(_output: Any) -> None:
         guard = state["guard"]
         aztp_id = identity_of(researcher)
-        client.sync.revoke_flow_identity(aztp_id, guard.flow_id, "operator: suspicious prompt injection")
-        console.print(f"[bold yellow]! operator revokes Researcher in flow 'prod'[/bold yellow] ({aztp_id})")
+        client.sync.revoke_flow_identity(
+            aztp_id, guard.flow_id, "operator: suspicious prompt injection"
+        )
+        console.print(
+            f"[bold yellow]! operator revokes Researcher in flow 'prod'[/bold yellow] ({aztp_id})"
+        )
 
     tasks = [
-        Task(name="research", description="Research AZTP", expected_output="notes", agent=researcher,
-             callback=revoke_after_research),
-        Task(name="write", description="Write the report", expected_output="a report", agent=writer),
-        Task(name="follow-up", description="Research once more", expected_output="notes", agent=researcher),
+        Task(
+            name="research",
+            description="Research AZTP",
+            expected_output="notes",
+            agent=researcher,
+            callback=revoke_after_research,
+        ),
+        Task(
+            name="write", description="Write the report", expected_output="a report", agent=writer
+        ),
+        Task(
+            name="follow-up",
+            description="Research once more",
+            expected_output="notes",
+            agent=researcher,
+        ),
     ]
-    crew = secure_crew(Crew(name="demo crew", agents=[researcher, writer], tasks=tasks), flow="prod", client=client)
+    crew = secure_crew(
+        Crew(name="demo crew", agents=[researcher, writer], tasks=tasks), flow="prod", client=client
+    )
     guard = state["guard"] = guard_of(crew)
 
     names = {identity_of(a): a.role for a in crew.agents}
@@ -114,19 +187,15 @@ def crew_story(client: Aztp) -> None:
         tools = ", ".join(t.name for t in agent_obj.tools)
         console.print(f"{agent_obj.role:<10} {identity_of(agent_obj)}  tools: {tools}")
 
-    def show(decision: Decision) -> None:
-        who = names.get(decision.agent, decision.agent)
-        if decision.allowed:
-            console.print(f"  [green]ALLOWED[/green] {who:<10} → {decision.tool_name:<12} "
-                          f"[dim]({decision.reason.value}, {decision.latency_us:.0f} µs)[/dim]")
-        else:
-            console.print(f"  [bold red]DENIED [/bold red] {who:<10} → {decision.tool_name:<12} "
-                          f"[red]{decision.reason.value}[/red]: {decision.explanation}")
-
-    guard.listeners.append(show)
+    guard.listeners.append(_decision_printer(names))
     crew.kickoff()
-    console.print(f"tool bodies run: {runs} — the researcher's calls after the revocation never ran")
+    console.print(
+        f"tool bodies run: {runs} — the researcher's calls after the revocation never ran"
+    )
+    audit_story(client, names)
 
+
+def audit_story(client: Aztp, names: dict[str | None, str]) -> None:
     console.rule("[bold]3. Audit trail")
     entries = client.sync.audit(limit=8)
     for e in entries:

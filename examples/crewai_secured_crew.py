@@ -2,7 +2,7 @@
 stops a tool call.
 
 Runs without network or API key: the agents' LLM is the scripted one from
-``aztp_agents.testing`` and the identity authority is embedded (SQLite in a temporary
+``aztp_crewai.testing`` and the identity authority is embedded (SQLite in a temporary
 directory unless ``AZTP_HOME`` is set).
 
 Run: .venv/bin/python examples/crewai_secured_crew.py
@@ -20,11 +20,11 @@ import asyncio
 import tempfile
 
 from aztp_crewai import guard_of, identity_of, secure_crew
+from aztp_crewai.testing import ScriptedCrewLLM, tool_call
 from crewai import Agent, Crew, Task
 from crewai.tools import tool
 
 from aztp_agents import Aztp
-from aztp_agents.testing import ScriptedCrewLLM, tool_call
 
 
 @tool("web_search")

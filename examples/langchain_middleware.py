@@ -1,7 +1,7 @@
 """A LangChain v1 agent with AZTP identities and a guard before every tool call, offline.
 
 Runs without network or API key: the chat model is the scripted one from
-``aztp_agents.testing_langchain`` and the identity authority is embedded (SQLite in a
+``aztp_langchain.testing`` and the identity authority is embedded (SQLite in a
 temporary directory unless ``AZTP_HOME`` is set).
 
 Run: .venv/bin/python examples/langchain_middleware.py
@@ -14,12 +14,12 @@ import os
 import tempfile
 
 from aztp_langchain import AztpMiddleware, identity_of, secure_tools
+from aztp_langchain.testing import ScriptedChatModel, call
 from langchain.agents import create_agent
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import tool
 
 from aztp_agents import Aztp
-from aztp_agents.testing_langchain import ScriptedChatModel, call
 
 
 @tool

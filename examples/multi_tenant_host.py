@@ -15,7 +15,7 @@ Then: one organization revokes one of its agents mid-way, which touches no other
 audit chain; federation lets two organizations authorize a connection; a rotated API key is
 refused.
 
-Offline: the chat model is the scripted one from ``aztp_agents.testing_langchain``.
+Offline: the chat model is the scripted one from ``aztp_langchain.testing``.
 
 Run: .venv/bin/python examples/multi_tenant_host.py
 """
@@ -32,6 +32,7 @@ from collections import Counter
 from pathlib import Path
 
 from aztp_langchain import AztpMiddleware, current_agent
+from aztp_langchain.testing import ScriptedChatModel, call
 from langchain.agents import create_agent
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import tool
@@ -39,7 +40,6 @@ from langchain_core.tools import tool
 from aztp_agents import Aztp
 from aztp_agents.errors import AuthenticationError
 from aztp_agents.server.testing import live_server
-from aztp_agents.testing_langchain import ScriptedChatModel, call
 
 ORGS = ("red", "green", "blue")
 AGENTS = ("planner", "researcher", "writer")  # the same names in every organization

@@ -9,7 +9,7 @@ one that was not secured itself.
 Both definitions have the role "Senior Researcher", so they are one identity (names are per
 organization). Revoking it in flow ``prod`` blocks it there and leaves it valid in ``reports``.
 
-Offline: a scripted LLM (``aztp_agents.testing``) and the embedded authority (SQLite in a
+Offline: a scripted LLM (``aztp_crewai.testing``) and the embedded authority (SQLite in a
 fresh temporary folder, or ``$AZTP_HOME``).
 
 Run: .venv/bin/python examples/secured_decorator.py
@@ -29,12 +29,12 @@ if not os.environ.get("AZTP_HOME"):
     os.environ["AZTP_HOME"] = tempfile.mkdtemp(prefix="aztp-example-")
 
 from aztp_crewai import guard_of, identity_of
+from aztp_crewai.testing import ScriptedCrewLLM, tool_call
 from crewai import Agent, Crew, Task
 from crewai.project import CrewBase, agent, crew, task
 from crewai.tools import tool
 
 from aztp_agents import Aztp, secured
-from aztp_agents.testing import ScriptedCrewLLM, tool_call
 
 
 @tool("web_search")

@@ -6,9 +6,14 @@
     crew.kickoff()
 
 Enforcement runs in CrewAI's own tool-call hooks (``crewai.hooks``); see ``docs/crewai.md``.
+Importing this package registers it with :mod:`aztp_agents.frameworks`, which is how the
+universal ``aztp_agents.secured`` finds it. The offline scripted LLM is
+:mod:`aztp_crewai.testing`.
 """
 
 from __future__ import annotations
+
+from aztp_agents.frameworks import FrameworkAdapter, register_adapter
 
 from ._adapter import (
     DELEGATION_TOOLS,
@@ -31,3 +36,13 @@ __all__ = [
     "secured",
     "supports",
 ]
+
+register_adapter(
+    FrameworkAdapter(
+        module=__name__,
+        frameworks=("crewai",),
+        supports=supports,
+        secure=secure,
+        identity_of=identity_of,
+    )
+)

@@ -4,13 +4,17 @@
 * :func:`secure_tools` / :func:`secure_tool` for every other runner (LangGraph ``ToolNode``,
   prebuilt agents, direct ``tool.invoke``).
 * :func:`identity_of`, :func:`current_agent`, :func:`acting_as`.
-* :func:`secure` / :func:`supports` for the universal ``aztp_agents.secured`` decorator.
+* :func:`secure` / :func:`supports` for the universal ``aztp_agents.secured`` decorator;
+  importing this package registers them with :mod:`aztp_agents.frameworks`.
+* :mod:`aztp_langchain.testing`: the offline scripted chat model.
 """
 
 from __future__ import annotations
 
 import weakref
 from typing import Any
+
+from aztp_agents.frameworks import FrameworkAdapter, register_adapter
 
 from ._common import DEFAULT_AGENT_NAME
 from ._context import acting_as, current_agent
@@ -114,3 +118,14 @@ def secure(obj: Any, *, flow: str, **options: Any) -> Any:
         tools = secure_tools(obj, flow=flow, agent=agent or DEFAULT_AGENT_NAME, **options)
         return tuple(tools) if isinstance(obj, tuple) else tools
     return secure_graph(obj, flow=flow, agent=agent, **options)
+
+
+register_adapter(
+    FrameworkAdapter(
+        module=__name__,
+        frameworks=("langchain", "langchain_core", "langgraph"),
+        supports=supports,
+        secure=secure,
+        identity_of=identity_of,
+    )
+)

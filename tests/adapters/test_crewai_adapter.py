@@ -31,6 +31,7 @@ crewai = pytest.importorskip("crewai")
 
 import aztp_crewai
 from aztp_crewai import guard_of, identity_of, secure_agent, secure_crew, secured
+from aztp_crewai.testing import ScriptedCrewLLM, scripted_crew_llm, tool_call
 from crewai import Agent, Crew, Process, Task
 from crewai.hooks import clear_all_global_hooks
 from crewai.project import CrewBase, agent, crew, task
@@ -39,7 +40,6 @@ from crewai.tools import BaseTool
 import aztp_agents
 from aztp_agents import Aztp, Guard
 from aztp_agents.decisions import Decision, Reason
-from aztp_agents.testing import ScriptedCrewLLM, scripted_crew_llm, tool_call
 
 # --- helpers ----------------------------------------------------------------------------------
 

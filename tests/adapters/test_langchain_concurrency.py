@@ -19,12 +19,12 @@ pytest.importorskip("blockbuster")
 
 import blockbuster
 from aztp_langchain import AztpMiddleware, acting_as, current_agent, secure_tools
+from aztp_langchain.testing import ScriptedChatModel, call
 from langchain.agents import create_agent
 from langchain_core.tools import BaseTool, StructuredTool
-from tests.support.langchain import USER, Counter, counting_tool, decisions, tool_messages
 
 from aztp_agents import Aztp
-from aztp_agents.testing_langchain import ScriptedChatModel, call
+from tests.support.langchain import USER, Counter, counting_tool, decisions, tool_messages
 
 N = 50
 

@@ -16,8 +16,13 @@ pytest.importorskip("langchain")
 
 import aztp_langchain
 from aztp_langchain import AztpMiddleware, identity_of
+from aztp_langchain.testing import ScriptedChatModel, call
 from langchain.agents import create_agent
 from langchain_core.messages import ToolMessage
+
+import aztp_agents
+from aztp_agents import Aztp, ToolCallDenied
+from aztp_agents.decisions import Reason
 from tests.support.langchain import (
     MODES,
     Counter,
@@ -30,11 +35,6 @@ from tests.support.langchain import (
     run,
     tool_messages,
 )
-
-import aztp_agents
-from aztp_agents import Aztp, ToolCallDenied
-from aztp_agents.decisions import Reason
-from aztp_agents.testing_langchain import ScriptedChatModel, call
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from aztp_langchain import (
     secure_tools,
     supports,
 )
+from aztp_langchain.testing import ScriptedChatModel, call
 from langchain.agents import create_agent
 from langchain.agents.middleware import AgentMiddleware
 from langchain_core.messages import ToolMessage
@@ -35,6 +36,10 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import InjectedState, ToolNode, ToolRuntime, tools_condition
 from langgraph.prebuilt.tool_node import _get_all_injected_args
+
+import aztp_agents
+from aztp_agents import Aztp, ToolCallDenied
+from aztp_agents.decisions import Reason
 from tests.support.langchain import (
     MODES,
     Counter,
@@ -47,11 +52,6 @@ from tests.support.langchain import (
     run,
     tool_messages,
 )
-
-import aztp_agents
-from aztp_agents import Aztp, ToolCallDenied
-from aztp_agents.decisions import Reason
-from aztp_agents.testing_langchain import ScriptedChatModel, call
 
 
 @pytest.fixture

@@ -489,3 +489,24 @@ def test_parsers_never_crash(text: str) -> None:
 def test_appended_junk_is_rejected(td: str, path: str, junk: str) -> None:
     with pytest.raises(InvalidIdError):
         parse_spiffe_id(f"spiffe://{td}{path}{junk}")
+
+
+def test_require_aztp_id_is_the_argument_check() -> None:
+    from aztp_agents.errors import ValidationError
+    from aztp_agents.ids import require_aztp_id
+
+    text = "aztp://example.org/workload/production/node/my-agent"
+    parsed = require_aztp_id(text)
+    assert isinstance(parsed, AztpId) and str(parsed) == text
+    assert require_aztp_id(parsed) is parsed
+    with pytest.raises(ValidationError, match="source must be a string"):
+        require_aztp_id(42, "source")
+    with pytest.raises(InvalidIdError):
+        require_aztp_id("spiffe://example.org/workload/production/node/my-agent")
+
+
+def test_id_types_keep_their_public_module() -> None:
+    for cls in (AztpId, SpiffeId, TrustDomain):
+        assert cls.__module__ == "aztp_agents.ids"
+    aztp_id = parse_aztp_id("aztp://example.org/workload/production/node/my-agent")
+    assert pickle.loads(pickle.dumps(aztp_id)) == aztp_id
