@@ -14,21 +14,22 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from .audit import CallContext, FieldData
-from .client import Aztp, EmbeddedBackend, default_client
-from .decisions import Decision, Reason
+from .audit import FieldData
+from .client import Aztp, default_client
+from .decisions import Decision, Reason, denial
 from .errors import ValidationError
 from .ids import sanitize_name
 from .models import Identity
 
-__all__ = ["TOOL_RELATIONSHIP", "Enrollment", "Guard", "Mode", "bind_agent", "current_agent"]
+__all__ = ["TOOL_RELATIONSHIP", "DecisionPoint", "Enrollment", "Guard", "Mode", "bind_agent", "current_agent"]
 
 log = logging.getLogger("aztp_agents.guard")
 
@@ -107,12 +108,9 @@ class Guard:
         self.listeners: list[Callable[[Decision], None]] = []
         self._flow_id: str | None = None
         self._lock = threading.Lock()
-        # Embedded decisions are in-memory and cannot hang: call them directly (a few us).
-        backend = self.client.backend
-        self._bounded = isinstance(backend, EmbeddedBackend) or bool(getattr(backend, "bounded_decisions", False))
-        #: The in-process authority and principal when the backend is exactly the embedded one:
-        #: decisions then skip the backend layer.
-        self._direct = (backend.authority, backend.principal) if type(backend) is EmbeddedBackend else None
+        self._enforce = mode == "enforce"
+        #: Where decisions come from (in memory for the embedded backend; see DecisionPoint).
+        self._point: DecisionPoint = decision_point_of(self.client.backend)
 
     def __repr__(self) -> str:
         return f"Guard(flow={self.flow!r}, mode={self.mode!r}, client={self.client!r})"
@@ -162,11 +160,8 @@ class Guard:
 
     def _denied(self, agent: str | None, tool: str | None, tool_name: str | None, detail: str, started: float,
                 reason: Reason = Reason.AUTHORITY_UNAVAILABLE) -> Decision:
-        return Decision(
-            allowed=False, reason=reason, agent=agent, tool=tool, flow=self._flow_id,
-            revision=-1, latency_us=(time.perf_counter() - started) * 1e6, tool_name=tool_name,
-            enforced=self.mode == "enforce", detail=detail,
-        )
+        return denial(agent=agent, tool=tool, tool_name=tool_name, flow=self._flow_id, enforced=self._enforce,
+                      detail=detail, latency_us=(time.perf_counter() - started) * 1e6, reason=reason)
 
     def _notify(self, decision: Decision) -> None:
         for listener in self.listeners:
@@ -198,13 +193,17 @@ class Guard:
         self._record_failure(decision, context)
         return decision
 
+    def _failed(self, agent: str | None, tool: str | None, tool_name: str | None, detail: str, started: float,
+                context: Mapping[str, Any] | None) -> Decision:
+        decision = self._denied(agent, tool, tool_name, detail, started)
+        self._record_failure(decision, context)
+        return decision
+
     def _record_failure(self, decision: Decision, context: Mapping[str, Any] | None) -> None:
-        record = getattr(self.client.backend, "record_decision", None)
-        if record is not None:
-            try:
-                record(decision, context)
-            except Exception:  # the denial stands; only its audit record is lost
-                log.warning("could not audit a fail-closed denial", exc_info=True)
+        try:
+            self._point.record_decision(decision, context)
+        except Exception:  # the denial stands; only its audit record is lost
+            log.warning("could not audit a fail-closed denial", exc_info=True)
         log.error("%s", decision.describe())
         if self.listeners:
             self._notify(decision)
@@ -219,31 +218,19 @@ class Guard:
         try:
             if not agent_id or not tool_id:
                 return self._unidentified(agent_id, tool_id, tool_name, context, started)
-            flow_id = self._flow_id or self.flow_id
-            direct = self._direct
-            if direct is not None:
-                decision = direct[0].decide(direct[1], flow_id=flow_id, agent=agent_id, tool=tool_id, tool_name=tool_name,
-                                            context=context, enforce=self.mode == "enforce")
-                if decision.allowed and not self.listeners:
-                    return decision
-            elif self._bounded:
-                decision = self.client.backend.decide(flow_id=flow_id, agent=agent_id, tool=tool_id, tool_name=tool_name,
-                                                      context=context, enforce=self.mode == "enforce")
+            point = self._point
+            decide = functools.partial(point.decide, flow_id=self._flow_id or self.flow_id, agent=agent_id,
+                                       tool=tool_id, tool_name=tool_name, context=context, enforce=self._enforce)
+            if point.bounded:
+                decision = decide()
             else:
-                kwargs = {"flow_id": flow_id, "agent": agent_id, "tool": tool_id, "tool_name": tool_name,
-                          "context": context, "enforce": self.mode == "enforce"}
-                future = _executor().submit(self.client.backend.decide, **kwargs)
-                decision = future.result(timeout=self.timeout)
+                decision = _executor().submit(decide).result(timeout=self.timeout)
         except concurrent.futures.TimeoutError:
-            decision = self._denied(agent_id, tool_id, tool_name, f"no answer within {self.timeout} s", started)
-            self._record_failure(decision, context)
-            return decision
+            return self._failed(agent_id, tool_id, tool_name, f"no answer within {self.timeout} s", started, context)
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            decision = self._denied(agent_id, tool_id, tool_name, f"{type(exc).__name__}: {exc}", started)
-            self._record_failure(decision, context)
-            return decision
+            return self._failed(agent_id, tool_id, tool_name, f"{type(exc).__name__}: {exc}", started, context)
         return self._finish(decision, agent_id, tool_id, tool_name, started, context)
 
     def check_now(self, agent_id: str | None, tool_id: str | None, tool_name: str | None = None,
@@ -255,29 +242,17 @@ class Guard:
 
         ``flat_context`` may stand for ``context``: alternating str keys and plain values
         (a :class:`CallContext`'s ``flat`` plus per-call items), so the usual call builds no
-        mapping at all; one is made from it only if the call needs more than the memo."""
-        direct, flow_id = self._direct, self._flow_id
-        if direct is None or flow_id is None or not agent_id or not tool_id:
+        mapping at all."""
+        flow_id = self._flow_id
+        if flow_id is None or not agent_id or not tool_id:
             return None
         try:
-            authority, principal = direct
-            if not self.listeners:  # the usual call: already decided and allowed on this state
-                decision = authority.decide_memoized(
-                    principal, (principal.user_id, flow_id, agent_id, tool_id, tool_name, self.mode == "enforce"),
-                    context, flat_context)
-                if decision is not None:
-                    return decision
-            if context is None and flat_context:
-                context = CallContext(zip(flat_context[::2], flat_context[1::2], strict=True))
-            snap = authority.cached_snapshot(principal.org_id)
-            if snap is None:  # must be (re)loaded: that reads the store
-                return None
-            decision = authority.decide(principal, flow_id=flow_id, agent=agent_id, tool=tool_id, tool_name=tool_name,
-                                        context=context, enforce=self.mode == "enforce", snap=snap)
+            decision = self._point.decide_now(flow_id, agent_id, tool_id, tool_name, self._enforce, context,
+                                              flat_context)
         except Exception:  # acheck takes it again, and fails closed if it fails again
             log.debug("no immediate decision; deferring to acheck", exc_info=True)
             return None
-        if decision.allowed and not self.listeners:
+        if decision is None or (decision.allowed and not self.listeners):
             return decision
         return self._finish(decision, agent_id, tool_id, tool_name, time.perf_counter(), context)
 
@@ -292,28 +267,65 @@ class Guard:
             if not agent_id or not tool_id:
                 return self._unidentified(agent_id, tool_id, tool_name, context, started)
             flow_id = self._flow_id or await asyncio.to_thread(lambda: self.flow_id)
-            direct = self._direct
-            if direct is not None:  # the snapshot must be (re)loaded: read it in a thread
-                authority, principal = direct
-                snap = await asyncio.to_thread(authority.snapshot, principal.org_id)
-                decision = authority.decide(principal, flow_id=flow_id, agent=agent_id, tool=tool_id,
-                                            tool_name=tool_name, context=context, enforce=self.mode == "enforce",
-                                            snap=snap)
-                return self._finish(decision, agent_id, tool_id, tool_name, started, context)
-            kwargs = {"flow_id": flow_id, "agent": agent_id, "tool": tool_id, "tool_name": tool_name,
-                      "context": context, "enforce": self.mode == "enforce"}
-            if self._bounded:
-                decision = await self.client.backend.adecide(**kwargs)
-            else:
-                decision = await asyncio.wait_for(self.client.backend.adecide(**kwargs), timeout=self.timeout)
+            point = self._point
+            pending = point.adecide(flow_id=flow_id, agent=agent_id, tool=tool_id, tool_name=tool_name,
+                                    context=context, enforce=self._enforce)
+            decision = await (pending if point.bounded else asyncio.wait_for(pending, timeout=self.timeout))
         except asyncio.TimeoutError:
-            decision = self._denied(agent_id, tool_id, tool_name, f"no answer within {self.timeout} s", started)
-            self._record_failure(decision, context)
-            return decision
+            return self._failed(agent_id, tool_id, tool_name, f"no answer within {self.timeout} s", started, context)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # fail closed on anything
-            decision = self._denied(agent_id, tool_id, tool_name, f"{type(exc).__name__}: {exc}", started)
-            self._record_failure(decision, context)
-            return decision
+            return self._failed(agent_id, tool_id, tool_name, f"{type(exc).__name__}: {exc}", started, context)
         return self._finish(decision, agent_id, tool_id, tool_name, started, context)
+
+
+class DecisionPoint(Protocol):
+    """Where a guard's decisions come from (a backend's ``decision_point``).
+
+    ``decide_now`` never does I/O (``None``: take ``decide`` / ``adecide``); ``bounded``: the
+    blocking and async variants never wait longer than their own bound (else the guard bounds
+    them with its timeout). All may raise; the guard turns that into a denial."""
+
+    bounded: bool
+
+    def decide_now(self, flow_id: str, agent: str, tool: str, tool_name: str | None, enforce: bool,
+                   context: Mapping[str, Any] | None = None, flat_context: FieldData | None = None
+                   ) -> Decision | None: ...
+
+    def decide(self, *, flow_id: str, agent: str, tool: str, tool_name: str | None = None,
+               context: Mapping[str, Any] | None = None, enforce: bool = True) -> Decision: ...
+
+    async def adecide(self, *, flow_id: str, agent: str, tool: str, tool_name: str | None = None,
+                      context: Mapping[str, Any] | None = None, enforce: bool = True) -> Decision: ...
+
+    def record_decision(self, decision: Decision, context: Mapping[str, Any] | None = None) -> None: ...
+
+
+class _BackendDecisions:
+    """The decision point of a backend that has none of its own: every decision asks the
+    backend (``decide`` / ``adecide``), nothing is decided without it."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+        self.bounded = bool(getattr(backend, "bounded_decisions", False))
+
+    def decide_now(self, *_args: Any) -> Decision | None:
+        return None
+
+    def decide(self, **kwargs: Any) -> Decision:
+        return self._backend.decide(**kwargs)  # type: ignore[no-any-return]
+
+    async def adecide(self, **kwargs: Any) -> Decision:
+        return await self._backend.adecide(**kwargs)  # type: ignore[no-any-return]
+
+    def record_decision(self, decision: Decision, context: Mapping[str, Any] | None = None) -> None:
+        record = getattr(self._backend, "record_decision", None)
+        if record is not None:
+            record(decision, context)
+
+
+def decision_point_of(backend: Any) -> DecisionPoint:
+    """The backend's own decision point, or one that asks the backend for every decision."""
+    point = getattr(backend, "decision_point", None)
+    return point if point is not None else _BackendDecisions(backend)

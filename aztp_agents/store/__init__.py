@@ -1,20 +1,17 @@
 """Persistence for the authority: one interface over SQLite (default) and PostgreSQL.
 
 The store owns the engine, the schema and its migrations, write transactions that bump the
-state *revision*, the cheap cross-process change check used before each decision, and the
-audit log's append path (synchronous for operations, group-committed for decisions).
+state *revision*, and the audit log's append path (synchronous for operations,
+group-committed for decisions). Change detection is :mod:`.changes`.
 """
 
 from __future__ import annotations
 
 import atexit
-import functools
 import logging
-import mmap
 import os
 import queue
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -31,6 +28,7 @@ from ..audit import BATCH_ACTION, GENESIS, QueuedRecord, canonical_json, encode_
 from ..errors import StoreError
 from ..keywrap import KeyWrapper
 from . import schema
+from .changes import StoreChanges
 
 __all__ = ["SCHEMA_VERSION", "Store"]
 
@@ -40,7 +38,6 @@ log = logging.getLogger(__name__)
 #: a store at a newer version is refused (it was written by a newer aztp-agents).
 SCHEMA_VERSION = 1
 
-_U32 = struct.Struct("=I")
 
 
 def _migrate_1(conn: Connection) -> None:
@@ -81,21 +78,15 @@ class Store:
         self._checkers: list[sqlite3.Connection] = []
         self._checkers_lock = threading.Lock()
         self._closed = False
-        self._shm: mmap.mmap | None = None
         if self.is_sqlite and path is not None:
             slot = self._borrow()  # stays open (pooled): the WAL index lives as long as we do
             if slot is not None:
                 self._pool.put(slot)
-                self._shm = self._map_change_counter()
-        #: ``change_token_reader()[0]`` is :meth:`change_token` without a Python call (for the
-        #: decision fast path); ``None`` where there is no shared counter.
-        self.change_token_reader: Callable[[], tuple[int]] | None = (
-            None if self._shm is None else functools.partial(_U32.unpack_from, self._shm, 8))
         #: Called by the audit writer after each of its commits with ``(change token,
-        #: revision)``: the store's revision at that token. An audit commit moves the change
-        #: token but never the revision, so a reader that holds this revision may take the
-        #: token as checked instead of re-reading the revision after every batch.
+        #: revision)`` (see :class:`~.changes.ChangeCursor`).
         self.audit_commit_listeners: list[Callable[[int, int], None]] = []
+        #: Change detection, for every reader (see :mod:`.changes`).
+        self.changes = StoreChanges(self)
         self._audit_writer = _AuditWriter(self)
         atexit.register(self.close)
 
@@ -213,33 +204,18 @@ class Store:
             return int(c.execute(stmt).scalar_one())
 
     def maybe_changed(self) -> bool:
-        """Cheap check: could another connection or process have committed since last asked?
-
-        SQLite: ``PRAGMA data_version`` on a pooled connection (about 2 us, no disk read).
-        Other databases: always ``True`` (the caller then compares the revision).
-        """
-        slot = self._borrow()
-        if slot is None:
-            return True
-        try:
-            version = slot[0].execute("PRAGMA data_version").fetchone()[0]
-            changed, slot[1] = version != slot[1], version
-            return changed
-        finally:
-            self._pool.put(slot)
+        """Could another connection or process have committed since last asked? (see
+        :meth:`StoreChanges.maybe_changed`)"""
+        return self.changes.maybe_changed()
 
     def change_token(self) -> int | None:
-        """A number that changes whenever any connection, in any process, commits to the
-        store — read from shared memory without a system call (about 0.2 us). ``None`` when
-        unavailable (not SQLite, or the self-test at open failed): use :meth:`maybe_changed`.
+        """See :meth:`StoreChanges.token`."""
+        return self.changes.token()
 
-        It is the transaction counter of SQLite's WAL index header (``-shm`` file, offset 8,
-        documented in SQLite's WAL file format), which every commit increments."""
-        shm = self._shm
-        return None if shm is None else _U32.unpack_from(shm, 8)[0]
-
-    def _map_change_counter(self) -> mmap.mmap | None:
-        return _change_counter(Path(self.path).resolve()) if self.path is not None else None
+    @property
+    def change_token_reader(self) -> Callable[[], tuple[int]] | None:
+        """See :attr:`StoreChanges.token_reader`."""
+        return self.changes.token_reader
 
     def _borrow(self) -> list[Any] | None:
         """A ``[connection, last data_version]`` slot from the pool (a new one if all are busy)."""
@@ -310,8 +286,7 @@ class Store:
             for conn in checkers:
                 conn.close()
             self.engine.dispose()
-            self._shm = None  # the mapping itself is shared and stays (see _change_counter)
-            self.change_token_reader = None
+            self.changes.close()
             atexit.unregister(self.close)
 
 
@@ -333,57 +308,6 @@ def _chain_rows(org_id: str, head: tuple[int, str] | None, records: Sequence[Map
 
 
 _INSERT_AUDIT = "INSERT INTO audit (org_id, seq, ts, actor, action, subject, data, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?)"
-
-
-_COUNTERS: dict[Path, tuple[Any, mmap.mmap, int] | None] = {}
-_COUNTERS_LOCK = threading.Lock()
-
-
-def _change_counter(path: Path) -> mmap.mmap | None:
-    """The mapped WAL-index header of ``path``: one per file per process, remapped only when
-    the ``-shm`` file was replaced (after every connection to the store had closed).
-
-    Its file descriptor is not closed while the file is live: closing any descriptor of a
-    file drops every POSIX lock the process holds on it — SQLite's own locks on the ``-shm``
-    file included — and another process could then rebuild the index under us. Self-tested
-    once per file: a commit must move the counter, else None (callers use
-    ``PRAGMA data_version``)."""
-    shm_path = f"{path}-shm"
-    with _COUNTERS_LOCK:
-        try:
-            inode = os.stat(shm_path).st_ino
-        except OSError:
-            return None
-        if path in _COUNTERS:
-            entry = _COUNTERS[path]
-            if entry is None:
-                return None
-            if entry[2] == inode:
-                return entry[1]
-            entry[1].close()  # the old file is gone (unlinked): nothing of ours is locked on it
-            entry[0].close()
-        _COUNTERS[path] = None
-        try:
-            handle = open(shm_path, "rb")  # noqa: SIM115 - kept open on purpose
-            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-            if _U32.unpack_from(mapped, 0)[0] != 3007000:  # WAL-index format version
-                raise ValueError("unexpected WAL-index format")
-            before = _U32.unpack_from(mapped, 8)[0]
-            probe = sqlite3.connect(str(path), isolation_level=None)
-            try:
-                probe.execute("PRAGMA busy_timeout=30000")
-                probe.execute("BEGIN IMMEDIATE")
-                probe.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('counter_probe', abs(random()))")
-                probe.execute("COMMIT")
-            finally:
-                probe.close()
-            if _U32.unpack_from(mapped, 8)[0] == before:
-                raise ValueError("the counter did not move on a commit")
-        except (OSError, ValueError, sqlite3.Error) as exc:
-            log.info("store change counter unavailable (%s); using PRAGMA data_version", exc)
-            return None
-        _COUNTERS[path] = (handle, mapped, os.fstat(handle.fileno()).st_ino)
-        return mapped
 
 
 @dataclass(frozen=True)

@@ -153,9 +153,10 @@ def test_reissue_gives_a_new_credential_and_kills_the_old_one(
 def test_reissue_kills_credentials_issued_in_the_same_millisecond(
     client: Aztp, authority: Any, principal: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import aztp_agents.authority as authority_module
+    from aztp_agents.authority import identities, svids
 
-    monkeypatch.setattr(authority_module, "now_iso", lambda: "2030-01-01T00:00:00.000Z")
+    for module in (identities, svids):
+        monkeypatch.setattr(module, "now_iso", lambda: "2030-01-01T00:00:00.000Z")
     agent = run(client.secure_connect({}, "same-ms-agent"))
     run(client.reissue_identity(agent.identity.aztp_id))
     assert authority.verify_credential(principal, agent.identity.certificate)["valid"] is False
@@ -1118,13 +1119,13 @@ def test_own_audit_commits_keep_the_snapshot_and_other_writes_still_deny_at_once
         run(client.add_identity_to_flow(flow, ident))
     run(client.link_identities(agent, tool))
     refreshes: list[int] = []
-    real_refresh = authority._refresh_revision
+    real_refresh = authority.changes.read_revision
 
     def counting_refresh() -> None:
         refreshes.append(1)
         real_refresh()
 
-    authority._refresh_revision = counting_refresh
+    authority.changes.read_revision = counting_refresh
 
     def decide() -> Any:
         return authority.decide(principal, flow_id=flow, agent=agent, tool=tool, tool_name="search")
