@@ -21,10 +21,6 @@ def now_iso() -> str:
     return iso(utcnow())
 
 
-def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def object_id() -> str:
     """24 lower-case hex characters, the form the AZTP API uses for ``_id``."""
     return secrets.token_hex(12)

@@ -123,7 +123,7 @@ def register_layout(action: str, fields: Sequence[str]) -> None:
 
 
 def encode_batch(records: Sequence[QueuedRecord]) -> str:
-    """The stored text of a batch (format 3), undone by :func:`decode_batch`.
+    """The stored text of a batch, undone by :func:`decode_batch`.
 
     Every value is stored once per batch (``values``) and referred to by position, and so is
     every distinct list of field positions (``fields``), so a record costs a few dictionary
@@ -202,18 +202,13 @@ def _field_data(layout: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
 
 
 def decode_batch(text: str) -> list[tuple[float, str, str | None, str | None, dict[str, Any]]]:
+    """The records of a batch written by :func:`encode_batch`."""
     batch = json.loads(text)
-    if "v" not in batch:  # format 1: interned strings, data always JSON text
-        s = batch["strings"]
-        return [(ts, s[a], s[u], s[b], json.loads(s[d])) for ts, a, u, b, d in batch["rows"]]
-    v, layouts = batch["values"], batch["layouts"]
-    fields = batch.get("fields")  # format 3; format 2 has the positions in the row itself
+    v, layouts, fields = batch["values"], batch["layouts"], batch["fields"]
     out = []
     for ts, a, u, b, d in batch["rows"]:
         action = v[a]
-        if isinstance(d, int) and d < 0 and fields is not None:
-            d = fields[-d - 1]
-        data = json.loads(v[d]) if isinstance(d, int) else _field_data(layouts.get(action, ()), [v[i] for i in d])
+        data = json.loads(v[d]) if d >= 0 else _field_data(layouts.get(action, ()), [v[i] for i in fields[-d - 1]])
         out.append((ts, action, v[u], v[b], data))
     return out
 

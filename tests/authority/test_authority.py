@@ -1200,22 +1200,6 @@ def test_field_records_are_stored_whole_and_odd_values_cannot_sink_a_batch(
     assert run(client.verify_audit())["ok"] is True
 
 
-def test_batches_of_the_first_format_still_decode() -> None:
-    old = json.dumps({"strings": ["decision.tool_call", "u1", "aztp://a", '{"allowed":true}'],
-                      "rows": [[1700000000.5, 0, 1, 2, 3]]})
-    assert decode_batch(old) == [(1700000000.5, "decision.tool_call", "u1", "aztp://a", {"allowed": True})]
-
-
-def test_batches_of_the_second_format_still_decode() -> None:
-    old = json.dumps({"v": 2, "values": ["decision.tool_call", "u1", "aztp://a", True, "k", '{"x":1}'],
-                      "layouts": {"decision.tool_call": ["allowed"]},
-                      "rows": [[1700000000.5, 0, 1, 2, [3, 4, 3]], [1700000001.0, 0, 1, 2, 5]]})
-    assert decode_batch(old) == [
-        (1700000000.5, "decision.tool_call", "u1", "aztp://a", {"allowed": True, "context": {"k": True}}),
-        (1700000001.0, "decision.tool_call", "u1", "aztp://a", {"x": 1}),
-    ]
-
-
 def test_shared_field_tuples_and_parts_encode_once_and_decode_per_record() -> None:
     """Records that share tuples (a memoized decision, a CallContext) are written once per
     batch; every record still decodes to its own fields, and equal-looking tuples of other
