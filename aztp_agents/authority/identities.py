@@ -64,56 +64,75 @@ class Identities(Component):
         if extra is not None and not isinstance(extra, Mapping):
             raise ValidationError("metadata.extra must be an object")
         hostname = hostname or socket.gethostname()
-        now = now_iso()
         with self.ctx.store.write() as conn:
-            row = conn.execute(select(t.identities).where(t.identities.c.org_id == p.org_id, t.identities.c.name == name)).first()
+            row = self._named(conn, p, name)
             if row is None:
-                td = TrustDomain.parse(trust_domain).name if trust_domain else p.default_trust_domain
-                self.ctx.trust.claim(conn, p.org_id, td)
-                aztp = AztpId.build(td, name, environment=environment, method=method or "node")
-                if parent_identity is not None:
-                    parent_identity = str(need_aztp_id(parent_identity, "parentIdentity"))
-                    self.row(conn, p, parent_identity)
-                if conn.execute(select(t.identities.c.id).where(t.identities.c.aztp_id == str(aztp))).first():
-                    raise ConflictError(f"{aztp} is already issued by another organization")
-                workload_info = {
-                    "workloadId": name, "agentId": "aztp", "trustDomain": td, "method": aztp.method,
-                    "timestamp": now, "hostname": hostname, "environment": environment,
-                }
-                selectors = [
-                    f"workload:id:{name}", "agent:id:aztp", f"method:{aztp.method}",
-                    f"metadata:hostname:{hostname}", f"metadata:environment:{environment}",
-                    f"metadata:trustDomain:{td}", f"metadata:parentIdentity:{parent_identity or 'null'}",
-                    f"metadata:isGlobal:{str(is_global).lower()}",
-                ]
-                if extra:
-                    json_value(extra, "metadata.extra")
-                    selectors += [f"metadata:extra:{k}:{v}" for k, v in sorted(extra.items())][:32]
-                conn.execute(
-                    insert(t.identities).values(
-                        id=object_id(), org_id=p.org_id, user_id=p.user_id, aztp_id=str(aztp), name=name,
-                        trust_domain=td, environment=environment, method=aztp.method, is_global=is_global,
-                        parent_identity=parent_identity, status="active", selectors=selectors,
-                        workload_info=workload_info, created_at=now, updated_at=now,
-                    )
-                )
+                self._insert(conn, p, name, is_global=is_global, trust_domain=trust_domain,
+                             parent_identity=parent_identity, environment=environment, method=method,
+                             hostname=hostname, extra=extra)
                 action = "identity.issue"
             else:
+                now = now_iso()
                 conn.execute(
                     update(t.identities).where(t.identities.c.id == row.id).values(
                         updated_at=now, workload_info={**row.workload_info, "timestamp": now, "hostname": hostname}
                     )
                 )
                 action = "identity.reconnect"
-            row = conn.execute(select(t.identities).where(t.identities.c.org_id == p.org_id, t.identities.c.name == name)).one()
-            answer: dict[str, Any] = {"valid": row.status == "active", "certificate": "", "privateKey": "", "caCertificate": ""}
-            if row.status == "active" and (csr_pem or make_key):
-                answer.update(self.ctx.svids.issue_x509(conn, p, row, csr_pem=csr_pem, ttl=ttl))
-            elif row.status != "active":
-                answer["error"] = f"{row.aztp_id} is revoked; reissue it with reissue_identity()"
-            self.ctx.audit(conn, p.org_id, p.user_id, action, row.aztp_id, {"credential": bool(answer["certificate"])})
-            answer["identity"] = self.doc(row)
+            answer = self._connect_answer(conn, p, self._named(conn, p, name), csr_pem=csr_pem, make_key=make_key, ttl=ttl)
+            self.ctx.audit(conn, p.org_id, p.user_id, action, answer["identity"]["aztpId"],
+                           {"credential": bool(answer["certificate"])})
         self.ctx.invalidate()
+        return answer
+
+    @staticmethod
+    def _named(conn: Connection, p: Principal, name: str) -> Any:
+        return conn.execute(select(t.identities).where(t.identities.c.org_id == p.org_id, t.identities.c.name == name)).first()
+
+    def _insert(self, conn: Connection, p: Principal, name: str, *, is_global: bool, trust_domain: str | None,
+                parent_identity: str | None, environment: str, method: str, hostname: str,
+                extra: Mapping[str, Any] | None) -> None:
+        """A new identity record (its trust domain claimed for the organization if new)."""
+        now = now_iso()
+        td = TrustDomain.parse(trust_domain).name if trust_domain else p.default_trust_domain
+        self.ctx.trust.claim(conn, p.org_id, td)
+        aztp = AztpId.build(td, name, environment=environment, method=method or "node")
+        if parent_identity is not None:
+            parent_identity = str(need_aztp_id(parent_identity, "parentIdentity"))
+            self.row(conn, p, parent_identity)
+        if conn.execute(select(t.identities.c.id).where(t.identities.c.aztp_id == str(aztp))).first():
+            raise ConflictError(f"{aztp} is already issued by another organization")
+        workload_info = {
+            "workloadId": name, "agentId": "aztp", "trustDomain": td, "method": aztp.method,
+            "timestamp": now, "hostname": hostname, "environment": environment,
+        }
+        selectors = [
+            f"workload:id:{name}", "agent:id:aztp", f"method:{aztp.method}",
+            f"metadata:hostname:{hostname}", f"metadata:environment:{environment}",
+            f"metadata:trustDomain:{td}", f"metadata:parentIdentity:{parent_identity or 'null'}",
+            f"metadata:isGlobal:{str(is_global).lower()}",
+        ]
+        if extra:
+            json_value(extra, "metadata.extra")
+            selectors += [f"metadata:extra:{k}:{v}" for k, v in sorted(extra.items())][:32]
+        conn.execute(
+            insert(t.identities).values(
+                id=object_id(), org_id=p.org_id, user_id=p.user_id, aztp_id=str(aztp), name=name,
+                trust_domain=td, environment=environment, method=aztp.method, is_global=is_global,
+                parent_identity=parent_identity, status="active", selectors=selectors,
+                workload_info=workload_info, created_at=now, updated_at=now,
+            )
+        )
+
+    def _connect_answer(self, conn: Connection, p: Principal, row: Any, *, csr_pem: str | None, make_key: bool,
+                        ttl: int) -> dict[str, Any]:
+        """The identity and, when active and asked for, a fresh X.509-SVID."""
+        answer: dict[str, Any] = {"valid": row.status == "active", "certificate": "", "privateKey": "", "caCertificate": ""}
+        if row.status == "active" and (csr_pem or make_key):
+            answer.update(self.ctx.svids.issue_x509(conn, p, row, csr_pem=csr_pem, ttl=ttl))
+        elif row.status != "active":
+            answer["error"] = f"{row.aztp_id} is revoked; reissue it with reissue_identity()"
+        answer["identity"] = self.doc(row)
         return answer
 
     def doc(self, row: Any) -> dict[str, Any]:
