@@ -275,8 +275,9 @@ class PrincipalDecisions:
                     decision: Decision = _new_tuple(Decision, (*head, (_perf_counter() - started) * 1e6, *tail))
                     if flat_context:
                         audit = FieldParts((audit, flat_context))
-                    elif context:
-                        audit = with_context(audit, context)
+                    elif context:  # with_context() inlined
+                        audit = FieldParts((audit, context.flat if type(context) is CallContext
+                                            else flatten_context(context)))
                     cache.audit_put((self.org_id, (_time(), DECISION_ACTION, self.user_id, agent, audit)))
                     return decision
         # --- anything else that needs no I/O
