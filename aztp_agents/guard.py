@@ -29,7 +29,15 @@ from .errors import ValidationError
 from .ids import sanitize_name
 from .models import Identity
 
-__all__ = ["TOOL_RELATIONSHIP", "DecisionPoint", "Enrollment", "Guard", "Mode", "bind_agent", "current_agent"]
+__all__ = [
+    "TOOL_RELATIONSHIP",
+    "DecisionPoint",
+    "Enrollment",
+    "Guard",
+    "Mode",
+    "bind_agent",
+    "current_agent",
+]
 
 log = logging.getLogger("aztp_agents.guard")
 
@@ -39,7 +47,9 @@ Mode = Literal["enforce", "observe"]
 TOOL_RELATIONSHIP = "tool_access"
 
 #: The AZTP ID of the agent on whose behalf the current task/thread is running.
-current_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar("aztp_current_agent", default=None)
+current_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "aztp_current_agent", default=None
+)
 
 
 @contextlib.contextmanager
@@ -66,7 +76,9 @@ def _executor() -> concurrent.futures.ThreadPoolExecutor:
     global _EXECUTOR
     with _EXECUTOR_LOCK:
         if _EXECUTOR is None:
-            _EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="aztp-guard")
+            _EXECUTOR = concurrent.futures.ThreadPoolExecutor(
+                max_workers=8, thread_name_prefix="aztp-guard"
+            )
         return _EXECUTOR
 
 
@@ -94,7 +106,9 @@ class Guard:
         if mode not in ("enforce", "observe"):
             raise ValidationError(f"mode must be 'enforce' or 'observe', got {mode!r}")
         if discoverable not in ("public", "private"):
-            raise ValidationError(f"discoverable must be 'public' or 'private', got {discoverable!r}")
+            raise ValidationError(
+                f"discoverable must be 'public' or 'private', got {discoverable!r}"
+            )
         self.flow = flow
         self.client = client if client is not None else default_client()
         self.mode: Mode = mode
@@ -123,7 +137,9 @@ class Guard:
         if self._flow_id is None:
             with self._lock:
                 if self._flow_id is None:
-                    doc = self.client.backend.call("ensure_flow", name=self.flow, discoverable=self.discoverable)
+                    doc = self.client.backend.call(
+                        "ensure_flow", name=self.flow, discoverable=self.discoverable
+                    )
                     self._flow_id = str(doc["_id"])
         return self._flow_id
 
@@ -143,8 +159,13 @@ class Guard:
 
     def link(self, agent_id: str, tool_id: str) -> None:
         """Authorize ``agent_id`` to call ``tool_id`` (a directed link; idempotent)."""
-        self.client.backend.call("link_identities", source=agent_id, target=tool_id,
-                                 relationship_type=TOOL_RELATIONSHIP, metadata={"flow": self.flow})
+        self.client.backend.call(
+            "link_identities",
+            source=agent_id,
+            target=tool_id,
+            relationship_type=TOOL_RELATIONSHIP,
+            metadata={"flow": self.flow},
+        )
 
     def enroll(self, agent_name: str, tool_names: Sequence[str]) -> Enrollment:
         """Identities for an agent and its tools, all in the flow, agent linked to each tool."""
@@ -158,10 +179,25 @@ class Guard:
 
     # ----------------------------------------------------------------- decisions (never raise)
 
-    def _denied(self, agent: str | None, tool: str | None, tool_name: str | None, detail: str, started: float,
-                reason: Reason = Reason.AUTHORITY_UNAVAILABLE) -> Decision:
-        return denial(agent=agent, tool=tool, tool_name=tool_name, flow=self._flow_id, enforced=self._enforce,
-                      detail=detail, latency_us=(time.perf_counter() - started) * 1e6, reason=reason)
+    def _denied(
+        self,
+        agent: str | None,
+        tool: str | None,
+        tool_name: str | None,
+        detail: str,
+        started: float,
+        reason: Reason = Reason.AUTHORITY_UNAVAILABLE,
+    ) -> Decision:
+        return denial(
+            agent=agent,
+            tool=tool,
+            tool_name=tool_name,
+            flow=self._flow_id,
+            enforced=self._enforce,
+            detail=detail,
+            latency_us=(time.perf_counter() - started) * 1e6,
+            reason=reason,
+        )
 
     def _notify(self, decision: Decision) -> None:
         for listener in self.listeners:
@@ -170,10 +206,23 @@ class Guard:
             except Exception:
                 log.exception("decision listener %r failed", listener)
 
-    def _finish(self, decision: Any, agent: str | None, tool: str | None, tool_name: str | None, started: float,
-                context: Mapping[str, Any] | None) -> Decision:
+    def _finish(
+        self,
+        decision: Any,
+        agent: str | None,
+        tool: str | None,
+        tool_name: str | None,
+        started: float,
+        context: Mapping[str, Any] | None,
+    ) -> Decision:
         if not isinstance(decision, Decision):
-            denied = self._denied(agent, tool, tool_name, f"unusable answer from the authority: {type(decision).__name__}", started)
+            denied = self._denied(
+                agent,
+                tool,
+                tool_name,
+                f"unusable answer from the authority: {type(decision).__name__}",
+                started,
+            )
             self._record_failure(denied, context)
             return denied
         if not decision.allowed:
@@ -185,16 +234,29 @@ class Guard:
             self._notify(decision)
         return decision
 
-    def _unidentified(self, agent: str | None, tool: str | None, tool_name: str | None,
-                      context: Mapping[str, Any] | None, started: float) -> Decision:
+    def _unidentified(
+        self,
+        agent: str | None,
+        tool: str | None,
+        tool_name: str | None,
+        context: Mapping[str, Any] | None,
+        started: float,
+    ) -> Decision:
         """A caller or tool with no AZTP identity at all: denied as unknown, and audited."""
         reason = Reason.AGENT_UNKNOWN if not agent else Reason.TOOL_UNKNOWN
         decision = self._denied(agent, tool, tool_name, "it has no AZTP identity", started, reason)
         self._record_failure(decision, context)
         return decision
 
-    def _failed(self, agent: str | None, tool: str | None, tool_name: str | None, detail: str, started: float,
-                context: Mapping[str, Any] | None) -> Decision:
+    def _failed(
+        self,
+        agent: str | None,
+        tool: str | None,
+        tool_name: str | None,
+        detail: str,
+        started: float,
+        context: Mapping[str, Any] | None,
+    ) -> Decision:
         decision = self._denied(agent, tool, tool_name, detail, started)
         self._record_failure(decision, context)
         return decision
@@ -208,8 +270,13 @@ class Guard:
         if self.listeners:
             self._notify(decision)
 
-    def check(self, agent_id: str | None, tool_id: str | None, tool_name: str | None = None,
-              context: Mapping[str, Any] | None = None) -> Decision:
+    def check(
+        self,
+        agent_id: str | None,
+        tool_id: str | None,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> Decision:
         """Decide one tool call. Never raises; any failure is a denial."""
         decision = self.check_now(agent_id, tool_id, tool_name, context)
         if decision is not None:
@@ -219,23 +286,40 @@ class Guard:
             if not agent_id or not tool_id:
                 return self._unidentified(agent_id, tool_id, tool_name, context, started)
             point = self._point
-            decide = functools.partial(point.decide, flow_id=self._flow_id or self.flow_id, agent=agent_id,
-                                       tool=tool_id, tool_name=tool_name, context=context, enforce=self._enforce)
+            decide = functools.partial(
+                point.decide,
+                flow_id=self._flow_id or self.flow_id,
+                agent=agent_id,
+                tool=tool_id,
+                tool_name=tool_name,
+                context=context,
+                enforce=self._enforce,
+            )
             if point.bounded:
                 decision = decide()
             else:
                 decision = _executor().submit(decide).result(timeout=self.timeout)
         except concurrent.futures.TimeoutError:
-            return self._failed(agent_id, tool_id, tool_name, f"no answer within {self.timeout} s", started, context)
+            return self._failed(
+                agent_id, tool_id, tool_name, f"no answer within {self.timeout} s", started, context
+            )
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            return self._failed(agent_id, tool_id, tool_name, f"{type(exc).__name__}: {exc}", started, context)
+            return self._failed(
+                agent_id, tool_id, tool_name, f"{type(exc).__name__}: {exc}", started, context
+            )
         return self._finish(decision, agent_id, tool_id, tool_name, started, context)
 
-    def check_now(self, agent_id: str | None, tool_id: str | None, tool_name: str | None = None,
-                  context: Mapping[str, Any] | None = None, *, flat_context: FieldData | None = None
-                  ) -> Decision | None:
+    def check_now(
+        self,
+        agent_id: str | None,
+        tool_id: str | None,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        *,
+        flat_context: FieldData | None = None,
+    ) -> Decision | None:
         """The decision, if it can be taken at once without any I/O (an embedded authority
         whose state is in memory: the usual case); else ``None``, and the caller awaits
         :meth:`acheck`. Safe on an event loop: it never blocks. Never raises.
@@ -247,8 +331,9 @@ class Guard:
         if flow_id is None or not agent_id or not tool_id:
             return None
         try:
-            decision = self._point.decide_now(flow_id, agent_id, tool_id, tool_name, self._enforce, context,
-                                              flat_context)
+            decision = self._point.decide_now(
+                flow_id, agent_id, tool_id, tool_name, self._enforce, context, flat_context
+            )
         except Exception:  # acheck takes it again, and fails closed if it fails again
             log.debug("no immediate decision; deferring to acheck", exc_info=True)
             return None
@@ -256,8 +341,13 @@ class Guard:
             return decision
         return self._finish(decision, agent_id, tool_id, tool_name, time.perf_counter(), context)
 
-    async def acheck(self, agent_id: str | None, tool_id: str | None, tool_name: str | None = None,
-                     context: Mapping[str, Any] | None = None) -> Decision:
+    async def acheck(
+        self,
+        agent_id: str | None,
+        tool_id: str | None,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> Decision:
         """Decide one tool call on an event loop without blocking it. Never raises."""
         decision = self.check_now(agent_id, tool_id, tool_name, context)
         if decision is not None:
@@ -268,15 +358,27 @@ class Guard:
                 return self._unidentified(agent_id, tool_id, tool_name, context, started)
             flow_id = self._flow_id or await asyncio.to_thread(lambda: self.flow_id)
             point = self._point
-            pending = point.adecide(flow_id=flow_id, agent=agent_id, tool=tool_id, tool_name=tool_name,
-                                    context=context, enforce=self._enforce)
-            decision = await (pending if point.bounded else asyncio.wait_for(pending, timeout=self.timeout))
+            pending = point.adecide(
+                flow_id=flow_id,
+                agent=agent_id,
+                tool=tool_id,
+                tool_name=tool_name,
+                context=context,
+                enforce=self._enforce,
+            )
+            decision = await (
+                pending if point.bounded else asyncio.wait_for(pending, timeout=self.timeout)
+            )
         except asyncio.TimeoutError:
-            return self._failed(agent_id, tool_id, tool_name, f"no answer within {self.timeout} s", started, context)
+            return self._failed(
+                agent_id, tool_id, tool_name, f"no answer within {self.timeout} s", started, context
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # fail closed on anything
-            return self._failed(agent_id, tool_id, tool_name, f"{type(exc).__name__}: {exc}", started, context)
+            return self._failed(
+                agent_id, tool_id, tool_name, f"{type(exc).__name__}: {exc}", started, context
+            )
         return self._finish(decision, agent_id, tool_id, tool_name, started, context)
 
 
@@ -289,17 +391,42 @@ class DecisionPoint(Protocol):
 
     bounded: bool
 
-    def decide_now(self, flow_id: str, agent: str, tool: str, tool_name: str | None, enforce: bool,
-                   context: Mapping[str, Any] | None = None, flat_context: FieldData | None = None
-                   ) -> Decision | None: ...
+    def decide_now(
+        self,
+        flow_id: str,
+        agent: str,
+        tool: str,
+        tool_name: str | None,
+        enforce: bool,
+        context: Mapping[str, Any] | None = None,
+        flat_context: FieldData | None = None,
+    ) -> Decision | None: ...
 
-    def decide(self, *, flow_id: str, agent: str, tool: str, tool_name: str | None = None,
-               context: Mapping[str, Any] | None = None, enforce: bool = True) -> Decision: ...
+    def decide(
+        self,
+        *,
+        flow_id: str,
+        agent: str,
+        tool: str,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        enforce: bool = True,
+    ) -> Decision: ...
 
-    async def adecide(self, *, flow_id: str, agent: str, tool: str, tool_name: str | None = None,
-                      context: Mapping[str, Any] | None = None, enforce: bool = True) -> Decision: ...
+    async def adecide(
+        self,
+        *,
+        flow_id: str,
+        agent: str,
+        tool: str,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        enforce: bool = True,
+    ) -> Decision: ...
 
-    def record_decision(self, decision: Decision, context: Mapping[str, Any] | None = None) -> None: ...
+    def record_decision(
+        self, decision: Decision, context: Mapping[str, Any] | None = None
+    ) -> None: ...
 
 
 class _BackendDecisions:

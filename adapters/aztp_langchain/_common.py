@@ -54,8 +54,14 @@ def failure_decision(
         tool_name,
         type(exc).__name__,
     )
-    return denial(agent=agent, tool=tool, tool_name=tool_name, flow=flow, enforced=mode == "enforce",
-                  detail=type(exc).__name__)
+    return denial(
+        agent=agent,
+        tool=tool,
+        tool_name=tool_name,
+        flow=flow,
+        enforced=mode == "enforce",
+        detail=type(exc).__name__,
+    )
 
 
 def note_observed(decision: Decision) -> None:

@@ -14,7 +14,16 @@ from typing import Any, NamedTuple
 
 from aztp_agents import guard as _core
 
-__all__ = ["CALLER", "Caller", "acting_as", "current_agent", "current_caller", "enter_call", "pop", "push"]
+__all__ = [
+    "CALLER",
+    "Caller",
+    "acting_as",
+    "current_agent",
+    "current_caller",
+    "enter_call",
+    "pop",
+    "push",
+]
 
 
 class Caller(NamedTuple):
@@ -76,8 +85,13 @@ _set_agent, _reset_agent = _core.current_agent.set, _core.current_agent.reset
 _new_tuple = tuple.__new__
 
 
-def enter_call(agent_id: str | None, agent_name: str | None, flow_id: str | None, tool_id: str | None,
-               tool_call_id: str | None) -> tuple[Any, Any]:
+def enter_call(
+    agent_id: str | None,
+    agent_name: str | None,
+    flow_id: str | None,
+    tool_id: str | None,
+    tool_call_id: str | None,
+) -> tuple[Any, Any]:
     """:func:`push` of the caller of a tool call an enforcement point allowed; undo with
     :func:`pop`. Made for the per-call path: the Caller is built with ``tuple.__new__`` and
     the contextvars are set through bound methods (each Python call there costs more than its

@@ -72,7 +72,9 @@ class AztpMiddleware(AgentMiddleware):
         self.mode = mode
         self.on_deny = on_deny
         self.guard = make_guard(flow=flow, client=client, mode=mode, guard=guard, **guard_options)
-        self._context = CallContext({"framework": "langchain", "agent": agent_name, **(context or {})})
+        self._context = CallContext(
+            {"framework": "langchain", "agent": agent_name, **(context or {})}
+        )
         self._lock = threading.Lock()
         self._agent_id: str | None = None
         self._flow_id: str | None = None
@@ -137,7 +139,9 @@ class AztpMiddleware(AgentMiddleware):
     # --- decisions ------------------------------------------------------------------------
 
     def _context_for(self, request: ToolCallRequest) -> CallContext:
-        return CallContext({**self._context, "tool_call_id": str(request.tool_call.get("id") or "")})
+        return CallContext(
+            {**self._context, "tool_call_id": str(request.tool_call.get("id") or "")}
+        )
 
     def _failure(self, name: str, exc: BaseException) -> Decision:
         return failure_decision(
@@ -215,7 +219,13 @@ class AztpMiddleware(AgentMiddleware):
             if decision.enforced:
                 return self._denied(request, decision)
             note_observed(decision)
-        tokens = enter_call(self._agent_id, self.agent_name, self._flow_id, decision.tool, request.tool_call.get("id"))
+        tokens = enter_call(
+            self._agent_id,
+            self.agent_name,
+            self._flow_id,
+            decision.tool,
+            request.tool_call.get("id"),
+        )
         try:
             return handler(request)
         finally:
@@ -233,7 +243,13 @@ class AztpMiddleware(AgentMiddleware):
             if decision.enforced:
                 return self._denied(request, decision)
             note_observed(decision)
-        tokens = enter_call(self._agent_id, self.agent_name, self._flow_id, decision.tool, request.tool_call.get("id"))
+        tokens = enter_call(
+            self._agent_id,
+            self.agent_name,
+            self._flow_id,
+            decision.tool,
+            request.tool_call.get("id"),
+        )
         try:
             return await handler(request)
         finally:

@@ -49,7 +49,9 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-def _delegate(method: Callable[Concatenate[Any, _P], _R], component: str) -> Callable[Concatenate[Authority, _P], _R]:
+def _delegate(
+    method: Callable[Concatenate[Any, _P], _R], component: str
+) -> Callable[Concatenate[Authority, _P], _R]:
     """A facade method that calls ``method`` on the component named ``component``."""
 
     @functools.wraps(method)
@@ -74,10 +76,14 @@ class Authority:
         self.default_trust_domain = TrustDomain.parse(default_trust_domain).name
         #: This authority's view of store changes, and the decisions taken on its states.
         self.changes = store.changes.cursor()
-        self.decisions = LocalDecisions(functools.partial(load_state, store), self.changes, store.audit_queue)
+        self.decisions = LocalDecisions(
+            functools.partial(load_state, store), self.changes, store.audit_queue
+        )
         ctx = self.ctx = AuthorityContext(
-            store, default_trust_domain=self.default_trust_domain,
-            issuance=TokenBuckets(*issuance_rate) if issuance_rate else None, decisions=self.decisions,
+            store,
+            default_trust_domain=self.default_trust_domain,
+            issuance=TokenBuckets(*issuance_rate) if issuance_rate else None,
+            decisions=self.decisions,
         )
         self.tenants = ctx.tenants = Tenants(ctx)
         self.trust = ctx.trust = Trust(ctx)
@@ -190,14 +196,21 @@ class Authority:
         key = DecisionKey(p.user_id, flow_id, agent, tool, tool_name, enforce)
         return self.decisions.decide(p.org_id, key, context, snap)
 
-    def decide_memoized(self, p: Principal, key: tuple[Any, ...], context: Mapping[str, Any] | None = None,
-                        flat_context: FieldData | None = None) -> Decision | None:
+    def decide_memoized(
+        self,
+        p: Principal,
+        key: tuple[Any, ...],
+        context: Mapping[str, Any] | None = None,
+        flat_context: FieldData | None = None,
+    ) -> Decision | None:
         """The decision for ``key`` (a :class:`~aztp_agents.decisions.DecisionKey`), audited,
         when this exact call was already decided and **allowed** on the current state; else
         ``None`` and nothing is audited (take :meth:`decide`). No I/O."""
         return self.decisions.memoized(p.org_id, key, context, flat_context)
 
-    def record_decision(self, p: Principal, decision: Decision, context: Mapping[str, Any] | None = None) -> None:
+    def record_decision(
+        self, p: Principal, decision: Decision, context: Mapping[str, Any] | None = None
+    ) -> None:
         """Queue the audit record of a decision taken elsewhere (a fail-closed denial)."""
         self.decisions.record(p.org_id, p.user_id, decision, context)
 

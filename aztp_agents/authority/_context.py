@@ -69,8 +69,14 @@ class AuthorityContext:
     federation: Federation
     audit_log: AuditLog
 
-    def __init__(self, store: Store, *, default_trust_domain: str, issuance: TokenBuckets | None,
-                 decisions: LocalDecisions) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        default_trust_domain: str,
+        issuance: TokenBuckets | None,
+        decisions: LocalDecisions,
+    ) -> None:
         self.store = store
         self.default_trust_domain = default_trust_domain
         self.issuance = issuance
@@ -80,14 +86,29 @@ class AuthorityContext:
         """A write here changed decision state (the next decision confirms first)."""
         self.decisions.invalidate()
 
-    def audit(self, conn: Connection, org_id: str, actor: str | None, action: str, subject: str | None,
-              data: Mapping[str, Any]) -> None:
+    def audit(
+        self,
+        conn: Connection,
+        org_id: str,
+        actor: str | None,
+        action: str,
+        subject: str | None,
+        data: Mapping[str, Any],
+    ) -> None:
         """Append to the organization's chain inside the write transaction ``conn``."""
-        self.store.append_audit(conn, org_id, [{"action": action, "actor": actor, "subject": subject, "data": dict(data)}])
+        self.store.append_audit(
+            conn,
+            org_id,
+            [{"action": action, "actor": actor, "subject": subject, "data": dict(data)}],
+        )
 
-    def audit_later(self, p: Principal, action: str, subject: str | None, data: Mapping[str, Any]) -> None:
+    def audit_later(
+        self, p: Principal, action: str, subject: str | None, data: Mapping[str, Any]
+    ) -> None:
         """Audit a frequent read (verification) through the group-commit path."""
-        self.store.submit_audit(p.org_id, (time.time(), action, p.user_id, subject, canonical_json(data)))
+        self.store.submit_audit(
+            p.org_id, (time.time(), action, p.user_id, subject, canonical_json(data))
+        )
 
 
 class Component:
@@ -104,7 +125,9 @@ def json_value(value: Any, what: str) -> Any:
     try:
         return json.loads(json.dumps(value))
     except (TypeError, ValueError):
-        raise ValidationError(f"{what} must be JSON-serializable (dicts, lists, strings, numbers, booleans, null)") from None
+        raise ValidationError(
+            f"{what} must be JSON-serializable (dicts, lists, strings, numbers, booleans, null)"
+        ) from None
 
 
 def need_str(value: Any, what: str, *, max_len: int = 2048) -> str:
@@ -133,5 +156,7 @@ def ttl_seconds(value: Any, *, maximum: int, what: str = "ttl") -> int:
 
 def need_aztp_id(value: Any, what: str = "aztp_id") -> AztpId:
     if not isinstance(value, str):
-        raise ValidationError(f"{what} must be a string like 'aztp://example.org/workload/production/node/my-agent'")
+        raise ValidationError(
+            f"{what} must be a string like 'aztp://example.org/workload/production/node/my-agent'"
+        )
     return parse_aztp_id(value)

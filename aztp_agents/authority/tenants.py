@@ -38,26 +38,35 @@ def _hash_key(api_key: str) -> str:
 class Tenants(Component):
     """Organizations, users and API keys."""
 
-
     def local_principal(self) -> Principal:
         """The embedded default: organization ``local`` with user ``local`` (made on first use)."""
         with self.ctx.store.read() as conn:
             row = conn.execute(select(t.orgs.c.id).where(t.orgs.c.name == LOCAL_ORG)).first()
         if row is None:
             with contextlib.suppress(ConflictError):  # another process may make it first
-                self.create_org(LOCAL_ORG, self.ctx.default_trust_domain, user_name=LOCAL_ORG, with_key=False)
+                self.create_org(
+                    LOCAL_ORG, self.ctx.default_trust_domain, user_name=LOCAL_ORG, with_key=False
+                )
         with self.ctx.store.read() as conn:
             org = conn.execute(select(t.orgs.c.id).where(t.orgs.c.name == LOCAL_ORG)).one()
-            user = conn.execute(select(t.users.c.id, t.users.c.name).where(t.users.c.org_id == org.id).order_by(t.users.c.created_at)).first()
+            user = conn.execute(
+                select(t.users.c.id, t.users.c.name)
+                .where(t.users.c.org_id == org.id)
+                .order_by(t.users.c.created_at)
+            ).first()
             return self._principal(conn, org.id, user.id)
 
     def _principal(self, conn: Connection, org_id: str, user_id: str) -> Principal:
         org = conn.execute(select(t.orgs.c.name).where(t.orgs.c.id == org_id)).one()
         user = conn.execute(select(t.users.c.name).where(t.users.c.id == user_id)).one()
         td = conn.execute(
-            select(t.trust_domains.c.name).where(t.trust_domains.c.org_id == org_id).order_by(t.trust_domains.c.created_at)
+            select(t.trust_domains.c.name)
+            .where(t.trust_domains.c.org_id == org_id)
+            .order_by(t.trust_domains.c.created_at)
         ).first()
-        return Principal(org_id, user_id, org.name, user.name, td.name if td else self.ctx.default_trust_domain)
+        return Principal(
+            org_id, user_id, org.name, user.name, td.name if td else self.ctx.default_trust_domain
+        )
 
     def create_org(
         self, name: str, trust_domain: str, *, user_name: str = "admin", with_key: bool = True
@@ -73,14 +82,22 @@ class Tenants(Component):
                     raise ConflictError(f"an organization named {name!r} already exists")
                 now = now_iso()
                 conn.execute(insert(t.orgs).values(id=org_id, name=name, created_at=now))
-                conn.execute(insert(t.users).values(id=user_id, org_id=org_id, name=user_name, created_at=now))
+                conn.execute(
+                    insert(t.users).values(
+                        id=user_id, org_id=org_id, name=user_name, created_at=now
+                    )
+                )
                 self.ctx.trust.claim(conn, org_id, td)
                 if with_key:
                     key = self._new_key(conn, org_id, user_id)
-                self.ctx.audit(conn, org_id, user_id, "org.create", None, {"name": name, "trustDomain": td})
+                self.ctx.audit(
+                    conn, org_id, user_id, "org.create", None, {"name": name, "trustDomain": td}
+                )
                 principal = Principal(org_id, user_id, name, user_name, td)
         except IntegrityError:
-            raise ConflictError(f"an organization named {name!r} or trust domain {td!r} already exists") from None
+            raise ConflictError(
+                f"an organization named {name!r} or trust domain {td!r} already exists"
+            ) from None
         self.ctx.invalidate()
         return principal, key
 
@@ -89,17 +106,25 @@ class Tenants(Component):
         user_id = object_id()
         try:
             with self.ctx.store.write() as conn:
-                conn.execute(insert(t.users).values(id=user_id, org_id=org_id, name=name, created_at=now_iso()))
+                conn.execute(
+                    insert(t.users).values(
+                        id=user_id, org_id=org_id, name=name, created_at=now_iso()
+                    )
+                )
                 self.ctx.audit(conn, org_id, user_id, "user.create", None, {"name": name})
                 return self._principal(conn, org_id, user_id)
         except IntegrityError:
-            raise ConflictError(f"a user named {name!r} already exists in this organization") from None
+            raise ConflictError(
+                f"a user named {name!r} already exists in this organization"
+            ) from None
 
     def org_by_name(self, name: str) -> str:
         with self.ctx.store.read() as conn:
             row = conn.execute(select(t.orgs.c.id).where(t.orgs.c.name == name)).first()
         if row is None:
-            raise NotFoundError(f"no organization named {name!r}; create it with 'aztp-agents org create'")
+            raise NotFoundError(
+                f"no organization named {name!r}; create it with 'aztp-agents org create'"
+            )
         return str(row.id)
 
     def principal_for(self, org_id: str, user_name: str | None = None) -> Principal:
@@ -118,8 +143,12 @@ class Tenants(Component):
         key = _KEY_PREFIX + secrets.token_urlsafe(32)  # 256 bits of entropy
         conn.execute(
             insert(t.api_keys).values(
-                id=object_id(), org_id=org_id, user_id=user_id, key_hash=_hash_key(key),
-                prefix=key[: len(_KEY_PREFIX) + 4], created_at=now_iso(),
+                id=object_id(),
+                org_id=org_id,
+                user_id=user_id,
+                key_hash=_hash_key(key),
+                prefix=key[: len(_KEY_PREFIX) + 4],
+                created_at=now_iso(),
             )
         )
         return key
@@ -128,15 +157,27 @@ class Tenants(Component):
         """A new key for the user, returned once as ``(key_id, key)``; only its hash is stored."""
         with self.ctx.store.write(bump=False) as conn:
             key = self._new_key(conn, org_id, user_id)
-            key_id = conn.execute(select(t.api_keys.c.id).where(t.api_keys.c.key_hash == _hash_key(key))).scalar_one()
+            key_id = conn.execute(
+                select(t.api_keys.c.id).where(t.api_keys.c.key_hash == _hash_key(key))
+            ).scalar_one()
             self.ctx.audit(conn, org_id, user_id, "key.create", key_id, {})
         return key_id, key
 
     def list_api_keys(self, org_id: str) -> list[dict[str, Any]]:
         with self.ctx.store.read() as conn:
-            rows = conn.execute(select(t.api_keys).where(t.api_keys.c.org_id == org_id).order_by(t.api_keys.c.created_at)).all()
+            rows = conn.execute(
+                select(t.api_keys)
+                .where(t.api_keys.c.org_id == org_id)
+                .order_by(t.api_keys.c.created_at)
+            ).all()
         return [
-            {"id": r.id, "userId": r.user_id, "prefix": r.prefix + "…", "createdAt": r.created_at, "revokedAt": r.revoked_at}
+            {
+                "id": r.id,
+                "userId": r.user_id,
+                "prefix": r.prefix + "…",
+                "createdAt": r.created_at,
+                "revokedAt": r.revoked_at,
+            }
             for r in rows
         ]
 
@@ -144,7 +185,11 @@ class Tenants(Component):
         with self.ctx.store.write(bump=False) as conn:
             n = conn.execute(
                 update(t.api_keys)
-                .where(t.api_keys.c.id == key_id, t.api_keys.c.org_id == org_id, t.api_keys.c.revoked_at.is_(None))
+                .where(
+                    t.api_keys.c.id == key_id,
+                    t.api_keys.c.org_id == org_id,
+                    t.api_keys.c.revoked_at.is_(None),
+                )
                 .values(revoked_at=now_iso())
             ).rowcount
             if not n:
@@ -154,20 +199,31 @@ class Tenants(Component):
     def rotate_api_key(self, org_id: str, key_id: str) -> tuple[str, str]:
         """Revoke key ``key_id`` and make its user a new one, in one transaction."""
         with self.ctx.store.write(bump=False) as conn:
-            row = conn.execute(select(t.api_keys).where(
-                t.api_keys.c.id == key_id, t.api_keys.c.org_id == org_id, t.api_keys.c.revoked_at.is_(None))).first()
+            row = conn.execute(
+                select(t.api_keys).where(
+                    t.api_keys.c.id == key_id,
+                    t.api_keys.c.org_id == org_id,
+                    t.api_keys.c.revoked_at.is_(None),
+                )
+            ).first()
             if row is None:
                 raise NotFoundError(f"no active API key {key_id!r} in this organization")
-            conn.execute(update(t.api_keys).where(t.api_keys.c.id == key_id).values(revoked_at=now_iso()))
+            conn.execute(
+                update(t.api_keys).where(t.api_keys.c.id == key_id).values(revoked_at=now_iso())
+            )
             key = self._new_key(conn, org_id, row.user_id)
-            new_id = conn.execute(select(t.api_keys.c.id).where(t.api_keys.c.key_hash == _hash_key(key))).scalar_one()
+            new_id = conn.execute(
+                select(t.api_keys.c.id).where(t.api_keys.c.key_hash == _hash_key(key))
+            ).scalar_one()
             self.ctx.audit(conn, org_id, row.user_id, "key.rotate", key_id, {"newKeyId": new_id})
         return new_id, key
 
     def authenticate(self, api_key: str | None) -> Principal:
         """The principal an API key belongs to; :class:`AuthenticationError` otherwise."""
         if not api_key or not isinstance(api_key, str) or len(api_key) > 256:
-            raise AuthenticationError("missing or malformed API key: send it in the 'api_access_key' header or as 'Authorization: Bearer <key>'")
+            raise AuthenticationError(
+                "missing or malformed API key: send it in the 'api_access_key' header or as 'Authorization: Bearer <key>'"
+            )
         digest = _hash_key(api_key)
         with self.ctx.store.read() as conn:
             row = conn.execute(select(t.api_keys).where(t.api_keys.c.key_hash == digest)).first()

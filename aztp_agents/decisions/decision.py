@@ -122,7 +122,7 @@ def _codes(**renamed: str) -> Mapping[Reason, str]:
         code = reason.value
         for old, new in renamed.items():
             if code.startswith(old + "_"):
-                code = new + code[len(old):]
+                code = new + code[len(old) :]
         table[reason] = code
     return table
 
@@ -147,6 +147,14 @@ def denial(
     """A denial an enforcement point takes itself (fail closed: ``authority_unavailable``
     unless told otherwise), on no state revision (``-1``)."""
     return Decision(
-        allowed=False, reason=reason, agent=agent, tool=tool, flow=flow, revision=-1,
-        latency_us=latency_us, tool_name=tool_name, enforced=enforced, detail=detail,
+        allowed=False,
+        reason=reason,
+        agent=agent,
+        tool=tool,
+        flow=flow,
+        revision=-1,
+        latency_us=latency_us,
+        tool_name=tool_name,
+        enforced=enforced,
+        detail=detail,
     )

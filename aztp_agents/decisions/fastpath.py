@@ -94,8 +94,9 @@ def make(state: DecisionState, key: tuple[Any, ...], context: Mapping[str, Any] 
     if not state.flow_visible(flow_id, user_id):
         reason, marked = Reason.FLOW_UNKNOWN, False
     else:
-        reason, marked = decide_tool_call(state, flow_id=flow_id, agent=agent, tool=tool, tool_name=tool_name,
-                                          context=context)
+        reason, marked = decide_tool_call(
+            state, flow_id=flow_id, agent=agent, tool=tool, tool_name=tool_name, context=context
+        )
     allowed = reason is Reason.ALLOWED
     made = Made(
         (allowed, reason, agent, tool, flow_id, state.revision),
@@ -110,8 +111,9 @@ def make(state: DecisionState, key: tuple[Any, ...], context: Mapping[str, Any] 
     return made
 
 
-def decide_on(state: DecisionState, key: DecisionKey, context: Mapping[str, Any] | None,
-              started: float) -> tuple[Decision, FieldData]:
+def decide_on(
+    state: DecisionState, key: DecisionKey, context: Mapping[str, Any] | None, started: float
+) -> tuple[Decision, FieldData]:
     """The decision for ``key`` on ``state`` (from the memo when possible) and its audit
     fields; ``started``: ``time.perf_counter()`` when the decision began (its latency)."""
     made = None if context and state.conditional else state.memo.get(key)
@@ -124,15 +126,24 @@ def decide_on(state: DecisionState, key: DecisionKey, context: Mapping[str, Any]
 
 def decision_fields(decision: Decision) -> FieldData:
     """The audit fields (:data:`DECISION_LAYOUT`) of a decision taken elsewhere."""
-    return (decision.allowed, decision.reason.value, decision.tool, decision.tool_name, decision.flow,
-            decision.revision, decision.enforced)
+    return (
+        decision.allowed,
+        decision.reason.value,
+        decision.tool,
+        decision.tool_name,
+        decision.flow,
+        decision.revision,
+        decision.enforced,
+    )
 
 
 def with_context(audit: FieldData, context: Mapping[str, Any] | None) -> FieldData:
     """The record's data: the decision's fields, then the context frozen now (flat)."""
     if not context:
         return audit
-    return FieldParts((audit, context.flat if type(context) is CallContext else flatten_context(context)))
+    return FieldParts(
+        (audit, context.flat if type(context) is CallContext else flatten_context(context))
+    )
 
 
 class Changes(Protocol):
@@ -156,8 +167,12 @@ class LocalDecisions:
     reader's change cursor; ``audit_queue``: returns the audit writer's ``put`` (called once,
     on the first record, which starts the writer)."""
 
-    def __init__(self, load: Callable[[str], DecisionState], changes: Changes,
-                 audit_queue: Callable[[], Callable[[tuple[str, QueuedRecord]], None]]) -> None:
+    def __init__(
+        self,
+        load: Callable[[str], DecisionState],
+        changes: Changes,
+        audit_queue: Callable[[], Callable[[tuple[str, QueuedRecord]], None]],
+    ) -> None:
         self._load = load
         self.changes = changes
         self._states: dict[str, DecisionState] = {}
@@ -197,18 +212,30 @@ class LocalDecisions:
             return None
         return self._states.get(org_id)
 
-    def decide(self, org_id: str, key: DecisionKey, context: Mapping[str, Any] | None = None,
-               state: DecisionState | None = None) -> Decision:
+    def decide(
+        self,
+        org_id: str,
+        key: DecisionKey,
+        context: Mapping[str, Any] | None = None,
+        state: DecisionState | None = None,
+    ) -> Decision:
         """The decision for ``key`` (blocking unless ``state`` is given), audited."""
         started = _perf_counter()
         if state is None:
             state = self.state(org_id)
         decision, audit = decide_on(state, key, context, started)
-        self.audit_put((org_id, (_time(), DECISION_ACTION, key[0], key[2], with_context(audit, context))))
+        self.audit_put(
+            (org_id, (_time(), DECISION_ACTION, key[0], key[2], with_context(audit, context)))
+        )
         return decision
 
-    def memoized(self, org_id: str, key: tuple[Any, ...], context: Mapping[str, Any] | None = None,
-                 flat_context: FieldData | None = None) -> Decision | None:
+    def memoized(
+        self,
+        org_id: str,
+        key: tuple[Any, ...],
+        context: Mapping[str, Any] | None = None,
+        flat_context: FieldData | None = None,
+    ) -> Decision | None:
         """The decision for ``key``, audited, when this exact call was already decided and
         **allowed** on the current state; else ``None`` and nothing is audited. No I/O.
         ``flat_context``: the context already flattened (as :attr:`CallContext.flat`)."""
@@ -232,10 +259,22 @@ class LocalDecisions:
         self.audit_put((org_id, (_time(), DECISION_ACTION, key[0], key[2], audit)))
         return decision
 
-    def record(self, org_id: str, user_id: str, decision: Decision, context: Mapping[str, Any] | None) -> None:
+    def record(
+        self, org_id: str, user_id: str, decision: Decision, context: Mapping[str, Any] | None
+    ) -> None:
         """Queue the audit record of a decision taken elsewhere (a fail-closed denial)."""
-        self.audit_put((org_id, (_time(), DECISION_ACTION, user_id, decision.agent,
-                                 with_context(decision_fields(decision), context))))
+        self.audit_put(
+            (
+                org_id,
+                (
+                    _time(),
+                    DECISION_ACTION,
+                    user_id,
+                    decision.agent,
+                    with_context(decision_fields(decision), context),
+                ),
+            )
+        )
 
     def for_principal(self, org_id: str, user_id: str) -> PrincipalDecisions:
         return PrincipalDecisions(self, org_id, user_id)
@@ -253,9 +292,16 @@ class PrincipalDecisions:
         self.org_id = org_id
         self.user_id = user_id
 
-    def decide_now(self, flow_id: str, agent: str, tool: str, tool_name: str | None, enforce: bool,
-                   context: Mapping[str, Any] | None = None, flat_context: FieldData | None = None
-                   ) -> Decision | None:
+    def decide_now(
+        self,
+        flow_id: str,
+        agent: str,
+        tool: str,
+        tool_name: str | None,
+        enforce: bool,
+        context: Mapping[str, Any] | None = None,
+        flat_context: FieldData | None = None,
+    ) -> Decision | None:
         """The decision without any I/O (audited), or ``None`` when the state must be loaded
         first. ``flat_context`` may stand for ``context``: alternating str keys and plain
         values; a mapping is made from it only if the call needs more than the memo."""
@@ -266,19 +312,33 @@ class PrincipalDecisions:
         changes = cache.changes
         read_token = changes.changes.token_reader
         key = (self.user_id, flow_id, agent, tool, tool_name, enforce)  # DecisionKey order
-        if read_token is not None and read_token()[0] == changes.confirmed_token and not changes.stale:
+        if (
+            read_token is not None
+            and read_token()[0] == changes.confirmed_token
+            and not changes.stale
+        ):
             state = cache._states.get(self.org_id)
             if state is not None and not ((context or flat_context) and state.conditional):
                 made = state.memo.get(key)
                 if made is not None and made[0][0]:
                     head, tail, audit = made
-                    decision: Decision = _new_tuple(Decision, (*head, (_perf_counter() - started) * 1e6, *tail))
+                    decision: Decision = _new_tuple(
+                        Decision, (*head, (_perf_counter() - started) * 1e6, *tail)
+                    )
                     if flat_context:
                         audit = FieldParts((audit, flat_context))
                     elif context:  # with_context() inlined
-                        audit = FieldParts((audit, context.flat if type(context) is CallContext
-                                            else flatten_context(context)))
-                    cache.audit_put((self.org_id, (_time(), DECISION_ACTION, self.user_id, agent, audit)))
+                        audit = FieldParts(
+                            (
+                                audit,
+                                context.flat
+                                if type(context) is CallContext
+                                else flatten_context(context),
+                            )
+                        )
+                    cache.audit_put(
+                        (self.org_id, (_time(), DECISION_ACTION, self.user_id, agent, audit))
+                    )
                     return decision
         # --- anything else that needs no I/O
         if context is None and flat_context:
@@ -287,25 +347,53 @@ class PrincipalDecisions:
         if state is None:
             return None
         decision, audit = decide_on(state, key, context, started)  # type: ignore[arg-type]
-        cache.audit_put((self.org_id, (_time(), DECISION_ACTION, self.user_id, agent, with_context(audit, context))))
+        cache.audit_put(
+            (
+                self.org_id,
+                (_time(), DECISION_ACTION, self.user_id, agent, with_context(audit, context)),
+            )
+        )
         return decision
 
-    def decide(self, *, flow_id: str, agent: str, tool: str, tool_name: str | None = None,
-               context: Mapping[str, Any] | None = None, enforce: bool = True) -> Decision:
+    def decide(
+        self,
+        *,
+        flow_id: str,
+        agent: str,
+        tool: str,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        enforce: bool = True,
+    ) -> Decision:
         """The decision, loading the state if it must (blocking)."""
-        return self.cache.decide(self.org_id, (self.user_id, flow_id, agent, tool, tool_name, enforce),  # type: ignore[arg-type]
-                                 context)
+        return self.cache.decide(
+            self.org_id,
+            (self.user_id, flow_id, agent, tool, tool_name, enforce),  # type: ignore[arg-type]
+            context,
+        )
 
-    async def adecide(self, *, flow_id: str, agent: str, tool: str, tool_name: str | None = None,
-                      context: Mapping[str, Any] | None = None, enforce: bool = True) -> Decision:
+    async def adecide(
+        self,
+        *,
+        flow_id: str,
+        agent: str,
+        tool: str,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        enforce: bool = True,
+    ) -> Decision:
         """:meth:`decide` on an event loop: the state, if it must be loaded, in a thread."""
         import anyio.to_thread
 
         state = self.cache.cached_state(self.org_id)
         if state is None:
             state = await anyio.to_thread.run_sync(self.cache.state, self.org_id)
-        return self.cache.decide(self.org_id, (self.user_id, flow_id, agent, tool, tool_name, enforce),  # type: ignore[arg-type]
-                                 context, state)
+        return self.cache.decide(
+            self.org_id,
+            (self.user_id, flow_id, agent, tool, tool_name, enforce),  # type: ignore[arg-type]
+            context,
+            state,
+        )
 
     def record_decision(self, decision: Decision, context: Mapping[str, Any] | None = None) -> None:
         self.cache.record(self.org_id, self.user_id, decision, context)

@@ -22,11 +22,23 @@ from .state import DecisionState
 __all__ = ["authorize_connection", "decide_tool_call", "tool_actions", "verify_in_snapshot"]
 
 
-_AGENT = (Reason.AGENT_UNKNOWN, Reason.AGENT_REVOKED, Reason.AGENT_NOT_IN_FLOW, Reason.AGENT_REVOKED_IN_FLOW)
-_TOOL = (Reason.TOOL_UNKNOWN, Reason.TOOL_REVOKED, Reason.TOOL_NOT_IN_FLOW, Reason.TOOL_REVOKED_IN_FLOW)
+_AGENT = (
+    Reason.AGENT_UNKNOWN,
+    Reason.AGENT_REVOKED,
+    Reason.AGENT_NOT_IN_FLOW,
+    Reason.AGENT_REVOKED_IN_FLOW,
+)
+_TOOL = (
+    Reason.TOOL_UNKNOWN,
+    Reason.TOOL_REVOKED,
+    Reason.TOOL_NOT_IN_FLOW,
+    Reason.TOOL_REVOKED_IN_FLOW,
+)
 
 
-def _check_member(snap: DecisionState, aztp_id: str, flow_id: str | None, reasons: tuple[Reason, ...]) -> Reason | None:
+def _check_member(
+    snap: DecisionState, aztp_id: str, flow_id: str | None, reasons: tuple[Reason, ...]
+) -> Reason | None:
     status = snap.identities.get(aztp_id)
     if status is None:
         return reasons[0]
@@ -57,7 +69,11 @@ def tool_actions(tool_name: str | None) -> tuple[str, ...]:
 
 
 def _policy_reason(
-    snap: DecisionState, subjects: Iterable[str], actions: tuple[str, ...], resource: str, context: Mapping[str, Any] | None
+    snap: DecisionState,
+    subjects: Iterable[str],
+    actions: tuple[str, ...],
+    resource: str,
+    context: Mapping[str, Any] | None,
 ) -> tuple[Reason | None, bool]:
     """Deny wins over everything attached to any subject; no match leaves the link's allow."""
     statements: list[Statement] = []
@@ -86,11 +102,18 @@ def decide_tool_call(
 
 
 def _decide(
-    snap: DecisionState, flow_id: str, agent: str, tool: str, tool_name: str | None, context: Mapping[str, Any] | None
+    snap: DecisionState,
+    flow_id: str,
+    agent: str,
+    tool: str,
+    tool_name: str | None,
+    context: Mapping[str, Any] | None,
 ) -> tuple[Reason, bool]:
     if flow_id not in snap.flows:
         return Reason.FLOW_UNKNOWN, False
-    failure = _check_member(snap, agent, flow_id, _AGENT) or _check_member(snap, tool, flow_id, _TOOL)
+    failure = _check_member(snap, agent, flow_id, _AGENT) or _check_member(
+        snap, tool, flow_id, _TOOL
+    )
     if failure is not None:
         return failure, False
     if (agent, tool) not in snap.links:

@@ -53,7 +53,9 @@ class DecisionState:
     conditional: bool = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "conditional", any(st.condition for sts in self.policies.values() for st in sts))
+        object.__setattr__(
+            self, "conditional", any(st.condition for sts in self.policies.values() for st in sts)
+        )
 
     def flow_visible(self, flow_id: str, user_id: str) -> bool:
         """Public flows are visible to every user of the organization; private ones only to

@@ -64,7 +64,9 @@ class StoreWatcher:
             if self._changes is None:
                 self._changes = self.store.changes.cursor()
             self._poll()  # a first value before anyone reads it
-            self._thread = threading.Thread(target=self._run, name="aztp-store-watcher", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name="aztp-store-watcher", daemon=True
+            )
             self._thread.start()
 
     def stop(self) -> None:
@@ -112,8 +114,14 @@ class StoreWatcher:
     def _key_signature(self) -> tuple[Any, ...]:
         k = store_schema.api_keys.c
         with self.store.read() as conn:
-            row = conn.execute(select(func.count(), func.count(k.revoked_at), func.max(k.revoked_at),
-                                      func.max(k.created_at))).one()
+            row = conn.execute(
+                select(
+                    func.count(),
+                    func.count(k.revoked_at),
+                    func.max(k.revoked_at),
+                    func.max(k.created_at),
+                )
+            ).one()
         return tuple(row)
 
     def _notify(self) -> None:
@@ -174,7 +182,9 @@ class AuthCache:
     once. Keys are held only as SHA-256 digests.
     """
 
-    def __init__(self, authority: Authority, watcher: StoreWatcher, *, max_entries: int = 10_000) -> None:
+    def __init__(
+        self, authority: Authority, watcher: StoreWatcher, *, max_entries: int = 10_000
+    ) -> None:
         self.authority = authority
         self.watcher = watcher
         self.max_entries = max_entries
@@ -216,6 +226,7 @@ class AuthCache:
 def state_document(snap: Snapshot, user_id: str | None = None) -> dict[str, Any]:
     """``GET /v1/state``: the organization's decision state as JSON, without the flows the
     user may not see (other users' private flows)."""
+
     def shown(flow_id: str) -> bool:
         return user_id is None or snap.flow_visible(flow_id, user_id)
 

@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 
 
-
 def _migrate_1(conn: Connection) -> None:
     schema.metadata.create_all(conn)
 
@@ -55,7 +54,9 @@ class Store:
         self.path = path
         #: Seals CA private keys at rest (None: no master key configured for a non-file store).
         self.key_wrapper: KeyWrapper | None = (
-            KeyWrapper.for_file(path.parent / "master.key") if path is not None else KeyWrapper.from_env()
+            KeyWrapper.for_file(path.parent / "master.key")
+            if path is not None
+            else KeyWrapper.from_env()
         )
         self.is_sqlite = url.startswith("sqlite")
         try:
@@ -68,7 +69,9 @@ class Store:
                 self.engine = create_engine(url, pool_pre_ping=True)
             self.migrate()
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open the store at {self.describe()}: {exc.__class__.__name__}: {exc.args[0] if exc.args else ''}") from None
+            raise StoreError(
+                f"cannot open the store at {self.describe()}: {exc.__class__.__name__}: {exc.args[0] if exc.args else ''}"
+            ) from None
         # Change checks use a pool of plain sqlite3 connections, one borrowed per check: PRAGMA
         # data_version is per connection ("did anyone else commit since *this* connection last
         # asked?"), so a connection that saw nothing new can tell any thread nothing was missed,
@@ -119,7 +122,9 @@ class Store:
     def unseal(self, stored: str, *, context: str) -> str:
         if self.key_wrapper is None:
             if not stored.startswith("-----BEGIN"):
-                raise StoreError("a stored CA key is encrypted but no master key is configured (AZTP_MASTER_KEY)")
+                raise StoreError(
+                    "a stored CA key is encrypted but no master key is configured (AZTP_MASTER_KEY)"
+                )
             return stored
         return self.key_wrapper.unwrap(stored, context=context)
 
@@ -147,7 +152,9 @@ class Store:
             conn.execution_options(aztp_write=True)
             with conn.begin():
                 schema.meta.create(conn, checkfirst=True)
-                row = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")).first()
+                row = conn.execute(
+                    select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
+                ).first()
                 current = int(row[0]) if row else 0
                 if current > SCHEMA_VERSION:
                     raise StoreError(
@@ -158,10 +165,16 @@ class Store:
                     log.info("migrating store %s to schema version %d", self.describe(), version)
                     MIGRATIONS[version](conn)
                 if current == 0:
-                    conn.execute(insert(schema.meta).values(key="schema_version", value=SCHEMA_VERSION))
+                    conn.execute(
+                        insert(schema.meta).values(key="schema_version", value=SCHEMA_VERSION)
+                    )
                     conn.execute(insert(schema.meta).values(key="revision", value=0))
                 elif current < SCHEMA_VERSION:
-                    conn.execute(update(schema.meta).where(schema.meta.c.key == "schema_version").values(value=SCHEMA_VERSION))
+                    conn.execute(
+                        update(schema.meta)
+                        .where(schema.meta.c.key == "schema_version")
+                        .values(value=SCHEMA_VERSION)
+                    )
 
     # --- transactions ----------------------------------------------------------------
 
@@ -197,7 +210,9 @@ class Store:
         slot = self._borrow()
         if slot is not None:
             try:
-                return int(slot[0].execute("SELECT value FROM meta WHERE key='revision'").fetchone()[0])
+                return int(
+                    slot[0].execute("SELECT value FROM meta WHERE key='revision'").fetchone()[0]
+                )
             finally:
                 self._pool.put(slot)
         with self.read() as c:
@@ -231,7 +246,9 @@ class Store:
 
     # --- audit -----------------------------------------------------------------------
 
-    def append_audit(self, conn: Connection, org_id: str, records: Sequence[Mapping[str, Any]]) -> int:
+    def append_audit(
+        self, conn: Connection, org_id: str, records: Sequence[Mapping[str, Any]]
+    ) -> int:
         """Append ``records`` (``action``, ``actor``, ``subject``, ``data``, optional ``ts`` as
         ISO text or epoch seconds) to the organization's chain inside the caller's write
         transaction. Returns the last sequence number."""
@@ -241,7 +258,9 @@ class Store:
         if not self.is_sqlite:
             head_stmt = head_stmt.with_for_update()
         head = conn.execute(head_stmt).first()
-        rows, seq, prev = _chain_rows(org_id, (int(head[0]), str(head[1])) if head else None, records)
+        rows, seq, prev = _chain_rows(
+            org_id, (int(head[0]), str(head[1])) if head else None, records
+        )
         if rows:
             ph = "?" if self.is_sqlite else "%s"
             conn.exec_driver_sql(
@@ -253,7 +272,9 @@ class Store:
                 conn.execute(insert(schema.audit_heads).values(org_id=org_id, seq=seq, hash=prev))
             else:
                 conn.execute(
-                    update(schema.audit_heads).where(schema.audit_heads.c.org_id == org_id).values(seq=seq, hash=prev)
+                    update(schema.audit_heads)
+                    .where(schema.audit_heads.c.org_id == org_id)
+                    .values(seq=seq, hash=prev)
                 )
         return seq
 
@@ -290,8 +311,9 @@ class Store:
             atexit.unregister(self.close)
 
 
-def _chain_rows(org_id: str, head: tuple[int, str] | None, records: Sequence[Mapping[str, Any]]
-                ) -> tuple[list[tuple[Any, ...]], int, str]:
+def _chain_rows(
+    org_id: str, head: tuple[int, str] | None, records: Sequence[Mapping[str, Any]]
+) -> tuple[list[tuple[Any, ...]], int, str]:
     """The audit rows for ``records`` following the chain's ``head`` (seq, hash)."""
     seq, prev = head if head is not None else (0, GENESIS)
     rows = []
@@ -320,7 +342,9 @@ class AuditWriterStats:
     cpu_seconds: float = 0.0
 
     def add(self, records: int, cpu_seconds: float) -> AuditWriterStats:
-        return AuditWriterStats(self.records + records, self.batches + 1, self.cpu_seconds + cpu_seconds)
+        return AuditWriterStats(
+            self.records + records, self.batches + 1, self.cpu_seconds + cpu_seconds
+        )
 
 
 class _AuditWriter:
@@ -334,7 +358,9 @@ class _AuditWriter:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._queue: queue.SimpleQueue[tuple[str, QueuedRecord] | threading.Event | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, QueuedRecord] | threading.Event | None] = (
+            queue.SimpleQueue()
+        )
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._wake = threading.Event()
@@ -355,7 +381,9 @@ class _AuditWriter:
     def _start(self) -> None:
         with self._start_lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="aztp-audit-writer", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="aztp-audit-writer", daemon=True
+                )
                 self._thread.start()
 
     #: How long the writer lets records gather after the first one arrives: one commit per
@@ -397,7 +425,9 @@ class _AuditWriter:
                 else:
                     with self._store.write(bump=False) as conn:
                         for org_id, payload in payloads.items():
-                            self._store.append_audit(conn, org_id, [{"action": BATCH_ACTION, "data_json": payload}])
+                            self._store.append_audit(
+                                conn, org_id, [{"action": BATCH_ACTION, "data_json": payload}]
+                            )
                 return
             except Exception:  # store locked or gone: retry, then report loudly
                 if attempt == 4:
@@ -409,19 +439,29 @@ class _AuditWriter:
         ``synchronous=NORMAL`` here (WAL): a committed batch survives the process being
         killed; only a power loss can take the last batches. State changes keep FULL."""
         if self._conn is None:
-            self._conn = sqlite3.connect(str(self._store.path), isolation_level=None, check_same_thread=False)
+            self._conn = sqlite3.connect(
+                str(self._store.path), isolation_level=None, check_same_thread=False
+            )
             self._conn.execute("PRAGMA busy_timeout=30000")
             self._conn.execute("PRAGMA synchronous=NORMAL")
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             for org_id, payload in payloads.items():
-                head = conn.execute("SELECT seq, hash FROM audit_heads WHERE org_id=?", (org_id,)).fetchone()
-                rows, seq, prev = _chain_rows(org_id, (int(head[0]), str(head[1])) if head else None,
-                                              [{"action": BATCH_ACTION, "data_json": payload}])
+                head = conn.execute(
+                    "SELECT seq, hash FROM audit_heads WHERE org_id=?", (org_id,)
+                ).fetchone()
+                rows, seq, prev = _chain_rows(
+                    org_id,
+                    (int(head[0]), str(head[1])) if head else None,
+                    [{"action": BATCH_ACTION, "data_json": payload}],
+                )
                 conn.executemany(_INSERT_AUDIT, rows)
-                conn.execute("INSERT INTO audit_heads (org_id, seq, hash) VALUES (?,?,?) "
-                             "ON CONFLICT(org_id) DO UPDATE SET seq=excluded.seq, hash=excluded.hash", (org_id, seq, prev))
+                conn.execute(
+                    "INSERT INTO audit_heads (org_id, seq, hash) VALUES (?,?,?) "
+                    "ON CONFLICT(org_id) DO UPDATE SET seq=excluded.seq, hash=excluded.hash",
+                    (org_id, seq, prev),
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -440,7 +480,9 @@ class _AuditWriter:
         if token is None:
             return
         try:
-            revision = int(conn.execute("SELECT value FROM meta WHERE key='revision'").fetchone()[0])
+            revision = int(
+                conn.execute("SELECT value FROM meta WHERE key='revision'").fetchone()[0]
+            )
         except Exception:  # nothing published: readers re-check on their own
             log.debug("could not read the revision after an audit commit", exc_info=True)
             return

@@ -50,7 +50,11 @@ class StoreChanges:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._shm = _change_counter(Path(store.path).resolve()) if store.is_sqlite and store.path is not None else None
+        self._shm = (
+            _change_counter(Path(store.path).resolve())
+            if store.is_sqlite and store.path is not None
+            else None
+        )
         #: ``token_reader()[0]`` is :meth:`token` without a Python call (for the decision fast
         #: path); ``None`` where there is no shared counter, and once the store is closed.
         self.token_reader: Callable[[], tuple[int]] | None = (
@@ -146,7 +150,9 @@ class ChangeCursor:
             return True
         with self._conn_lock:
             if self._conn is None:
-                self._conn = sqlite3.connect(str(store.path), check_same_thread=False, isolation_level=None)
+                self._conn = sqlite3.connect(
+                    str(store.path), check_same_thread=False, isolation_level=None
+                )
             version = self._conn.execute("PRAGMA data_version").fetchone()[0]
             changed, self._data_version = version != self._data_version, version
         return changed
@@ -183,7 +189,9 @@ class ChangeCursor:
         with self._conn_lock:
             if self._watcher is not None:
                 return
-            self._watcher = threading.Thread(target=self._watch, name="aztp-store-watcher", daemon=True)
+            self._watcher = threading.Thread(
+                target=self._watch, name="aztp-store-watcher", daemon=True
+            )
             self._watcher.start()
 
     def _watch(self) -> None:
@@ -256,7 +264,9 @@ def _probe_commit(path: Path) -> None:
     try:
         probe.execute("PRAGMA busy_timeout=30000")
         probe.execute("BEGIN IMMEDIATE")
-        probe.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('counter_probe', abs(random()))")
+        probe.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('counter_probe', abs(random()))"
+        )
         probe.execute("COMMIT")
     finally:
         probe.close()

@@ -93,6 +93,7 @@ def test_decision_reasons_in_order(client: Aztp, authority: Any, principal: Any)
 # Cross-process freshness
 # =========================================================================================
 
+
 def test_revocation_in_another_process_denies_the_very_next_decision(
     client: Aztp, authority: Any, principal: Any, aztp_home: Path
 ) -> None:
@@ -141,7 +142,9 @@ def test_memoized_fast_path_serves_only_allowed_current_decisions(
         return len(run(client.audit(action="decision.tool_call")))
 
     assert memoized() is None  # nothing decided yet
-    assert authority.decide(principal, flow_id=flow, agent=agent, tool=tool, tool_name="search").allowed
+    assert authority.decide(
+        principal, flow_id=flow, agent=agent, tool=tool, tool_name="search"
+    ).allowed
     before = audited()
     fast = memoized()
     assert fast is not None and fast.allowed and fast.reason is Reason.ALLOWED and fast.flow == flow
@@ -154,12 +157,17 @@ def test_memoized_fast_path_serves_only_allowed_current_decisions(
     assert denied.reason is Reason.AGENT_REVOKED_IN_FLOW
     assert memoized() is None  # a denial is never served from the memo
     run(client.reinstate_flow_identity(agent, flow))
-    assert authority.decide(principal, flow_id=flow, agent=agent, tool=tool, tool_name="search").allowed
+    assert authority.decide(
+        principal, flow_id=flow, agent=agent, tool=tool, tool_name="search"
+    ).allowed
     assert memoized() is not None
 
     in_another_process(aztp_home, ("unlink_identities", agent, tool))
     assert memoized() is None
-    assert authority.decide(principal, flow_id=flow, agent=agent, tool=tool, tool_name="search").reason is Reason.NO_LINK
+    assert (
+        authority.decide(principal, flow_id=flow, agent=agent, tool=tool, tool_name="search").reason
+        is Reason.NO_LINK
+    )
     assert run(client.verify_audit())["ok"] is True
 
 
@@ -216,15 +224,32 @@ def test_decision_audit_keeps_the_context_as_it_was_when_decided(
     run(client.link_identities(agent, tool))
     tags = ["first"]
     for i in range(3):
-        authority.decide(principal, flow_id=flow, agent=agent, tool=tool, tool_name="search",
-                         context={"call": f"c{i}", "n": i, "tags": tags, "ok": True, "none": None})
+        authority.decide(
+            principal,
+            flow_id=flow,
+            agent=agent,
+            tool=tool,
+            tool_name="search",
+            context={"call": f"c{i}", "n": i, "tags": tags, "ok": True, "none": None},
+        )
         tags.append(f"changed after call {i}")
     entries = run(client.audit(action="decision.tool_call"))
     contexts = [e["data"]["context"] for e in entries if e["data"].get("context", {}).get("call")]
     assert contexts == [
         {"call": "c0", "n": 0, "tags": "['first']", "ok": True, "none": None},
-        {"call": "c1", "n": 1, "tags": "['first', 'changed after call 0']", "ok": True, "none": None},
-        {"call": "c2", "n": 2, "tags": "['first', 'changed after call 0', 'changed after call 1']",
-         "ok": True, "none": None},
+        {
+            "call": "c1",
+            "n": 1,
+            "tags": "['first', 'changed after call 0']",
+            "ok": True,
+            "none": None,
+        },
+        {
+            "call": "c2",
+            "n": 2,
+            "tags": "['first', 'changed after call 0', 'changed after call 1']",
+            "ok": True,
+            "none": None,
+        },
     ]
     assert run(client.verify_audit())["ok"] is True

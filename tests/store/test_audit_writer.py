@@ -24,13 +24,22 @@ def test_field_records_are_stored_whole_and_odd_values_cannot_sink_a_batch(
             return "odd-value"
 
     store = authority.store
-    store.submit_audit(principal.org_id, (time.time(), "test.fields", "someone", "s1", (True, 1, "n", "k", Odd())))
-    store.submit_audit(principal.org_id, (time.time(), "test.fields", "someone", "s2", (1, True, None)))
+    store.submit_audit(
+        principal.org_id, (time.time(), "test.fields", "someone", "s1", (True, 1, "n", "k", Odd()))
+    )
+    store.submit_audit(
+        principal.org_id, (time.time(), "test.fields", "someone", "s2", (1, True, None))
+    )
     store.submit_audit(principal.org_id, (time.time(), "test.text", "someone", "s3", '{"x":1}'))
     store.flush_audit()
     store.submit_audit(principal.org_id, (time.time(), "test.text", "someone", "s4", '{"y":2}'))
     entries = {e["subject"]: e for e in run(client.audit()) if e["action"].startswith("test.")}
-    assert entries["s1"]["data"] == {"flag": True, "count": 1, "name": "n", "context": {"k": "odd-value"}}
+    assert entries["s1"]["data"] == {
+        "flag": True,
+        "count": 1,
+        "name": "n",
+        "context": {"k": "odd-value"},
+    }
     assert entries["s2"]["data"] == {"flag": 1, "count": True, "name": None}
     assert type(entries["s2"]["data"]["flag"]) is int and entries["s2"]["data"]["count"] is True
     assert entries["s3"]["data"] == {"x": 1}

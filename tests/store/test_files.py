@@ -24,8 +24,9 @@ def test_store_files_are_private(client: Aztp, aztp_home: Path, db_path: Path) -
         assert stat.S_IMODE(sidecar.stat().st_mode) == 0o600, sidecar.name
 
 
-def test_ca_private_keys_are_sealed_at_rest(client: Aztp, aztp_home: Path, db_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ca_private_keys_are_sealed_at_rest(
+    client: Aztp, aztp_home: Path, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     agent = run(client.secure_connect({}, "sealed-agent"))
     master = aztp_home / "master.key"
     assert stat.S_IMODE(master.stat().st_mode) == 0o600

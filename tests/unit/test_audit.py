@@ -32,11 +32,19 @@ def test_shared_field_tuples_and_parts_encode_once_and_decode_per_record() -> No
         (6.0, "test.parts", "u", "b", FieldParts(((False, 2), flatten_context({"crew": "d"})))),
     ]
     text = encode_batch(records)
-    assert len(json.loads(text)["fields"]) == 4  # two parts joined once, (1, True), fields, the last
+    assert (
+        len(json.loads(text)["fields"]) == 4
+    )  # two parts joined once, (1, True), fields, the last
     decoded = decode_batch(text)
     shared = {"flag": True, "n": 1, "context": {"crew": "c", "task": "t"}}
-    assert [d[4] for d in decoded] == [shared, shared, {"flag": 1, "n": True}, {"flag": True, "n": 1},
-                                       {"flag": True, "n": 1}, {"flag": False, "n": 2, "context": {"crew": "d"}}]
+    assert [d[4] for d in decoded] == [
+        shared,
+        shared,
+        {"flag": 1, "n": True},
+        {"flag": True, "n": 1},
+        {"flag": True, "n": 1},
+        {"flag": False, "n": 2, "context": {"crew": "d"}},
+    ]
     assert type(decoded[2][4]["flag"]) is int and decoded[2][4]["n"] is True
     assert [d[0] for d in decoded] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     with pytest.raises(TypeError):
