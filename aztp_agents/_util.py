@@ -14,15 +14,14 @@ def utcnow() -> datetime:
 
 def iso(dt: datetime) -> str:
     """``2025-09-10T03:36:05.794Z`` (milliseconds, UTC, Z suffix), as the AZTP API writes time."""
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return (
+        dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        + f"{dt.microsecond // 1000:03d}Z"
+    )
 
 
 def now_iso() -> str:
     return iso(utcnow())
-
-
-def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def object_id() -> str:

@@ -23,7 +23,22 @@ from ._util import epoch_iso
 
 GENESIS = "0" * 64
 
-__all__ = ["BATCH_ACTION", "GENESIS", "AuditEntry", "CallContext", "ChainReport", "FieldData", "FieldParts", "QueuedRecord", "canonical_json", "decode_batch", "encode_batch", "entry_hash", "register_layout", "verify_chain"]
+__all__ = [
+    "BATCH_ACTION",
+    "GENESIS",
+    "AuditEntry",
+    "CallContext",
+    "ChainReport",
+    "FieldData",
+    "FieldParts",
+    "QueuedRecord",
+    "canonical_json",
+    "decode_batch",
+    "encode_batch",
+    "entry_hash",
+    "register_layout",
+    "verify_chain",
+]
 
 
 class AuditEntry(BaseModel):
@@ -47,11 +62,32 @@ class AuditEntry(BaseModel):
     def from_row(cls, row: Any) -> list[AuditEntry]:
         """The entries a stored row holds: itself, or one per record of a batch."""
         if row.action != BATCH_ACTION:
-            return [cls(org_id=row.org_id, seq=row.seq, ts=row.ts, actor=row.actor, action=row.action,
-                        subject=row.subject, data=json.loads(row.data), prev_hash=row.prev_hash, hash=row.hash)]
+            return [
+                cls(
+                    org_id=row.org_id,
+                    seq=row.seq,
+                    ts=row.ts,
+                    actor=row.actor,
+                    action=row.action,
+                    subject=row.subject,
+                    data=json.loads(row.data),
+                    prev_hash=row.prev_hash,
+                    hash=row.hash,
+                )
+            ]
         return [
-            cls(org_id=row.org_id, seq=row.seq, ts=epoch_iso(ts), actor=actor, action=action,
-                subject=subject, data=data, prev_hash=row.prev_hash, hash=row.hash, index=i)
+            cls(
+                org_id=row.org_id,
+                seq=row.seq,
+                ts=epoch_iso(ts),
+                actor=actor,
+                action=action,
+                subject=subject,
+                data=data,
+                prev_hash=row.prev_hash,
+                hash=row.hash,
+                index=i,
+            )
             for i, (ts, action, actor, subject, data) in enumerate(decode_batch(row.data))
         ]
 
@@ -67,7 +103,6 @@ BATCH_ACTION = "audit.batch"
 #: path, and a flat tuple of plain values is not tracked by Python's garbage collector, so
 #: records waiting in the queue add nothing to collections.
 FieldData = tuple[Any, ...]
-
 
 
 class FieldParts(tuple):  # type: ignore[type-arg]
@@ -91,7 +126,11 @@ def flatten_context(context: Mapping[str, Any]) -> FieldData:
     text, plain values as they are and anything else as ``str(value)``."""
     if _PLAIN.issuperset(map(type, context.values())) and all(type(k) is str for k in context):
         return tuple(chain.from_iterable(context.items()))
-    return tuple(chain.from_iterable((str(k), v if type(v) in _PLAIN else str(v)) for k, v in context.items()))
+    return tuple(
+        chain.from_iterable(
+            (str(k), v if type(v) in _PLAIN else str(v)) for k, v in context.items()
+        )
+    )
 
 
 class CallContext(dict):  # type: ignore[type-arg]
@@ -123,7 +162,7 @@ def register_layout(action: str, fields: Sequence[str]) -> None:
 
 
 def encode_batch(records: Sequence[QueuedRecord]) -> str:
-    """The stored text of a batch (format 3), undone by :func:`decode_batch`.
+    """The stored text of a batch, undone by :func:`decode_batch`.
 
     Every value is stored once per batch (``values``) and referred to by position, and so is
     every distinct list of field positions (``fields``), so a record costs a few dictionary
@@ -170,7 +209,9 @@ def encode_batch(records: Sequence[QueuedRecord]) -> str:
             key: Any = tuple(map(id, data))
             c = joined.get(key)
             if c is None:
-                fields.append([i for part in data for i in positions(part)])  # a new list: never shared
+                fields.append(
+                    [i for part in data for i in positions(part)]
+                )  # a new list: never shared
                 c = joined[key] = -len(fields)
             return c
         c = known.get(id(data))
@@ -188,8 +229,10 @@ def encode_batch(records: Sequence[QueuedRecord]) -> str:
             if action not in layouts:
                 layouts[action] = list(_LAYOUTS.get(action, ()))
         rows.append((round(ts, 3), ref(action), ref(actor), ref(subject), d))
-    return json.dumps({"v": 3, "values": values, "layouts": layouts, "fields": fields, "rows": rows},
-                      separators=(",", ":"))
+    return json.dumps(
+        {"v": 3, "values": values, "layouts": layouts, "fields": fields, "rows": rows},
+        separators=(",", ":"),
+    )
 
 
 def _field_data(layout: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
@@ -202,18 +245,17 @@ def _field_data(layout: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
 
 
 def decode_batch(text: str) -> list[tuple[float, str, str | None, str | None, dict[str, Any]]]:
+    """The records of a batch written by :func:`encode_batch`."""
     batch = json.loads(text)
-    if "v" not in batch:  # format 1: interned strings, data always JSON text
-        s = batch["strings"]
-        return [(ts, s[a], s[u], s[b], json.loads(s[d])) for ts, a, u, b, d in batch["rows"]]
-    v, layouts = batch["values"], batch["layouts"]
-    fields = batch.get("fields")  # format 3; format 2 has the positions in the row itself
+    v, layouts, fields = batch["values"], batch["layouts"], batch["fields"]
     out = []
     for ts, a, u, b, d in batch["rows"]:
         action = v[a]
-        if isinstance(d, int) and d < 0 and fields is not None:
-            d = fields[-d - 1]
-        data = json.loads(v[d]) if isinstance(d, int) else _field_data(layouts.get(action, ()), [v[i] for i in d])
+        data = (
+            json.loads(v[d])
+            if d >= 0
+            else _field_data(layouts.get(action, ()), [v[i] for i in fields[-d - 1]])
+        )
         out.append((ts, action, v[u], v[b], data))
     return out
 
@@ -223,11 +265,27 @@ def canonical_json(data: Mapping[str, Any]) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def entry_hash(org_id: str, seq: int, ts: str, actor: str | None, action: str, subject: str | None,
-               data_json: str, prev_hash: str) -> str:
+def entry_hash(
+    org_id: str,
+    seq: int,
+    ts: str,
+    actor: str | None,
+    action: str,
+    subject: str | None,
+    data_json: str,
+    prev_hash: str,
+) -> str:
     """SHA-256 over the entry's fields as stored (``None`` and ``""`` hash differently)."""
-    fields = (org_id, str(seq), ts, "\x00" if actor is None else actor, action,
-              "\x00" if subject is None else subject, data_json, prev_hash)
+    fields = (
+        org_id,
+        str(seq),
+        ts,
+        "\x00" if actor is None else actor,
+        action,
+        "\x00" if subject is None else subject,
+        data_json,
+        prev_hash,
+    )
     return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
 
 
@@ -254,15 +312,38 @@ def verify_chain(rows: Iterable[Any], head: tuple[int, str] | None = None) -> Ch
     for e in rows:
         count += 1
         if e.seq != expected_seq:
-            return ChainReport(False, count, f"entry {e.seq} found where {expected_seq} was expected (dropped or reordered)", e.seq)
+            return ChainReport(
+                False,
+                count,
+                f"entry {e.seq} found where {expected_seq} was expected (dropped or reordered)",
+                e.seq,
+            )
         if e.prev_hash != prev:
-            return ChainReport(False, count, f"entry {e.seq} does not follow entry {e.seq - 1} (dropped, reordered or edited)", e.seq)
-        if entry_hash(e.org_id, e.seq, e.ts, e.actor, e.action, e.subject, e.data, e.prev_hash) != e.hash:
-            return ChainReport(False, count, f"entry {e.seq} was edited (its hash does not match its content)", e.seq)
+            return ChainReport(
+                False,
+                count,
+                f"entry {e.seq} does not follow entry {e.seq - 1} (dropped, reordered or edited)",
+                e.seq,
+            )
+        if (
+            entry_hash(e.org_id, e.seq, e.ts, e.actor, e.action, e.subject, e.data, e.prev_hash)
+            != e.hash
+        ):
+            return ChainReport(
+                False,
+                count,
+                f"entry {e.seq} was edited (its hash does not match its content)",
+                e.seq,
+            )
         prev = e.hash
         expected_seq += 1
     if head is not None:
         head_seq, head_hash = head
         if head_seq != count or head_hash != prev:
-            return ChainReport(False, count, f"the chain ends at entry {count} but its head records entry {head_seq} (entries dropped from the end)", head_seq)
+            return ChainReport(
+                False,
+                count,
+                f"the chain ends at entry {count} but its head records entry {head_seq} (entries dropped from the end)",
+                head_seq,
+            )
     return ChainReport(True, count)

@@ -76,6 +76,8 @@ class EmbeddedBackend:
     def __init__(self, authority: Authority, principal: Principal) -> None:
         self.authority = authority
         self.principal = principal
+        #: Where the guard's decisions go (no I/O while the state is in memory).
+        self.decision_point = authority.decision_point(principal)
 
     def call(self, op: str, /, **kwargs: Any) -> Any:
         return getattr(self.authority, op)(self.principal, **kwargs)
@@ -85,20 +87,17 @@ class EmbeddedBackend:
 
     def decide(self, *, flow_id: str, agent: str, tool: str, tool_name: str | None = None,
                context: Mapping[str, Any] | None = None, enforce: bool = True) -> Decision:
-        return self.authority.decide(self.principal, flow_id=flow_id, agent=agent, tool=tool,
-                                     tool_name=tool_name, context=context, enforce=enforce)
+        return self.decision_point.decide(flow_id=flow_id, agent=agent, tool=tool, tool_name=tool_name,
+                                          context=context, enforce=enforce)
 
     async def adecide(self, **kwargs: Any) -> Decision:
-        # No I/O on the loop: the snapshot is in memory (a watcher thread notices other
+        # No I/O on the loop: the state is in memory (change detection notices other
         # processes' writes) and the audit record is queued. A reload runs in a thread.
-        snap = self.authority.cached_snapshot(self.principal.org_id)
-        if snap is None:
-            snap = await anyio.to_thread.run_sync(self.authority.snapshot, self.principal.org_id)
-        return self.authority.decide(self.principal, snap=snap, **kwargs)
+        return await self.decision_point.adecide(**kwargs)
 
     def record_decision(self, decision: Decision, context: Mapping[str, Any] | None = None) -> None:
         """Audit a decision the enforcement point took itself (a fail-closed denial)."""
-        self.authority.record_decision(self.principal, decision, context)
+        self.decision_point.record_decision(decision, context)
 
     def close(self) -> None:
         return None

@@ -14,21 +14,30 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from .audit import CallContext, FieldData
-from .client import Aztp, EmbeddedBackend, default_client
-from .decisions import Decision, Reason
+from .audit import FieldData
+from .client import Aztp, default_client
+from .decisions import Decision, Reason, denial
 from .errors import ValidationError
 from .ids import sanitize_name
 from .models import Identity
 
-__all__ = ["TOOL_RELATIONSHIP", "Enrollment", "Guard", "Mode", "bind_agent", "current_agent"]
+__all__ = [
+    "TOOL_RELATIONSHIP",
+    "DecisionPoint",
+    "Enrollment",
+    "Guard",
+    "Mode",
+    "bind_agent",
+    "current_agent",
+]
 
 log = logging.getLogger("aztp_agents.guard")
 
@@ -38,7 +47,9 @@ Mode = Literal["enforce", "observe"]
 TOOL_RELATIONSHIP = "tool_access"
 
 #: The AZTP ID of the agent on whose behalf the current task/thread is running.
-current_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar("aztp_current_agent", default=None)
+current_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "aztp_current_agent", default=None
+)
 
 
 @contextlib.contextmanager
@@ -65,7 +76,9 @@ def _executor() -> concurrent.futures.ThreadPoolExecutor:
     global _EXECUTOR
     with _EXECUTOR_LOCK:
         if _EXECUTOR is None:
-            _EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="aztp-guard")
+            _EXECUTOR = concurrent.futures.ThreadPoolExecutor(
+                max_workers=8, thread_name_prefix="aztp-guard"
+            )
         return _EXECUTOR
 
 
@@ -93,7 +106,9 @@ class Guard:
         if mode not in ("enforce", "observe"):
             raise ValidationError(f"mode must be 'enforce' or 'observe', got {mode!r}")
         if discoverable not in ("public", "private"):
-            raise ValidationError(f"discoverable must be 'public' or 'private', got {discoverable!r}")
+            raise ValidationError(
+                f"discoverable must be 'public' or 'private', got {discoverable!r}"
+            )
         self.flow = flow
         self.client = client if client is not None else default_client()
         self.mode: Mode = mode
@@ -107,12 +122,9 @@ class Guard:
         self.listeners: list[Callable[[Decision], None]] = []
         self._flow_id: str | None = None
         self._lock = threading.Lock()
-        # Embedded decisions are in-memory and cannot hang: call them directly (a few us).
-        backend = self.client.backend
-        self._bounded = isinstance(backend, EmbeddedBackend) or bool(getattr(backend, "bounded_decisions", False))
-        #: The in-process authority and principal when the backend is exactly the embedded one:
-        #: decisions then skip the backend layer.
-        self._direct = (backend.authority, backend.principal) if type(backend) is EmbeddedBackend else None
+        self._enforce = mode == "enforce"
+        #: Where decisions come from (in memory for the embedded backend; see DecisionPoint).
+        self._point: DecisionPoint = decision_point_of(self.client.backend)
 
     def __repr__(self) -> str:
         return f"Guard(flow={self.flow!r}, mode={self.mode!r}, client={self.client!r})"
@@ -125,7 +137,9 @@ class Guard:
         if self._flow_id is None:
             with self._lock:
                 if self._flow_id is None:
-                    doc = self.client.backend.call("ensure_flow", name=self.flow, discoverable=self.discoverable)
+                    doc = self.client.backend.call(
+                        "ensure_flow", name=self.flow, discoverable=self.discoverable
+                    )
                     self._flow_id = str(doc["_id"])
         return self._flow_id
 
@@ -145,8 +159,13 @@ class Guard:
 
     def link(self, agent_id: str, tool_id: str) -> None:
         """Authorize ``agent_id`` to call ``tool_id`` (a directed link; idempotent)."""
-        self.client.backend.call("link_identities", source=agent_id, target=tool_id,
-                                 relationship_type=TOOL_RELATIONSHIP, metadata={"flow": self.flow})
+        self.client.backend.call(
+            "link_identities",
+            source=agent_id,
+            target=tool_id,
+            relationship_type=TOOL_RELATIONSHIP,
+            metadata={"flow": self.flow},
+        )
 
     def enroll(self, agent_name: str, tool_names: Sequence[str]) -> Enrollment:
         """Identities for an agent and its tools, all in the flow, agent linked to each tool."""
@@ -160,12 +179,24 @@ class Guard:
 
     # ----------------------------------------------------------------- decisions (never raise)
 
-    def _denied(self, agent: str | None, tool: str | None, tool_name: str | None, detail: str, started: float,
-                reason: Reason = Reason.AUTHORITY_UNAVAILABLE) -> Decision:
-        return Decision(
-            allowed=False, reason=reason, agent=agent, tool=tool, flow=self._flow_id,
-            revision=-1, latency_us=(time.perf_counter() - started) * 1e6, tool_name=tool_name,
-            enforced=self.mode == "enforce", detail=detail,
+    def _denied(
+        self,
+        agent: str | None,
+        tool: str | None,
+        tool_name: str | None,
+        detail: str,
+        started: float,
+        reason: Reason = Reason.AUTHORITY_UNAVAILABLE,
+    ) -> Decision:
+        return denial(
+            agent=agent,
+            tool=tool,
+            tool_name=tool_name,
+            flow=self._flow_id,
+            enforced=self._enforce,
+            detail=detail,
+            latency_us=(time.perf_counter() - started) * 1e6,
+            reason=reason,
         )
 
     def _notify(self, decision: Decision) -> None:
@@ -175,10 +206,23 @@ class Guard:
             except Exception:
                 log.exception("decision listener %r failed", listener)
 
-    def _finish(self, decision: Any, agent: str | None, tool: str | None, tool_name: str | None, started: float,
-                context: Mapping[str, Any] | None) -> Decision:
+    def _finish(
+        self,
+        decision: Any,
+        agent: str | None,
+        tool: str | None,
+        tool_name: str | None,
+        started: float,
+        context: Mapping[str, Any] | None,
+    ) -> Decision:
         if not isinstance(decision, Decision):
-            denied = self._denied(agent, tool, tool_name, f"unusable answer from the authority: {type(decision).__name__}", started)
+            denied = self._denied(
+                agent,
+                tool,
+                tool_name,
+                f"unusable answer from the authority: {type(decision).__name__}",
+                started,
+            )
             self._record_failure(denied, context)
             return denied
         if not decision.allowed:
@@ -190,27 +234,49 @@ class Guard:
             self._notify(decision)
         return decision
 
-    def _unidentified(self, agent: str | None, tool: str | None, tool_name: str | None,
-                      context: Mapping[str, Any] | None, started: float) -> Decision:
+    def _unidentified(
+        self,
+        agent: str | None,
+        tool: str | None,
+        tool_name: str | None,
+        context: Mapping[str, Any] | None,
+        started: float,
+    ) -> Decision:
         """A caller or tool with no AZTP identity at all: denied as unknown, and audited."""
         reason = Reason.AGENT_UNKNOWN if not agent else Reason.TOOL_UNKNOWN
         decision = self._denied(agent, tool, tool_name, "it has no AZTP identity", started, reason)
         self._record_failure(decision, context)
         return decision
 
+    def _failed(
+        self,
+        agent: str | None,
+        tool: str | None,
+        tool_name: str | None,
+        detail: str,
+        started: float,
+        context: Mapping[str, Any] | None,
+    ) -> Decision:
+        decision = self._denied(agent, tool, tool_name, detail, started)
+        self._record_failure(decision, context)
+        return decision
+
     def _record_failure(self, decision: Decision, context: Mapping[str, Any] | None) -> None:
-        record = getattr(self.client.backend, "record_decision", None)
-        if record is not None:
-            try:
-                record(decision, context)
-            except Exception:  # the denial stands; only its audit record is lost
-                log.warning("could not audit a fail-closed denial", exc_info=True)
+        try:
+            self._point.record_decision(decision, context)
+        except Exception:  # the denial stands; only its audit record is lost
+            log.warning("could not audit a fail-closed denial", exc_info=True)
         log.error("%s", decision.describe())
         if self.listeners:
             self._notify(decision)
 
-    def check(self, agent_id: str | None, tool_id: str | None, tool_name: str | None = None,
-              context: Mapping[str, Any] | None = None) -> Decision:
+    def check(
+        self,
+        agent_id: str | None,
+        tool_id: str | None,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> Decision:
         """Decide one tool call. Never raises; any failure is a denial."""
         decision = self.check_now(agent_id, tool_id, tool_name, context)
         if decision is not None:
@@ -219,70 +285,69 @@ class Guard:
         try:
             if not agent_id or not tool_id:
                 return self._unidentified(agent_id, tool_id, tool_name, context, started)
-            flow_id = self._flow_id or self.flow_id
-            direct = self._direct
-            if direct is not None:
-                decision = direct[0].decide(direct[1], flow_id=flow_id, agent=agent_id, tool=tool_id, tool_name=tool_name,
-                                            context=context, enforce=self.mode == "enforce")
-                if decision.allowed and not self.listeners:
-                    return decision
-            elif self._bounded:
-                decision = self.client.backend.decide(flow_id=flow_id, agent=agent_id, tool=tool_id, tool_name=tool_name,
-                                                      context=context, enforce=self.mode == "enforce")
+            point = self._point
+            decide = functools.partial(
+                point.decide,
+                flow_id=self._flow_id or self.flow_id,
+                agent=agent_id,
+                tool=tool_id,
+                tool_name=tool_name,
+                context=context,
+                enforce=self._enforce,
+            )
+            if point.bounded:
+                decision = decide()
             else:
-                kwargs = {"flow_id": flow_id, "agent": agent_id, "tool": tool_id, "tool_name": tool_name,
-                          "context": context, "enforce": self.mode == "enforce"}
-                future = _executor().submit(self.client.backend.decide, **kwargs)
-                decision = future.result(timeout=self.timeout)
+                decision = _executor().submit(decide).result(timeout=self.timeout)
         except concurrent.futures.TimeoutError:
-            decision = self._denied(agent_id, tool_id, tool_name, f"no answer within {self.timeout} s", started)
-            self._record_failure(decision, context)
-            return decision
+            return self._failed(
+                agent_id, tool_id, tool_name, f"no answer within {self.timeout} s", started, context
+            )
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            decision = self._denied(agent_id, tool_id, tool_name, f"{type(exc).__name__}: {exc}", started)
-            self._record_failure(decision, context)
-            return decision
+            return self._failed(
+                agent_id, tool_id, tool_name, f"{type(exc).__name__}: {exc}", started, context
+            )
         return self._finish(decision, agent_id, tool_id, tool_name, started, context)
 
-    def check_now(self, agent_id: str | None, tool_id: str | None, tool_name: str | None = None,
-                  context: Mapping[str, Any] | None = None, *, flat_context: FieldData | None = None
-                  ) -> Decision | None:
+    def check_now(
+        self,
+        agent_id: str | None,
+        tool_id: str | None,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        *,
+        flat_context: FieldData | None = None,
+    ) -> Decision | None:
         """The decision, if it can be taken at once without any I/O (an embedded authority
         whose state is in memory: the usual case); else ``None``, and the caller awaits
         :meth:`acheck`. Safe on an event loop: it never blocks. Never raises.
 
         ``flat_context`` may stand for ``context``: alternating str keys and plain values
         (a :class:`CallContext`'s ``flat`` plus per-call items), so the usual call builds no
-        mapping at all; one is made from it only if the call needs more than the memo."""
-        direct, flow_id = self._direct, self._flow_id
-        if direct is None or flow_id is None or not agent_id or not tool_id:
+        mapping at all."""
+        flow_id = self._flow_id
+        if flow_id is None or not agent_id or not tool_id:
             return None
         try:
-            authority, principal = direct
-            if not self.listeners:  # the usual call: already decided and allowed on this state
-                decision = authority.decide_memoized(
-                    principal, (principal.user_id, flow_id, agent_id, tool_id, tool_name, self.mode == "enforce"),
-                    context, flat_context)
-                if decision is not None:
-                    return decision
-            if context is None and flat_context:
-                context = CallContext(zip(flat_context[::2], flat_context[1::2], strict=True))
-            snap = authority.cached_snapshot(principal.org_id)
-            if snap is None:  # must be (re)loaded: that reads the store
-                return None
-            decision = authority.decide(principal, flow_id=flow_id, agent=agent_id, tool=tool_id, tool_name=tool_name,
-                                        context=context, enforce=self.mode == "enforce", snap=snap)
+            decision = self._point.decide_now(
+                flow_id, agent_id, tool_id, tool_name, self._enforce, context, flat_context
+            )
         except Exception:  # acheck takes it again, and fails closed if it fails again
             log.debug("no immediate decision; deferring to acheck", exc_info=True)
             return None
-        if decision.allowed and not self.listeners:
+        if decision is None or (decision.allowed and not self.listeners):
             return decision
         return self._finish(decision, agent_id, tool_id, tool_name, time.perf_counter(), context)
 
-    async def acheck(self, agent_id: str | None, tool_id: str | None, tool_name: str | None = None,
-                     context: Mapping[str, Any] | None = None) -> Decision:
+    async def acheck(
+        self,
+        agent_id: str | None,
+        tool_id: str | None,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> Decision:
         """Decide one tool call on an event loop without blocking it. Never raises."""
         decision = self.check_now(agent_id, tool_id, tool_name, context)
         if decision is not None:
@@ -292,28 +357,102 @@ class Guard:
             if not agent_id or not tool_id:
                 return self._unidentified(agent_id, tool_id, tool_name, context, started)
             flow_id = self._flow_id or await asyncio.to_thread(lambda: self.flow_id)
-            direct = self._direct
-            if direct is not None:  # the snapshot must be (re)loaded: read it in a thread
-                authority, principal = direct
-                snap = await asyncio.to_thread(authority.snapshot, principal.org_id)
-                decision = authority.decide(principal, flow_id=flow_id, agent=agent_id, tool=tool_id,
-                                            tool_name=tool_name, context=context, enforce=self.mode == "enforce",
-                                            snap=snap)
-                return self._finish(decision, agent_id, tool_id, tool_name, started, context)
-            kwargs = {"flow_id": flow_id, "agent": agent_id, "tool": tool_id, "tool_name": tool_name,
-                      "context": context, "enforce": self.mode == "enforce"}
-            if self._bounded:
-                decision = await self.client.backend.adecide(**kwargs)
-            else:
-                decision = await asyncio.wait_for(self.client.backend.adecide(**kwargs), timeout=self.timeout)
+            point = self._point
+            pending = point.adecide(
+                flow_id=flow_id,
+                agent=agent_id,
+                tool=tool_id,
+                tool_name=tool_name,
+                context=context,
+                enforce=self._enforce,
+            )
+            decision = await (
+                pending if point.bounded else asyncio.wait_for(pending, timeout=self.timeout)
+            )
         except asyncio.TimeoutError:
-            decision = self._denied(agent_id, tool_id, tool_name, f"no answer within {self.timeout} s", started)
-            self._record_failure(decision, context)
-            return decision
+            return self._failed(
+                agent_id, tool_id, tool_name, f"no answer within {self.timeout} s", started, context
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # fail closed on anything
-            decision = self._denied(agent_id, tool_id, tool_name, f"{type(exc).__name__}: {exc}", started)
-            self._record_failure(decision, context)
-            return decision
+            return self._failed(
+                agent_id, tool_id, tool_name, f"{type(exc).__name__}: {exc}", started, context
+            )
         return self._finish(decision, agent_id, tool_id, tool_name, started, context)
+
+
+class DecisionPoint(Protocol):
+    """Where a guard's decisions come from (a backend's ``decision_point``).
+
+    ``decide_now`` never does I/O (``None``: take ``decide`` / ``adecide``); ``bounded``: the
+    blocking and async variants never wait longer than their own bound (else the guard bounds
+    them with its timeout). All may raise; the guard turns that into a denial."""
+
+    bounded: bool
+
+    def decide_now(
+        self,
+        flow_id: str,
+        agent: str,
+        tool: str,
+        tool_name: str | None,
+        enforce: bool,
+        context: Mapping[str, Any] | None = None,
+        flat_context: FieldData | None = None,
+    ) -> Decision | None: ...
+
+    def decide(
+        self,
+        *,
+        flow_id: str,
+        agent: str,
+        tool: str,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        enforce: bool = True,
+    ) -> Decision: ...
+
+    async def adecide(
+        self,
+        *,
+        flow_id: str,
+        agent: str,
+        tool: str,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        enforce: bool = True,
+    ) -> Decision: ...
+
+    def record_decision(
+        self, decision: Decision, context: Mapping[str, Any] | None = None
+    ) -> None: ...
+
+
+class _BackendDecisions:
+    """The decision point of a backend that has none of its own: every decision asks the
+    backend (``decide`` / ``adecide``), nothing is decided without it."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+        self.bounded = bool(getattr(backend, "bounded_decisions", False))
+
+    def decide_now(self, *_args: Any) -> Decision | None:
+        return None
+
+    def decide(self, **kwargs: Any) -> Decision:
+        return self._backend.decide(**kwargs)  # type: ignore[no-any-return]
+
+    async def adecide(self, **kwargs: Any) -> Decision:
+        return await self._backend.adecide(**kwargs)  # type: ignore[no-any-return]
+
+    def record_decision(self, decision: Decision, context: Mapping[str, Any] | None = None) -> None:
+        record = getattr(self._backend, "record_decision", None)
+        if record is not None:
+            record(decision, context)
+
+
+def decision_point_of(backend: Any) -> DecisionPoint:
+    """The backend's own decision point, or one that asks the backend for every decision."""
+    point = getattr(backend, "decision_point", None)
+    return point if point is not None else _BackendDecisions(backend)

@@ -114,14 +114,18 @@ def parse_document(document: Mapping[str, Any] | PolicyDocument) -> PolicyDocume
 
 @lru_cache(maxsize=4096)
 def _glob(pattern: str) -> re.Pattern[str]:
-    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern))
+    return re.compile(
+        "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    )
 
 
 def _matches(patterns: Iterable[str], value: str) -> bool:
     return any(p == "*" or p == value or _glob(p).fullmatch(value) is not None for p in patterns)
 
 
-def _condition_holds(condition: Mapping[str, Mapping[str, Any]], context: Mapping[str, Any]) -> bool:
+def _condition_holds(
+    condition: Mapping[str, Mapping[str, Any]], context: Mapping[str, Any]
+) -> bool:
     """IAM-like operators on string context keys; an unknown operator never holds (fail closed)."""
     for operator, clauses in condition.items():
         for key, expected in clauses.items():

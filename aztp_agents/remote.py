@@ -65,7 +65,7 @@ from tenacity import (
 )
 
 from . import credentials as cred
-from .decisions import Decision, Reason, Snapshot, decide_tool_call
+from .decisions import Decision, DecisionKey, Reason, Snapshot, decide_on
 from .errors import (
     AlreadyRevokedError,
     AuthenticationError,
@@ -483,6 +483,7 @@ def snapshot_from_state(data: Mapping[str, Any]) -> Snapshot:
             organization=str(data.get("organization") or ""), revision=int(data["revision"]),
             identities={str(k): str(v) for k, v in dict(data.get("identities") or {}).items()},
             members=members, flow_revoked=revoked, links=links, policies=policies, flows=flows,
+            public_flows=frozenset(flows),  # the server sends only the flows this user may see
         )
     except Exception as exc:
         raise AuthorityUnavailableError(f"the server's decision state could not be read: {type(exc).__name__}") from None
@@ -783,13 +784,7 @@ class RemoteBackend:
 
     def _local(self, snap: Snapshot, started: float, flow_id: str, agent: str, tool: str, tool_name: str | None,
                context: Mapping[str, Any] | None, enforce: bool) -> Decision:
-        reason, marked = decide_tool_call(snap, flow_id=flow_id, agent=agent, tool=tool, tool_name=tool_name,
-                                          context=context)
-        decision = Decision(
-            allowed=reason is Reason.ALLOWED, reason=reason, agent=agent, tool=tool, flow=flow_id,
-            revision=snap.revision, latency_us=(time.perf_counter() - started) * 1e6, tool_name=tool_name,
-            audit=marked, enforced=enforce, organization=snap.organization or None,
-        )
+        decision, _audit = decide_on(snap, DecisionKey("", flow_id, agent, tool, tool_name, enforce), context, started)
         self.stats["local"] += 1
         if len(self._audit) == self._audit.maxlen:
             self._audit_dropped += 1

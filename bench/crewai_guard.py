@@ -68,9 +68,18 @@ class LookupTool(BaseTool):
 
 def build_crew(calls: int, native: bool) -> tuple[Crew, LookupTool]:
     tool = LookupTool()
-    llm = scripted_crew_llm(*[("lookup", {"query": f"k{i}"}) for i in range(calls)], final="done", native=native)
-    agent = Agent(role="Analyst", goal="Look things up", backstory="Careful.", tools=[tool], llm=llm,
-                  max_iter=calls + 5, verbose=False)
+    llm = scripted_crew_llm(
+        *[("lookup", {"query": f"k{i}"}) for i in range(calls)], final="done", native=native
+    )
+    agent = Agent(
+        role="Analyst",
+        goal="Look things up",
+        backstory="Careful.",
+        tools=[tool],
+        llm=llm,
+        max_iter=calls + 5,
+        verbose=False,
+    )
     task = Task(description="Look up the keys", expected_output="the values", agent=agent)
     return Crew(agents=[agent], tasks=[task], verbose=False), tool
 
@@ -83,8 +92,10 @@ def timed_run(crew: Crew) -> float:
     return time.process_time() - start
 
 
-_POINTS = ((InterceptionPoint.PRE_TOOL_CALL, _hooks.before_tool_call),
-           (InterceptionPoint.POST_TOOL_CALL, _hooks.after_tool_call))
+_POINTS = (
+    (InterceptionPoint.PRE_TOOL_CALL, _hooks.before_tool_call),
+    (InterceptionPoint.POST_TOOL_CALL, _hooks.after_tool_call),
+)
 
 
 class AztpSwitch:
@@ -112,7 +123,9 @@ class AztpSwitch:
         """Replace the hook by a timed wrapper of itself (until :meth:`unmetered`). Allowed
         calls have no after-hook: it is registered only while a denial waits for it."""
         self.off()
-        get_global_hook_list(InterceptionPoint.PRE_TOOL_CALL).append(meter.wrap(_hooks.before_tool_call))
+        get_global_hook_list(InterceptionPoint.PRE_TOOL_CALL).append(
+            meter.wrap(_hooks.before_tool_call)
+        )
 
     def unmetered(self) -> None:
         get_global_hook_list(InterceptionPoint.PRE_TOOL_CALL).clear()
@@ -121,10 +134,18 @@ class AztpSwitch:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=30, help="rounds of A/N/B/A2 runs (default 30)")
-    parser.add_argument("--calls", type=int, default=200, help="tool calls per run (default 200, at least 200)")
-    parser.add_argument("--native", action="store_true", help="native function calling instead of ReAct text")
-    parser.add_argument("--no-freeze", action="store_true", help="leave the start-up heap to the collector")
+    parser.add_argument(
+        "--pairs", type=int, default=30, help="rounds of A/N/B/A2 runs (default 30)"
+    )
+    parser.add_argument(
+        "--calls", type=int, default=200, help="tool calls per run (default 200, at least 200)"
+    )
+    parser.add_argument(
+        "--native", action="store_true", help="native function calling instead of ReAct text"
+    )
+    parser.add_argument(
+        "--no-freeze", action="store_true", help="leave the start-up heap to the collector"
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when the target is missed")
     args = parser.parse_args()
     if args.calls < 200:
@@ -189,7 +210,12 @@ def main() -> int:
     def paired(num: str, den: str) -> tuple[float, float, float]:
         return median_ci([x / y for x, y in zip(times[num], times[den], strict=True)])
 
-    total, layer, beyond, control = paired("B", "A"), paired("N", "A"), paired("B", "N"), paired("A2", "A")
+    total, layer, beyond, control = (
+        paired("B", "A"),
+        paired("N", "A"),
+        paired("B", "N"),
+        paired("A2", "A"),
+    )
     # AZTP beyond CrewAI's hook layer, as a share of an unguarded call: (B/N - 1) x N/A.
     whole = tuple(1 + (r - 1) * layer[0] for r in beyond)
     unguarded_us = statistics.median(times["A"]) * 1e6
@@ -229,24 +255,43 @@ def main() -> int:
     def ci(r: tuple[float, ...]) -> str:
         return f"{pct(r[0])} [{pct(r[1])}, {pct(r[2])}]"
 
-    print(f"crewai_guard: full Crew.kickoff() runs, scripted LLM ({mode}), one crew; {args.pairs} rounds of "
-          f"A/N/B/A2 runs x {args.calls} tool calls = {per_side} calls per side")
-    print(f"  A no hooks           median {statistics.median(times['A']) * 1e3:8.3f} ms CPU per tool call")
-    print(f"  N no-op CrewAI hook  median {statistics.median(times['N']) * 1e3:8.3f} ms CPU per tool call")
-    print(f"  B secure_crew        median {statistics.median(times['B']) * 1e3:8.3f} ms CPU per tool call")
-    print("  garbage collection   " + ", ".join(f"{k} {v / per_side * 1e6:5.1f} us" for k, v in gc_time.items())
-          + f" per tool call ({'start-up heap frozen' if not args.no_freeze else 'nothing frozen'})")
+    print(
+        f"crewai_guard: full Crew.kickoff() runs, scripted LLM ({mode}), one crew; {args.pairs} rounds of "
+        f"A/N/B/A2 runs x {args.calls} tool calls = {per_side} calls per side"
+    )
+    print(
+        f"  A no hooks           median {statistics.median(times['A']) * 1e3:8.3f} ms CPU per tool call"
+    )
+    print(
+        f"  N no-op CrewAI hook  median {statistics.median(times['N']) * 1e3:8.3f} ms CPU per tool call"
+    )
+    print(
+        f"  B secure_crew        median {statistics.median(times['B']) * 1e3:8.3f} ms CPU per tool call"
+    )
+    print(
+        "  garbage collection   "
+        + ", ".join(f"{k} {v / per_side * 1e6:5.1f} us" for k, v in gc_time.items())
+        + f" per tool call ({'start-up heap frozen' if not args.no_freeze else 'nothing frozen'})"
+    )
     print("  whole runs, CPU, median paired ratio [95 % interval]:")
     print(f"    B/A  secure_crew vs no hooks (all a user pays)      {ci(total)}")
     print(f"    N/A  CrewAI's hook layer alone                      {ci(layer)}")
     print(f"    AZTP beyond CrewAI's hook layer, (B/N - 1) x N/A    {ci(whole)}")
     print(f"    A2/A control: no hooks vs no hooks (noise floor)    {ci(control)}")
-    print(f"  AZTP's own CPU       hooks {hooks_us:5.1f} us + audit writer {writer_us:5.1f} us/record = {own_us:5.1f} us "
-          f"per tool call = {own_share * 100:.2f} % of an unguarded tool call")
-    print(f"  guard.check alone    {decision_us:5.1f} us per decision, warm (decision + audit record queued)")
-    print(f"  audited decisions    {audited} = every guarded call ({guarded_calls}) + {n} direct checks")
-    print(f"  target: the guard (decision + audit record) adds <= {TARGET_PCT:.0f} % to an unguarded tool call: {word} "
-          f"(AZTP's own CPU {own_share * 100:.2f} %; whole runs {pct(whole[0])}, interval low end {pct(whole[1])})")
+    print(
+        f"  AZTP's own CPU       hooks {hooks_us:5.1f} us + audit writer {writer_us:5.1f} us/record = {own_us:5.1f} us "
+        f"per tool call = {own_share * 100:.2f} % of an unguarded tool call"
+    )
+    print(
+        f"  guard.check alone    {decision_us:5.1f} us per decision, warm (decision + audit record queued)"
+    )
+    print(
+        f"  audited decisions    {audited} = every guarded call ({guarded_calls}) + {n} direct checks"
+    )
+    print(
+        f"  target: the guard (decision + audit record) adds <= {TARGET_PCT:.0f} % to an unguarded tool call: {word} "
+        f"(AZTP's own CPU {own_share * 100:.2f} %; whole runs {pct(whole[0])}, interval low end {pct(whole[1])})"
+    )
     return 1 if (args.strict and not ok) else 0
 
 

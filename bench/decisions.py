@@ -41,16 +41,30 @@ def main() -> int:
     enrollment = guard.enroll("bench-agent", ["search"])
     agent, tool = enrollment.agent_id, enrollment.tools["search"]
     authority, principal = client.backend.authority, client.backend.principal
-    policy = authority.create_policy(principal, "bench", {"Statement": [
-        {"Effect": "Allow", "Action": "tool:*"}, {"Effect": "Deny", "Action": "tool:delete_everything"}]})
+    policy = authority.create_policy(
+        principal,
+        "bench",
+        {
+            "Statement": [
+                {"Effect": "Allow", "Action": "tool:*"},
+                {"Effect": "Deny", "Action": "tool:delete_everything"},
+            ]
+        },
+    )
     authority.attach_policy(principal, agent, policy["code"])
 
     decision = guard.check(agent, tool, "search", {"crew": "bench"})
     assert decision.allowed, decision
 
     ca = cred.CertificateAuthority.generate("bench.test")
-    bundle = ca.trust_bundle() if hasattr(ca, "trust_bundle") else cred.TrustBundle.from_authorities("bench.test", [ca])
-    token = ca.mint_jwt_svid("spiffe://bench.test/workload/production/node/bench-agent", "bench", ttl=3600)
+    bundle = (
+        ca.trust_bundle()
+        if hasattr(ca, "trust_bundle")
+        else cred.TrustBundle.from_authorities("bench.test", [ca])
+    )
+    token = ca.mint_jwt_svid(
+        "spiffe://bench.test/workload/production/node/bench-agent", "bench", ttl=3600
+    )
     cred.validate_jwt_svid(token, bundle, "bench")
 
     def decide() -> None:
@@ -70,17 +84,33 @@ def main() -> int:
     ratio = statistics.median(ratios)
     print(f"{'operation':<52}{'us/op':>10}")
     print("-" * 62)
-    print(f"{'warm tool-call decision (agent+tool+flow+link+policy)':<52}{statistics.median(dec):>10.2f}")
-    check = authority.store.change_token if authority.store.change_token() is not None else authority.store.maybe_changed
-    label = "shared change counter" if check == authority.store.change_token else "PRAGMA data_version"
-    print(f"{'  of which: cross-process change check (' + label + ')':<52}{per_op_us(check, N):>10.2f}")
-    print(f"{'  (PRAGMA data_version, the fallback, for comparison)':<52}{per_op_us(authority.store.maybe_changed, N):>10.2f}")
+    print(
+        f"{'warm tool-call decision (agent+tool+flow+link+policy)':<52}{statistics.median(dec):>10.2f}"
+    )
+    check = (
+        authority.store.change_token
+        if authority.store.change_token() is not None
+        else authority.store.maybe_changed
+    )
+    label = (
+        "shared change counter" if check == authority.store.change_token else "PRAGMA data_version"
+    )
+    print(
+        f"{'  of which: cross-process change check (' + label + ')':<52}{per_op_us(check, N):>10.2f}"
+    )
+    print(
+        f"{'  (PRAGMA data_version, the fallback, for comparison)':<52}{per_op_us(authority.store.maybe_changed, N):>10.2f}"
+    )
     print(f"{'one ES256 JWT-SVID validation':<52}{statistics.median(jwt):>10.2f}")
-    print(f"decision / JWT validation = {ratio:.3f}x (median of {ROUNDS} paired rounds); "
-          f"target <= {TARGET}x -> {'MET' if ratio <= TARGET else 'NOT MET'}")
+    print(
+        f"decision / JWT validation = {ratio:.3f}x (median of {ROUNDS} paired rounds); "
+        f"target <= {TARGET}x -> {'MET' if ratio <= TARGET else 'NOT MET'}"
+    )
     client.backend.authority.store.flush_audit(timeout=60)
     entries = len(authority.audit_entries(principal, action="decision.*"))
-    print(f"audit: {entries} decision records committed, chain ok = {authority.verify_audit(principal).ok}")
+    print(
+        f"audit: {entries} decision records committed, chain ok = {authority.verify_audit(principal).ok}"
+    )
     return 0
 
 

@@ -108,12 +108,16 @@ class MeteredMiddleware(AztpMiddleware):
         return self.meter.wrap(super().wrap_tool_call)(request, self.meter.exclude(handler))
 
     async def awrap_tool_call(self, request: Any, handler: Any) -> Any:
-        return await self.meter.awrap(super().awrap_tool_call)(request, self.meter.aexclude(handler))
+        return await self.meter.awrap(super().awrap_tool_call)(
+            request, self.meter.aexclude(handler)
+        )
 
 
 def aztp_middleware(home: Path, *, variant: str) -> AztpMiddleware:
     client = Aztp(home=home)
-    kind = {"metered": MeteredMiddleware, "switchable": SwitchableMiddleware}.get(variant, AztpMiddleware)
+    kind = {"metered": MeteredMiddleware, "switchable": SwitchableMiddleware}.get(
+        variant, AztpMiddleware
+    )
     mw = kind(flow="bench", agent_name="bench-agent", client=client)
     mw.enroll([lookup])
     if variant == "adapter-only":
@@ -138,7 +142,9 @@ def aztp_middleware(home: Path, *, variant: str) -> AztpMiddleware:
     return mw
 
 
-def build(tmp: Path, attribution: bool) -> tuple[dict[str, Any], AztpMiddleware, tuple[Any, MeteredMiddleware]]:
+def build(
+    tmp: Path, attribution: bool
+) -> tuple[dict[str, Any], AztpMiddleware, tuple[Any, MeteredMiddleware]]:
     m = model()
     graphs: dict[str, Any] = {"unguarded": create_agent(m, [lookup])}
     real = aztp_middleware(tmp / "c", variant="switchable")
@@ -153,7 +159,9 @@ def build(tmp: Path, attribution: bool) -> tuple[dict[str, Any], AztpMiddleware,
             m, [lookup], middleware=[aztp_middleware(tmp / "b", variant="no-audit")]
         )
     graphs["AztpMiddleware"] = Side(shared, real, active=True)
-    graphs["A/A control"] = graphs["unguarded"]  # the unguarded graph against itself: the noise floor
+    graphs["A/A control"] = graphs[
+        "unguarded"
+    ]  # the unguarded graph against itself: the noise floor
     metered = aztp_middleware(tmp / "d", variant="metered")
     assert isinstance(metered, MeteredMiddleware)
     return graphs, real, (create_agent(m, [lookup], middleware=[metered]), metered)
@@ -193,8 +201,15 @@ def block(graph: Any, runs: int, mode: str) -> tuple[float, float]:
     return cpu / n, wall / n
 
 
-def measure(graphs: dict[str, Any], rounds: int, calls: int, mode: str, *, base_name: str = "unguarded",
-            only: tuple[str, ...] | None = None) -> dict[str, Any]:
+def measure(
+    graphs: dict[str, Any],
+    rounds: int,
+    calls: int,
+    mode: str,
+    *,
+    base_name: str = "unguarded",
+    only: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
     runs = max(1, -(-calls // PER_RUN))
     base = graphs[base_name]
     for g in graphs.values():  # warm-up: first-use issuance, imports, caches
@@ -243,6 +258,7 @@ def decision_latency(
                 return fn(*a, **k)
             finally:
                 spent.append(time.perf_counter() - t)
+
         return run
 
     async def atimed(*a: Any, **k: Any) -> Any:
@@ -267,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="sync,async")
     parser.add_argument("--attribution", action="store_true", help="also run the attribution rows")
     parser.add_argument("--strict", action="store_true", help="exit 1 when the target is missed")
-    parser.add_argument("--no-freeze", action="store_true", help="leave the start-up heap to the collector")
+    parser.add_argument(
+        "--no-freeze", action="store_true", help="leave the start-up heap to the collector"
+    )
     args = parser.parse_args(argv)
     global FREEZE
     FREEZE = not args.no_freeze
@@ -294,8 +312,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r['b'] * 1e3:>6.3f} ({r['wb'] * 1e3:.3f}) ms "
                     f"{(r['ratio'] - 1) * 100:>+7.2f} % ({(r['wratio'] - 1) * 100:+.2f} %)"
                 )
-            noop = measure(graphs, args.rounds, args.calls, mode, base_name="no-op middleware",
-                           only=("AztpMiddleware",))["AztpMiddleware"]
+            noop = measure(
+                graphs,
+                args.rounds,
+                args.calls,
+                mode,
+                base_name="no-op middleware",
+                only=("AztpMiddleware",),
+            )["AztpMiddleware"]
             layer = results["no-op middleware"]["ratio"]
             # What AZTP adds (decision + audit record, adapter included) beyond LangChain's own
             # cost of having a middleware at all, as a share of an unguarded tool call.
@@ -320,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"({unguarded_us:.0f} us CPU)"
             )
             med, mean = decision_latency(graphs["AztpMiddleware"], real_mw, mode)
-            print(f"  guard decision in situ (wall): median {med:.1f} us, mean {mean:.1f} us per call")
+            print(
+                f"  guard decision in situ (wall): median {med:.1f} us, mean {mean:.1f} us per call"
+            )
             print(
                 f"  target: AZTP (decision + audit record) adds <= {TARGET * 100:.0f} % to an unguarded tool call: "
                 f"{word} (own CPU {own_share * 100:.2f} %; whole runs {(whole[0] - 1) * 100:+.2f} %, "

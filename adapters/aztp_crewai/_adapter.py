@@ -66,7 +66,9 @@ def _make_guard(flow: str, options: dict[str, Any]) -> Any:
     key = (flow, id(client), *(kwargs.get(k) for k in _GUARD_OPTIONS[1:]))
     with _guards_lock:
         cached = _guards.get(key)
-        if cached is not None and cached.client is (client if client is not None else cached.client):
+        if cached is not None and cached.client is (
+            client if client is not None else cached.client
+        ):
             return cached
         guard = Guard(flow=flow, **kwargs)
         _guards[key] = guard
@@ -117,9 +119,13 @@ def _enroll(
         by_crewai_name.setdefault(sanitize_tool_name(tool.name), tool)
     for name in extra_tool_names:
         by_crewai_name.setdefault(sanitize_tool_name(name), None)
-    aztp_names = {crewai_name: _tool_aztp_name(crewai_name, prefix) for crewai_name in by_crewai_name}
+    aztp_names = {
+        crewai_name: _tool_aztp_name(crewai_name, prefix) for crewai_name in by_crewai_name
+    }
     enrollment = guard.enroll(agent_name, sorted(set(aztp_names.values())))
-    tool_ids = {crewai_name: enrollment.tools[aztp_name] for crewai_name, aztp_name in aztp_names.items()}
+    tool_ids = {
+        crewai_name: enrollment.tools[aztp_name] for crewai_name, aztp_name in aztp_names.items()
+    }
     for crewai_name, tool in by_crewai_name.items():
         if tool is not None:
             reg.remember_tool(tool, tool_ids[crewai_name], guard, token)
@@ -158,7 +164,9 @@ def secure_agent(agent: Any, *, flow: str, **options: Any) -> Any:
     ):
         return agent  # already secured by this guard, same tools: nothing to do
     extra = DELEGATION_TOOLS if getattr(agent, "allow_delegation", False) else ()
-    entry = _enroll(guard, agent, _agent_base_name(agent, prefix), _tools_of(agent), extra, prefix, token)
+    entry = _enroll(
+        guard, agent, _agent_base_name(agent, prefix), _tools_of(agent), extra, prefix, token
+    )
     reg.register_agent(reg.SecuredAgent(token=token, guard=guard, entry=entry))
     _hooks.install()
     return agent
@@ -225,11 +233,15 @@ def secure_crew(crew: Any, *, flow: str, **options: Any) -> Any:
         # identity is made now and given to that agent on its first tool call.
         from crewai.utilities.i18n import get_i18n
 
-        role = get_i18n(prompt_file=getattr(crew, "prompt_file", None)).retrieve("hierarchical_manager_agent", "role")
+        role = get_i18n(prompt_file=getattr(crew, "prompt_file", None)).retrieve(
+            "hierarchical_manager_agent", "role"
+        )
         future_manager = SimpleNamespace(role=role, tools=[])
         manager_token = uuid.uuid4().hex
         name = _unique(_agent_base_name(future_manager, prefix), used)
-        entries[manager_token] = _enroll(guard, future_manager, name, [], DELEGATION_TOOLS, prefix, manager_token)
+        entries[manager_token] = _enroll(
+            guard, future_manager, name, [], DELEGATION_TOOLS, prefix, manager_token
+        )
         all_tools.update(entries[manager_token].tools)
     reg.register_crew(
         reg.SecuredCrew(

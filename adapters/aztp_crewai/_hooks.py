@@ -75,7 +75,12 @@ def _route(ctx: Any) -> tuple[Any, str, str, str] | None:
         if entry is None and agent is not None:
             entry = reg.adopt_in_crew(secured, crew, agent)  # an agent of a copy of the crew
         if entry is None:
-            return secured.guard, UNIDENTIFIED_AGENT, secured.tools.get(tool_name, UNIDENTIFIED_TOOL), secured.name
+            return (
+                secured.guard,
+                UNIDENTIFIED_AGENT,
+                secured.tools.get(tool_name, UNIDENTIFIED_TOOL),
+                secured.name,
+            )
         tool_id = entry.tools.get(tool_name) or secured.tools.get(tool_name, UNIDENTIFIED_TOOL)
         return secured.guard, entry.aztp_id, tool_id, secured.name
     crew_name = _text(getattr(crew, "name", None))
@@ -84,12 +89,22 @@ def _route(ctx: Any) -> tuple[Any, str, str, str] | None:
     # Not in a secured crew: a secured agent is still checked, by its own guard ...
     standalone = reg.agent_by_token(token)
     if standalone is not None:
-        return standalone.guard, standalone.entry.aztp_id, standalone.entry.tools.get(tool_name, UNIDENTIFIED_TOOL), crew_name
+        return (
+            standalone.guard,
+            standalone.entry.aztp_id,
+            standalone.entry.tools.get(tool_name, UNIDENTIFIED_TOOL),
+            crew_name,
+        )
     # ... an agent enrolled through a crew by that crew's guard ...
     last = reg.last_crew_of_agent(token)
     if last is not None:
         entry = last.agents[token]  # type: ignore[index]
-        return last.guard, entry.aztp_id, entry.tools.get(tool_name) or last.tools.get(tool_name, UNIDENTIFIED_TOOL), last.name
+        return (
+            last.guard,
+            entry.aztp_id,
+            entry.tools.get(tool_name) or last.tools.get(tool_name, UNIDENTIFIED_TOOL),
+            last.name,
+        )
     # ... and a secured tool only serves agents that have an identity.
     tool = getattr(ctx.tool, "_original_tool", None) or ctx.tool
     info = reg.tool_info(tool) if tool is not None else None
@@ -118,8 +133,16 @@ class _Call:
         "tool_name",
     )
 
-    def __init__(self, crew: Any, agent: Any, task: Any, route: tuple[Any, str, str, str], tool_name: str | None,
-                 labels: tuple[Any, ...], generation: int) -> None:
+    def __init__(
+        self,
+        crew: Any,
+        agent: Any,
+        task: Any,
+        route: tuple[Any, str, str, str],
+        tool_name: str | None,
+        labels: tuple[Any, ...],
+        generation: int,
+    ) -> None:
         self.crew, self.agent, self.task = _ref(crew), _ref(agent), _ref(task)
         self.generation = generation
         self.labels = labels
@@ -168,7 +191,11 @@ def _ref(obj: Any) -> Callable[[], Any]:
 
 def _labels(agent: Any, task: Any) -> tuple[Any, Any, Any]:
     """The texts an audit context is made of (CrewAI interpolates them at kickoff)."""
-    return (getattr(agent, "role", None), getattr(task, "name", None), getattr(task, "description", None))
+    return (
+        getattr(agent, "role", None),
+        getattr(task, "name", None),
+        getattr(task, "description", None),
+    )
 
 
 #: (id(crew), id(agent), id(task), tool name) -> _Call. Entries are checked by ``fits``.
@@ -231,7 +258,9 @@ def before_tool_call(ctx: Any) -> None:
         if not isinstance(decision, Decision) or not isinstance(decision.allowed, bool):
             raise TypeError(f"guard returned {type(decision).__name__}, not a Decision")
     except Exception as exc:  # fail closed: CrewAI would swallow it and run the tool
-        logger.error("AZTP guard error on tool %r, call blocked: %s: %s", tool_name, type(exc).__name__, exc)
+        logger.error(
+            "AZTP guard error on tool %r, call blocked: %s: %s", tool_name, type(exc).__name__, exc
+        )
         raise _deny(
             ctx,
             f"AZTP DENIED [authority_unavailable] tool={tool_name}: the guard failed "

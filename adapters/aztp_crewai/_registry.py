@@ -206,7 +206,11 @@ def adopt_standalone(agent: Any) -> str | None:
     tool_ids = frozenset(id(t) for t in tools)
     for token in info.owners:
         secured = _agents.get(token)
-        if secured is not None and secured.entry.tool_objects == tool_ids and secured.entry.role in _roles(agent):
+        if (
+            secured is not None
+            and secured.entry.tool_objects == tool_ids
+            and secured.entry.role in _roles(agent)
+        ):
             set_agent_token(agent, token)
             return token
     return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from aztp_agents.decisions import Decision, Reason
+from aztp_agents.decisions import Decision, denial
 from aztp_agents.errors import ToolCallDenied
 from aztp_agents.guard import Guard
 
@@ -54,14 +54,11 @@ def failure_decision(
         tool_name,
         type(exc).__name__,
     )
-    return Decision(
-        allowed=False,
-        reason=Reason.AUTHORITY_UNAVAILABLE,
+    return denial(
         agent=agent,
         tool=tool,
-        flow=flow,
-        revision=-1,
         tool_name=tool_name,
+        flow=flow,
         enforced=mode == "enforce",
         detail=type(exc).__name__,
     )
@@ -84,8 +81,3 @@ def denied_text(decision: Decision) -> str:
 
 def denied_error(decision: Decision) -> ToolCallDenied:
     return ToolCallDenied(denied_text(decision), decision=decision)
-
-
-def reason_of(decision: Any) -> str:
-    reason = getattr(decision, "reason", None)
-    return getattr(reason, "value", str(reason))

@@ -14,7 +14,16 @@ from typing import Any, NamedTuple
 
 from aztp_agents import guard as _core
 
-__all__ = ["CALLER", "Caller", "acting_as", "current_agent", "current_caller", "pop", "push"]
+__all__ = [
+    "CALLER",
+    "Caller",
+    "acting_as",
+    "current_agent",
+    "current_caller",
+    "enter_call",
+    "pop",
+    "push",
+]
 
 
 class Caller(NamedTuple):
@@ -67,8 +76,28 @@ def push(caller: Caller) -> tuple[Any, Any]:
 
 
 def pop(tokens: tuple[Any, Any]) -> None:
-    _core.current_agent.reset(tokens[1])
-    CALLER.reset(tokens[0])
+    _reset_agent(tokens[1])
+    _reset_caller(tokens[0])
+
+
+_set_caller, _reset_caller = CALLER.set, CALLER.reset
+_set_agent, _reset_agent = _core.current_agent.set, _core.current_agent.reset
+_new_tuple = tuple.__new__
+
+
+def enter_call(
+    agent_id: str | None,
+    agent_name: str | None,
+    flow_id: str | None,
+    tool_id: str | None,
+    tool_call_id: str | None,
+) -> tuple[Any, Any]:
+    """:func:`push` of the caller of a tool call an enforcement point allowed; undo with
+    :func:`pop`. Made for the per-call path: the Caller is built with ``tuple.__new__`` and
+    the contextvars are set through bound methods (each Python call there costs more than its
+    instructions)."""
+    caller = _new_tuple(Caller, (agent_id, agent_name, flow_id, tool_id, tool_call_id))
+    return _set_caller(caller), _set_agent(agent_id)
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from langgraph.types import Command
 
 from aztp_agents.audit import CallContext
 from aztp_agents.decisions import Decision
-from aztp_agents.guard import Guard, current_agent
+from aztp_agents.guard import Guard
 
 from ._common import (
     DEFAULT_AGENT_NAME,
@@ -26,10 +26,7 @@ from ._common import (
     make_guard,
     note_observed,
 )
-from ._context import CALLER, Caller
-
-_set_caller, _reset_caller = CALLER.set, CALLER.reset
-_set_agent, _reset_agent = current_agent.set, current_agent.reset
+from ._context import enter_call, pop
 
 __all__ = ["AztpMiddleware"]
 
@@ -75,7 +72,9 @@ class AztpMiddleware(AgentMiddleware):
         self.mode = mode
         self.on_deny = on_deny
         self.guard = make_guard(flow=flow, client=client, mode=mode, guard=guard, **guard_options)
-        self._context = CallContext({"framework": "langchain", "agent": agent_name, **(context or {})})
+        self._context = CallContext(
+            {"framework": "langchain", "agent": agent_name, **(context or {})}
+        )
         self._lock = threading.Lock()
         self._agent_id: str | None = None
         self._flow_id: str | None = None
@@ -140,7 +139,9 @@ class AztpMiddleware(AgentMiddleware):
     # --- decisions ------------------------------------------------------------------------
 
     def _context_for(self, request: ToolCallRequest) -> CallContext:
-        return CallContext({**self._context, "tool_call_id": str(request.tool_call.get("id") or "")})
+        return CallContext(
+            {**self._context, "tool_call_id": str(request.tool_call.get("id") or "")}
+        )
 
     def _failure(self, name: str, exc: BaseException) -> Decision:
         return failure_decision(
@@ -218,16 +219,17 @@ class AztpMiddleware(AgentMiddleware):
             if decision.enforced:
                 return self._denied(request, decision)
             note_observed(decision)
-        # push()/pop() and the Caller inlined (bound ContextVar methods, tuple.__new__): Python
-        # calls cost more than their instructions on this path
-        caller = tuple.__new__(Caller, (self._agent_id, self.agent_name, self._flow_id, decision.tool,
-                                        request.tool_call.get("id")))
-        caller_token, agent_token = _set_caller(caller), _set_agent(caller.agent_id)
+        tokens = enter_call(
+            self._agent_id,
+            self.agent_name,
+            self._flow_id,
+            decision.tool,
+            request.tool_call.get("id"),
+        )
         try:
             return handler(request)
         finally:
-            _reset_agent(agent_token)
-            _reset_caller(caller_token)
+            pop(tokens)
 
     async def awrap_tool_call(
         self,
@@ -241,11 +243,14 @@ class AztpMiddleware(AgentMiddleware):
             if decision.enforced:
                 return self._denied(request, decision)
             note_observed(decision)
-        caller = tuple.__new__(Caller, (self._agent_id, self.agent_name, self._flow_id, decision.tool,
-                                        request.tool_call.get("id")))
-        caller_token, agent_token = _set_caller(caller), _set_agent(caller.agent_id)
+        tokens = enter_call(
+            self._agent_id,
+            self.agent_name,
+            self._flow_id,
+            decision.tool,
+            request.tool_call.get("id"),
+        )
         try:
             return await handler(request)
         finally:
-            _reset_agent(agent_token)
-            _reset_caller(caller_token)
+            pop(tokens)

@@ -50,7 +50,11 @@ class FastPathMiddleware:
         self._ids: dict[str, str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.verify_path:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"] != self.verify_path
+        ):
             await self.app(scope, receive, send)
             return
         body = b""
@@ -68,9 +72,16 @@ class FastPathMiddleware:
             answer = None
         if answer is not None:
             payload = envelope_bytes(True, answer["message"], answer)
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(payload)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(payload)).encode()),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": payload})
             return
         replayed = False
@@ -96,7 +107,9 @@ class FastPathMiddleware:
                     key = cred.strip()
             elif name == b"content-type":
                 content_type = value
-        if not key or (content_type is not None and not content_type.startswith(b"application/json")):
+        if not key or (
+            content_type is not None and not content_type.startswith(b"application/json")
+        ):
             return None
         principal = self.ctx.auth_cache.cached(key)
         if principal is None:
@@ -122,5 +135,7 @@ class FastPathMiddleware:
         authority = self.ctx.authority
         answer = authority.verify_cached(principal, aztp_id, flow_id)
         if answer is None:
-            answer = await anyio.to_thread.run_sync(authority.verify_identity, principal, aztp_id, flow_id)
+            answer = await anyio.to_thread.run_sync(
+                authority.verify_identity, principal, aztp_id, flow_id
+            )
         return answer  # type: ignore[no-any-return]

@@ -5,12 +5,9 @@ One background thread (:class:`StoreWatcher`) polls the store every few millisec
 * the state **revision** (bumped by every write that changes decision state, in this process
   or any other sharing the store) — pushed to change-feed subscribers;
 * a signature of the API-key table (count, revoked count, latest times): API-key creation and
-  revocation do not bump the revision, and this is what invalidates the API-key cache. With
-  SQLite it is read only after ``PRAGMA data_version`` (on a connection of its own) says that
-  something was committed.
-
-The watcher never calls ``store.maybe_changed()``: that check is stateful and belongs to the
-authority's snapshot cache; a second caller would steal its change signals.
+  revocation do not bump the revision, and this is what invalidates the API-key cache. It is
+  read only when the store's change detection (a cursor of the watcher's own, see
+  :mod:`aztp_agents.store.changes`) says that something was committed.
 """
 
 from __future__ import annotations
@@ -19,7 +16,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -31,6 +27,7 @@ from ..authority import Authority, Principal
 from ..decisions import Snapshot
 from ..store import Store
 from ..store import schema as store_schema
+from ..store.changes import ChangeCursor
 
 __all__ = ["AuthCache", "StoreWatcher", "state_document"]
 
@@ -55,8 +52,7 @@ class StoreWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
-        self._dv_conn: sqlite3.Connection | None = None
-        self._data_version: int | None = None
+        self._changes: ChangeCursor | None = None
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -65,10 +61,12 @@ class StoreWatcher:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stop.clear()
-            if self.store.is_sqlite and self.store.path is not None and self._dv_conn is None:
-                self._dv_conn = sqlite3.connect(str(self.store.path), check_same_thread=False, isolation_level=None)
+            if self._changes is None:
+                self._changes = self.store.changes.cursor()
             self._poll()  # a first value before anyone reads it
-            self._thread = threading.Thread(target=self._run, name="aztp-store-watcher", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name="aztp-store-watcher", daemon=True
+            )
             self._thread.start()
 
     def stop(self) -> None:
@@ -77,10 +75,9 @@ class StoreWatcher:
         if thread is not None:
             thread.join(timeout=2)
         self._thread = None
-        if self._dv_conn is not None:
-            with contextlib.suppress(Exception):
-                self._dv_conn.close()
-            self._dv_conn = None
+        if self._changes is not None:
+            self._changes.close()
+            self._changes = None
 
     @property
     def alive(self) -> bool:
@@ -102,11 +99,7 @@ class StoreWatcher:
                 self._stop.wait(1.0)
 
     def _poll(self) -> None:
-        committed = True
-        if self._dv_conn is not None:
-            dv = self._dv_conn.execute("PRAGMA data_version").fetchone()[0]
-            committed = dv != self._data_version
-            self._data_version = dv
+        committed = self._changes is None or self._changes.committed()
         if committed or self._key_sig is None:
             sig = self._key_signature()
             if sig != self._key_sig:
@@ -121,8 +114,14 @@ class StoreWatcher:
     def _key_signature(self) -> tuple[Any, ...]:
         k = store_schema.api_keys.c
         with self.store.read() as conn:
-            row = conn.execute(select(func.count(), func.count(k.revoked_at), func.max(k.revoked_at),
-                                      func.max(k.created_at))).one()
+            row = conn.execute(
+                select(
+                    func.count(),
+                    func.count(k.revoked_at),
+                    func.max(k.revoked_at),
+                    func.max(k.created_at),
+                )
+            ).one()
         return tuple(row)
 
     def _notify(self) -> None:
@@ -183,7 +182,9 @@ class AuthCache:
     once. Keys are held only as SHA-256 digests.
     """
 
-    def __init__(self, authority: Authority, watcher: StoreWatcher, *, max_entries: int = 10_000) -> None:
+    def __init__(
+        self, authority: Authority, watcher: StoreWatcher, *, max_entries: int = 10_000
+    ) -> None:
         self.authority = authority
         self.watcher = watcher
         self.max_entries = max_entries
@@ -225,6 +226,7 @@ class AuthCache:
 def state_document(snap: Snapshot, user_id: str | None = None) -> dict[str, Any]:
     """``GET /v1/state``: the organization's decision state as JSON, without the flows the
     user may not see (other users' private flows)."""
+
     def shown(flow_id: str) -> bool:
         return user_id is None or snap.flow_visible(flow_id, user_id)
 

@@ -1,20 +1,17 @@
 """Persistence for the authority: one interface over SQLite (default) and PostgreSQL.
 
 The store owns the engine, the schema and its migrations, write transactions that bump the
-state *revision*, the cheap cross-process change check used before each decision, and the
-audit log's append path (synchronous for operations, group-committed for decisions).
+state *revision*, and the audit log's append path (synchronous for operations,
+group-committed for decisions). Change detection is :mod:`.changes`.
 """
 
 from __future__ import annotations
 
 import atexit
-import functools
 import logging
-import mmap
 import os
 import queue
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -31,6 +28,7 @@ from ..audit import BATCH_ACTION, GENESIS, QueuedRecord, canonical_json, encode_
 from ..errors import StoreError
 from ..keywrap import KeyWrapper
 from . import schema
+from .changes import StoreChanges
 
 __all__ = ["SCHEMA_VERSION", "Store"]
 
@@ -39,8 +37,6 @@ log = logging.getLogger(__name__)
 #: Version of the schema this code writes. Stores at an older version are migrated on open;
 #: a store at a newer version is refused (it was written by a newer aztp-agents).
 SCHEMA_VERSION = 1
-
-_U32 = struct.Struct("=I")
 
 
 def _migrate_1(conn: Connection) -> None:
@@ -58,7 +54,9 @@ class Store:
         self.path = path
         #: Seals CA private keys at rest (None: no master key configured for a non-file store).
         self.key_wrapper: KeyWrapper | None = (
-            KeyWrapper.for_file(path.parent / "master.key") if path is not None else KeyWrapper.from_env()
+            KeyWrapper.for_file(path.parent / "master.key")
+            if path is not None
+            else KeyWrapper.from_env()
         )
         self.is_sqlite = url.startswith("sqlite")
         try:
@@ -71,7 +69,9 @@ class Store:
                 self.engine = create_engine(url, pool_pre_ping=True)
             self.migrate()
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open the store at {self.describe()}: {exc.__class__.__name__}: {exc.args[0] if exc.args else ''}") from None
+            raise StoreError(
+                f"cannot open the store at {self.describe()}: {exc.__class__.__name__}: {exc.args[0] if exc.args else ''}"
+            ) from None
         # Change checks use a pool of plain sqlite3 connections, one borrowed per check: PRAGMA
         # data_version is per connection ("did anyone else commit since *this* connection last
         # asked?"), so a connection that saw nothing new can tell any thread nothing was missed,
@@ -81,21 +81,15 @@ class Store:
         self._checkers: list[sqlite3.Connection] = []
         self._checkers_lock = threading.Lock()
         self._closed = False
-        self._shm: mmap.mmap | None = None
         if self.is_sqlite and path is not None:
             slot = self._borrow()  # stays open (pooled): the WAL index lives as long as we do
             if slot is not None:
                 self._pool.put(slot)
-                self._shm = self._map_change_counter()
-        #: ``change_token_reader()[0]`` is :meth:`change_token` without a Python call (for the
-        #: decision fast path); ``None`` where there is no shared counter.
-        self.change_token_reader: Callable[[], tuple[int]] | None = (
-            None if self._shm is None else functools.partial(_U32.unpack_from, self._shm, 8))
         #: Called by the audit writer after each of its commits with ``(change token,
-        #: revision)``: the store's revision at that token. An audit commit moves the change
-        #: token but never the revision, so a reader that holds this revision may take the
-        #: token as checked instead of re-reading the revision after every batch.
+        #: revision)`` (see :class:`~.changes.ChangeCursor`).
         self.audit_commit_listeners: list[Callable[[int, int], None]] = []
+        #: Change detection, for every reader (see :mod:`.changes`).
+        self.changes = StoreChanges(self)
         self._audit_writer = _AuditWriter(self)
         atexit.register(self.close)
 
@@ -128,7 +122,9 @@ class Store:
     def unseal(self, stored: str, *, context: str) -> str:
         if self.key_wrapper is None:
             if not stored.startswith("-----BEGIN"):
-                raise StoreError("a stored CA key is encrypted but no master key is configured (AZTP_MASTER_KEY)")
+                raise StoreError(
+                    "a stored CA key is encrypted but no master key is configured (AZTP_MASTER_KEY)"
+                )
             return stored
         return self.key_wrapper.unwrap(stored, context=context)
 
@@ -156,7 +152,9 @@ class Store:
             conn.execution_options(aztp_write=True)
             with conn.begin():
                 schema.meta.create(conn, checkfirst=True)
-                row = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")).first()
+                row = conn.execute(
+                    select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
+                ).first()
                 current = int(row[0]) if row else 0
                 if current > SCHEMA_VERSION:
                     raise StoreError(
@@ -167,10 +165,16 @@ class Store:
                     log.info("migrating store %s to schema version %d", self.describe(), version)
                     MIGRATIONS[version](conn)
                 if current == 0:
-                    conn.execute(insert(schema.meta).values(key="schema_version", value=SCHEMA_VERSION))
+                    conn.execute(
+                        insert(schema.meta).values(key="schema_version", value=SCHEMA_VERSION)
+                    )
                     conn.execute(insert(schema.meta).values(key="revision", value=0))
                 elif current < SCHEMA_VERSION:
-                    conn.execute(update(schema.meta).where(schema.meta.c.key == "schema_version").values(value=SCHEMA_VERSION))
+                    conn.execute(
+                        update(schema.meta)
+                        .where(schema.meta.c.key == "schema_version")
+                        .values(value=SCHEMA_VERSION)
+                    )
 
     # --- transactions ----------------------------------------------------------------
 
@@ -206,40 +210,27 @@ class Store:
         slot = self._borrow()
         if slot is not None:
             try:
-                return int(slot[0].execute("SELECT value FROM meta WHERE key='revision'").fetchone()[0])
+                return int(
+                    slot[0].execute("SELECT value FROM meta WHERE key='revision'").fetchone()[0]
+                )
             finally:
                 self._pool.put(slot)
         with self.read() as c:
             return int(c.execute(stmt).scalar_one())
 
     def maybe_changed(self) -> bool:
-        """Cheap check: could another connection or process have committed since last asked?
-
-        SQLite: ``PRAGMA data_version`` on a pooled connection (about 2 us, no disk read).
-        Other databases: always ``True`` (the caller then compares the revision).
-        """
-        slot = self._borrow()
-        if slot is None:
-            return True
-        try:
-            version = slot[0].execute("PRAGMA data_version").fetchone()[0]
-            changed, slot[1] = version != slot[1], version
-            return changed
-        finally:
-            self._pool.put(slot)
+        """Could another connection or process have committed since last asked? (see
+        :meth:`StoreChanges.maybe_changed`)"""
+        return self.changes.maybe_changed()
 
     def change_token(self) -> int | None:
-        """A number that changes whenever any connection, in any process, commits to the
-        store — read from shared memory without a system call (about 0.2 us). ``None`` when
-        unavailable (not SQLite, or the self-test at open failed): use :meth:`maybe_changed`.
+        """See :meth:`StoreChanges.token`."""
+        return self.changes.token()
 
-        It is the transaction counter of SQLite's WAL index header (``-shm`` file, offset 8,
-        documented in SQLite's WAL file format), which every commit increments."""
-        shm = self._shm
-        return None if shm is None else _U32.unpack_from(shm, 8)[0]
-
-    def _map_change_counter(self) -> mmap.mmap | None:
-        return _change_counter(Path(self.path).resolve()) if self.path is not None else None
+    @property
+    def change_token_reader(self) -> Callable[[], tuple[int]] | None:
+        """See :attr:`StoreChanges.token_reader`."""
+        return self.changes.token_reader
 
     def _borrow(self) -> list[Any] | None:
         """A ``[connection, last data_version]`` slot from the pool (a new one if all are busy)."""
@@ -255,7 +246,9 @@ class Store:
 
     # --- audit -----------------------------------------------------------------------
 
-    def append_audit(self, conn: Connection, org_id: str, records: Sequence[Mapping[str, Any]]) -> int:
+    def append_audit(
+        self, conn: Connection, org_id: str, records: Sequence[Mapping[str, Any]]
+    ) -> int:
         """Append ``records`` (``action``, ``actor``, ``subject``, ``data``, optional ``ts`` as
         ISO text or epoch seconds) to the organization's chain inside the caller's write
         transaction. Returns the last sequence number."""
@@ -265,7 +258,9 @@ class Store:
         if not self.is_sqlite:
             head_stmt = head_stmt.with_for_update()
         head = conn.execute(head_stmt).first()
-        rows, seq, prev = _chain_rows(org_id, (int(head[0]), str(head[1])) if head else None, records)
+        rows, seq, prev = _chain_rows(
+            org_id, (int(head[0]), str(head[1])) if head else None, records
+        )
         if rows:
             ph = "?" if self.is_sqlite else "%s"
             conn.exec_driver_sql(
@@ -277,7 +272,9 @@ class Store:
                 conn.execute(insert(schema.audit_heads).values(org_id=org_id, seq=seq, hash=prev))
             else:
                 conn.execute(
-                    update(schema.audit_heads).where(schema.audit_heads.c.org_id == org_id).values(seq=seq, hash=prev)
+                    update(schema.audit_heads)
+                    .where(schema.audit_heads.c.org_id == org_id)
+                    .values(seq=seq, hash=prev)
                 )
         return seq
 
@@ -310,13 +307,13 @@ class Store:
             for conn in checkers:
                 conn.close()
             self.engine.dispose()
-            self._shm = None  # the mapping itself is shared and stays (see _change_counter)
-            self.change_token_reader = None
+            self.changes.close()
             atexit.unregister(self.close)
 
 
-def _chain_rows(org_id: str, head: tuple[int, str] | None, records: Sequence[Mapping[str, Any]]
-                ) -> tuple[list[tuple[Any, ...]], int, str]:
+def _chain_rows(
+    org_id: str, head: tuple[int, str] | None, records: Sequence[Mapping[str, Any]]
+) -> tuple[list[tuple[Any, ...]], int, str]:
     """The audit rows for ``records`` following the chain's ``head`` (seq, hash)."""
     seq, prev = head if head is not None else (0, GENESIS)
     rows = []
@@ -335,57 +332,6 @@ def _chain_rows(org_id: str, head: tuple[int, str] | None, records: Sequence[Map
 _INSERT_AUDIT = "INSERT INTO audit (org_id, seq, ts, actor, action, subject, data, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?)"
 
 
-_COUNTERS: dict[Path, tuple[Any, mmap.mmap, int] | None] = {}
-_COUNTERS_LOCK = threading.Lock()
-
-
-def _change_counter(path: Path) -> mmap.mmap | None:
-    """The mapped WAL-index header of ``path``: one per file per process, remapped only when
-    the ``-shm`` file was replaced (after every connection to the store had closed).
-
-    Its file descriptor is not closed while the file is live: closing any descriptor of a
-    file drops every POSIX lock the process holds on it — SQLite's own locks on the ``-shm``
-    file included — and another process could then rebuild the index under us. Self-tested
-    once per file: a commit must move the counter, else None (callers use
-    ``PRAGMA data_version``)."""
-    shm_path = f"{path}-shm"
-    with _COUNTERS_LOCK:
-        try:
-            inode = os.stat(shm_path).st_ino
-        except OSError:
-            return None
-        if path in _COUNTERS:
-            entry = _COUNTERS[path]
-            if entry is None:
-                return None
-            if entry[2] == inode:
-                return entry[1]
-            entry[1].close()  # the old file is gone (unlinked): nothing of ours is locked on it
-            entry[0].close()
-        _COUNTERS[path] = None
-        try:
-            handle = open(shm_path, "rb")  # noqa: SIM115 - kept open on purpose
-            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-            if _U32.unpack_from(mapped, 0)[0] != 3007000:  # WAL-index format version
-                raise ValueError("unexpected WAL-index format")
-            before = _U32.unpack_from(mapped, 8)[0]
-            probe = sqlite3.connect(str(path), isolation_level=None)
-            try:
-                probe.execute("PRAGMA busy_timeout=30000")
-                probe.execute("BEGIN IMMEDIATE")
-                probe.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('counter_probe', abs(random()))")
-                probe.execute("COMMIT")
-            finally:
-                probe.close()
-            if _U32.unpack_from(mapped, 8)[0] == before:
-                raise ValueError("the counter did not move on a commit")
-        except (OSError, ValueError, sqlite3.Error) as exc:
-            log.info("store change counter unavailable (%s); using PRAGMA data_version", exc)
-            return None
-        _COUNTERS[path] = (handle, mapped, os.fstat(handle.fileno()).st_ino)
-        return mapped
-
-
 @dataclass(frozen=True)
 class AuditWriterStats:
     """What the background audit writer has done so far: records and batches committed, and
@@ -396,7 +342,9 @@ class AuditWriterStats:
     cpu_seconds: float = 0.0
 
     def add(self, records: int, cpu_seconds: float) -> AuditWriterStats:
-        return AuditWriterStats(self.records + records, self.batches + 1, self.cpu_seconds + cpu_seconds)
+        return AuditWriterStats(
+            self.records + records, self.batches + 1, self.cpu_seconds + cpu_seconds
+        )
 
 
 class _AuditWriter:
@@ -410,7 +358,9 @@ class _AuditWriter:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._queue: queue.SimpleQueue[tuple[str, QueuedRecord] | threading.Event | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, QueuedRecord] | threading.Event | None] = (
+            queue.SimpleQueue()
+        )
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._wake = threading.Event()
@@ -431,7 +381,9 @@ class _AuditWriter:
     def _start(self) -> None:
         with self._start_lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="aztp-audit-writer", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="aztp-audit-writer", daemon=True
+                )
                 self._thread.start()
 
     #: How long the writer lets records gather after the first one arrives: one commit per
@@ -473,7 +425,9 @@ class _AuditWriter:
                 else:
                     with self._store.write(bump=False) as conn:
                         for org_id, payload in payloads.items():
-                            self._store.append_audit(conn, org_id, [{"action": BATCH_ACTION, "data_json": payload}])
+                            self._store.append_audit(
+                                conn, org_id, [{"action": BATCH_ACTION, "data_json": payload}]
+                            )
                 return
             except Exception:  # store locked or gone: retry, then report loudly
                 if attempt == 4:
@@ -485,19 +439,29 @@ class _AuditWriter:
         ``synchronous=NORMAL`` here (WAL): a committed batch survives the process being
         killed; only a power loss can take the last batches. State changes keep FULL."""
         if self._conn is None:
-            self._conn = sqlite3.connect(str(self._store.path), isolation_level=None, check_same_thread=False)
+            self._conn = sqlite3.connect(
+                str(self._store.path), isolation_level=None, check_same_thread=False
+            )
             self._conn.execute("PRAGMA busy_timeout=30000")
             self._conn.execute("PRAGMA synchronous=NORMAL")
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             for org_id, payload in payloads.items():
-                head = conn.execute("SELECT seq, hash FROM audit_heads WHERE org_id=?", (org_id,)).fetchone()
-                rows, seq, prev = _chain_rows(org_id, (int(head[0]), str(head[1])) if head else None,
-                                              [{"action": BATCH_ACTION, "data_json": payload}])
+                head = conn.execute(
+                    "SELECT seq, hash FROM audit_heads WHERE org_id=?", (org_id,)
+                ).fetchone()
+                rows, seq, prev = _chain_rows(
+                    org_id,
+                    (int(head[0]), str(head[1])) if head else None,
+                    [{"action": BATCH_ACTION, "data_json": payload}],
+                )
                 conn.executemany(_INSERT_AUDIT, rows)
-                conn.execute("INSERT INTO audit_heads (org_id, seq, hash) VALUES (?,?,?) "
-                             "ON CONFLICT(org_id) DO UPDATE SET seq=excluded.seq, hash=excluded.hash", (org_id, seq, prev))
+                conn.execute(
+                    "INSERT INTO audit_heads (org_id, seq, hash) VALUES (?,?,?) "
+                    "ON CONFLICT(org_id) DO UPDATE SET seq=excluded.seq, hash=excluded.hash",
+                    (org_id, seq, prev),
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -516,7 +480,9 @@ class _AuditWriter:
         if token is None:
             return
         try:
-            revision = int(conn.execute("SELECT value FROM meta WHERE key='revision'").fetchone()[0])
+            revision = int(
+                conn.execute("SELECT value FROM meta WHERE key='revision'").fetchone()[0]
+            )
         except Exception:  # nothing published: readers re-check on their own
             log.debug("could not read the revision after an audit commit", exc_info=True)
             return

@@ -1,0 +1,399 @@
+"""The decision fast path: the one owner of how a tool-call decision is made, memoized and
+audited.
+
+It owns:
+
+* :class:`DecisionKey`, what a decision depends on besides the state and a policy condition's
+  context;
+* the one memo: ``DecisionState.memo`` maps a key to the :class:`Made` decision (a new
+  revision is a new state, with an empty memo);
+* the audit layout of a decision record (:data:`DECISION_ACTION`, :data:`DECISION_LAYOUT`);
+* :class:`LocalDecisions`, the embedded authority's per-organization states, and
+  :class:`PrincipalDecisions`, the no-I/O decision point of one principal.
+
+Why the code below looks the way it does: a tool call passes through here on every call of
+every agent, and on that path each Python frame costs 2-5 us in situ (cold caches between two
+stretches of framework code), far more than its instructions. So the allowed-and-memoized
+call (:meth:`PrincipalDecisions.decide_now`) makes no call into other Python code but the
+audit queue's ``put``: the key is built as a plain tuple in :class:`DecisionKey`'s field
+order (equal to, and hashing like, a ``DecisionKey``; a NamedTuple's ``__new__`` is a Python
+frame); a :class:`~.decision.Decision` is made with ``tuple.__new__`` from the memoized
+fields before and after its latency; the change check reads the shared counter through a
+C-level callable. Nothing outside this module knows these layouts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, Protocol
+
+from ..audit import (
+    CallContext,
+    FieldData,
+    FieldParts,
+    QueuedRecord,
+    flatten_context,
+    register_layout,
+)
+from .decision import Decision, Reason
+from .rules import decide_tool_call
+from .state import DecisionState
+
+__all__ = [
+    "DECISION_ACTION",
+    "DECISION_LAYOUT",
+    "DecisionKey",
+    "LocalDecisions",
+    "Made",
+    "PrincipalDecisions",
+    "decide_on",
+    "decision_fields",
+]
+
+#: Audit action of tool-call decisions.
+DECISION_ACTION = "decision.tool_call"
+#: The fields of a decision's audit record, in the order :attr:`Made.audit` holds them.
+DECISION_LAYOUT = ("allowed", "reason", "tool", "toolName", "flowId", "revision", "enforced")
+register_layout(DECISION_ACTION, DECISION_LAYOUT)
+
+#: A memo grows with distinct calls on one state; past this it starts again.
+MEMO_LIMIT = 100_000
+
+_perf_counter = time.perf_counter
+_time = time.time
+_new_tuple = tuple.__new__
+
+
+class DecisionKey(NamedTuple):
+    """What a memoized decision depends on (with the state it was made on)."""
+
+    user_id: str
+    flow_id: str
+    agent: str
+    tool: str
+    tool_name: str | None
+    enforce: bool
+
+
+class Made(NamedTuple):
+    """A decision made on a state, as the memo keeps it: the :class:`Decision` fields before
+    ``latency_us`` and after it (a repeat costs one new tuple), and the audit record's fields
+    (:data:`DECISION_LAYOUT`)."""
+
+    head: tuple[Any, ...]
+    tail: tuple[Any, ...]
+    audit: FieldData
+
+
+def make(state: DecisionState, key: tuple[Any, ...], context: Mapping[str, Any] | None) -> Made:
+    """Decide ``key`` on ``state`` (pure rules) and memoize it unless it depended on the
+    context. A flow the user may not see is decided like one that does not exist."""
+    user_id, flow_id, agent, tool, tool_name, enforce = key
+    if not state.flow_visible(flow_id, user_id):
+        reason, marked = Reason.FLOW_UNKNOWN, False
+    else:
+        reason, marked = decide_tool_call(
+            state, flow_id=flow_id, agent=agent, tool=tool, tool_name=tool_name, context=context
+        )
+    allowed = reason is Reason.ALLOWED
+    made = Made(
+        (allowed, reason, agent, tool, flow_id, state.revision),
+        (tool_name, marked, enforce, state.organization or None, None),
+        (allowed, reason.value, tool, tool_name, flow_id, state.revision, enforce),
+    )
+    if not (context and state.conditional):
+        memo = state.memo
+        if len(memo) > MEMO_LIMIT:
+            memo.clear()
+        memo[key] = made
+    return made
+
+
+def decide_on(
+    state: DecisionState, key: DecisionKey, context: Mapping[str, Any] | None, started: float
+) -> tuple[Decision, FieldData]:
+    """The decision for ``key`` on ``state`` (from the memo when possible) and its audit
+    fields; ``started``: ``time.perf_counter()`` when the decision began (its latency)."""
+    made = None if context and state.conditional else state.memo.get(key)
+    if made is None:
+        made = make(state, key, context)
+    head, tail, audit = made
+    decision: Decision = _new_tuple(Decision, (*head, (_perf_counter() - started) * 1e6, *tail))
+    return decision, audit
+
+
+def decision_fields(decision: Decision) -> FieldData:
+    """The audit fields (:data:`DECISION_LAYOUT`) of a decision taken elsewhere."""
+    return (
+        decision.allowed,
+        decision.reason.value,
+        decision.tool,
+        decision.tool_name,
+        decision.flow,
+        decision.revision,
+        decision.enforced,
+    )
+
+
+def with_context(audit: FieldData, context: Mapping[str, Any] | None) -> FieldData:
+    """The record's data: the decision's fields, then the context frozen now (flat)."""
+    if not context:
+        return audit
+    return FieldParts(
+        (audit, context.flat if type(context) is CallContext else flatten_context(context))
+    )
+
+
+class Changes(Protocol):
+    """What the cache needs of change detection (a :class:`~aztp_agents.store.changes.ChangeCursor`)."""
+
+    revision: int
+    confirmed_token: int | None
+    stale: bool
+    listeners: list[Callable[[int], None]]
+    changes: Any  # .token_reader: the shared counter's C-level reader, or None
+
+    def confirm(self) -> int: ...
+    def current_now(self) -> bool: ...
+
+
+class LocalDecisions:
+    """The decision states of every organization an embedded authority serves, kept at the
+    store's current revision, and the decisions taken on them (audited).
+
+    ``load``: reads one organization's state from the store (blocking); ``changes``: this
+    reader's change cursor; ``audit_queue``: returns the audit writer's ``put`` (called once,
+    on the first record, which starts the writer)."""
+
+    def __init__(
+        self,
+        load: Callable[[str], DecisionState],
+        changes: Changes,
+        audit_queue: Callable[[], Callable[[tuple[str, QueuedRecord]], None]],
+    ) -> None:
+        self._load = load
+        self.changes = changes
+        self._states: dict[str, DecisionState] = {}
+        self._lock = threading.Lock()
+        self._audit_queue = audit_queue
+        #: Queues ``(org_id, record)`` for the audit writer (started on the first record).
+        self.audit_put: Callable[[tuple[str, QueuedRecord]], None] = self._first_audit_put
+        changes.listeners.append(self._revision_moved)
+
+    def _first_audit_put(self, item: tuple[str, QueuedRecord]) -> None:
+        self.audit_put = self._audit_queue()
+        self.audit_put(item)
+
+    def _revision_moved(self, revision: int) -> None:
+        with self._lock:
+            self._states = {}
+
+    def invalidate(self) -> None:
+        """A write here changed decision state: confirm before the next decision."""
+        self.changes.stale = True
+
+    def state(self, org_id: str) -> DecisionState:
+        """The organization's state, current as of the latest commit here or in any other
+        process sharing the store (one shared-memory read to know). Blocking."""
+        self.changes.confirm()
+        state = self._states.get(org_id)
+        if state is None:
+            state = self._load(org_id)
+            with self._lock:
+                if state.revision == self.changes.revision:
+                    self._states[org_id] = state
+        return state
+
+    def cached_state(self, org_id: str) -> DecisionState | None:
+        """The state without any I/O, or None when it must be (re)loaded with :meth:`state`."""
+        if not self.changes.current_now():
+            return None
+        return self._states.get(org_id)
+
+    def decide(
+        self,
+        org_id: str,
+        key: DecisionKey,
+        context: Mapping[str, Any] | None = None,
+        state: DecisionState | None = None,
+    ) -> Decision:
+        """The decision for ``key`` (blocking unless ``state`` is given), audited."""
+        started = _perf_counter()
+        if state is None:
+            state = self.state(org_id)
+        decision, audit = decide_on(state, key, context, started)
+        self.audit_put(
+            (org_id, (_time(), DECISION_ACTION, key[0], key[2], with_context(audit, context)))
+        )
+        return decision
+
+    def memoized(
+        self,
+        org_id: str,
+        key: tuple[Any, ...],
+        context: Mapping[str, Any] | None = None,
+        flat_context: FieldData | None = None,
+    ) -> Decision | None:
+        """The decision for ``key``, audited, when this exact call was already decided and
+        **allowed** on the current state; else ``None`` and nothing is audited. No I/O.
+        ``flat_context``: the context already flattened (as :attr:`CallContext.flat`)."""
+        started = _perf_counter()
+        changes = self.changes
+        read_token = changes.changes.token_reader
+        if read_token is None or read_token()[0] != changes.confirmed_token or changes.stale:
+            return None
+        state = self._states.get(org_id)
+        if state is None or ((context or flat_context) and state.conditional):
+            return None
+        made = state.memo.get(key)
+        if made is None or not made[0][0]:
+            return None
+        head, tail, audit = made
+        decision: Decision = _new_tuple(Decision, (*head, (_perf_counter() - started) * 1e6, *tail))
+        if flat_context:
+            audit = FieldParts((audit, flat_context))
+        elif context:
+            audit = with_context(audit, context)
+        self.audit_put((org_id, (_time(), DECISION_ACTION, key[0], key[2], audit)))
+        return decision
+
+    def record(
+        self, org_id: str, user_id: str, decision: Decision, context: Mapping[str, Any] | None
+    ) -> None:
+        """Queue the audit record of a decision taken elsewhere (a fail-closed denial)."""
+        self.audit_put(
+            (
+                org_id,
+                (
+                    _time(),
+                    DECISION_ACTION,
+                    user_id,
+                    decision.agent,
+                    with_context(decision_fields(decision), context),
+                ),
+            )
+        )
+
+    def for_principal(self, org_id: str, user_id: str) -> PrincipalDecisions:
+        return PrincipalDecisions(self, org_id, user_id)
+
+
+class PrincipalDecisions:
+    """The embedded decision point of one principal (see ``aztp_agents.guard.DecisionPoint``):
+    decisions from the in-memory state, loaded in a worker thread when it must be."""
+
+    #: In-memory decisions cannot hang: the guard calls :meth:`decide` without a timeout.
+    bounded = True
+
+    def __init__(self, cache: LocalDecisions, org_id: str, user_id: str) -> None:
+        self.cache = cache
+        self.org_id = org_id
+        self.user_id = user_id
+
+    def decide_now(
+        self,
+        flow_id: str,
+        agent: str,
+        tool: str,
+        tool_name: str | None,
+        enforce: bool,
+        context: Mapping[str, Any] | None = None,
+        flat_context: FieldData | None = None,
+    ) -> Decision | None:
+        """The decision without any I/O (audited), or ``None`` when the state must be loaded
+        first. ``flat_context`` may stand for ``context``: alternating str keys and plain
+        values; a mapping is made from it only if the call needs more than the memo."""
+        started = _perf_counter()
+        cache = self.cache
+        # --- the usual call: already decided and allowed on the current state (inlined
+        # LocalDecisions.memoized: no frame)
+        changes = cache.changes
+        read_token = changes.changes.token_reader
+        key = (self.user_id, flow_id, agent, tool, tool_name, enforce)  # DecisionKey order
+        if (
+            read_token is not None
+            and read_token()[0] == changes.confirmed_token
+            and not changes.stale
+        ):
+            state = cache._states.get(self.org_id)
+            if state is not None and not ((context or flat_context) and state.conditional):
+                made = state.memo.get(key)
+                if made is not None and made[0][0]:
+                    head, tail, audit = made
+                    decision: Decision = _new_tuple(
+                        Decision, (*head, (_perf_counter() - started) * 1e6, *tail)
+                    )
+                    if flat_context:
+                        audit = FieldParts((audit, flat_context))
+                    elif context:  # with_context() inlined
+                        audit = FieldParts(
+                            (
+                                audit,
+                                context.flat
+                                if type(context) is CallContext
+                                else flatten_context(context),
+                            )
+                        )
+                    cache.audit_put(
+                        (self.org_id, (_time(), DECISION_ACTION, self.user_id, agent, audit))
+                    )
+                    return decision
+        # --- anything else that needs no I/O
+        if context is None and flat_context:
+            context = CallContext(zip(flat_context[::2], flat_context[1::2], strict=True))
+        state = cache.cached_state(self.org_id)
+        if state is None:
+            return None
+        decision, audit = decide_on(state, key, context, started)  # type: ignore[arg-type]
+        cache.audit_put(
+            (
+                self.org_id,
+                (_time(), DECISION_ACTION, self.user_id, agent, with_context(audit, context)),
+            )
+        )
+        return decision
+
+    def decide(
+        self,
+        *,
+        flow_id: str,
+        agent: str,
+        tool: str,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        enforce: bool = True,
+    ) -> Decision:
+        """The decision, loading the state if it must (blocking)."""
+        return self.cache.decide(
+            self.org_id,
+            (self.user_id, flow_id, agent, tool, tool_name, enforce),  # type: ignore[arg-type]
+            context,
+        )
+
+    async def adecide(
+        self,
+        *,
+        flow_id: str,
+        agent: str,
+        tool: str,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        enforce: bool = True,
+    ) -> Decision:
+        """:meth:`decide` on an event loop: the state, if it must be loaded, in a thread."""
+        import anyio.to_thread
+
+        state = self.cache.cached_state(self.org_id)
+        if state is None:
+            state = await anyio.to_thread.run_sync(self.cache.state, self.org_id)
+        return self.cache.decide(
+            self.org_id,
+            (self.user_id, flow_id, agent, tool, tool_name, enforce),  # type: ignore[arg-type]
+            context,
+            state,
+        )
+
+    def record_decision(self, decision: Decision, context: Mapping[str, Any] | None = None) -> None:
+        self.cache.record(self.org_id, self.user_id, decision, context)

@@ -1,0 +1,144 @@
+"""The decision rules, as pure functions over a :class:`~.state.DecisionState`.
+
+Nothing here does I/O and nothing here is memoized: :mod:`.fastpath` keeps the decisions
+already made on a state. One evaluation path serves the tool-call decision, verification and
+connection checks.
+
+Checks run in a fixed order and the first failure is the reason:
+``agent_unknown``, ``agent_revoked``, ``agent_not_in_flow``, ``agent_revoked_in_flow``,
+the same four for the tool, ``no_link``, ``policy_denied``; otherwise ``allowed``.
+``authority_unavailable`` is produced by enforcement points when the state cannot be had.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..policy import Outcome, Statement, evaluate
+from .decision import Reason, Verdict
+from .state import DecisionState
+
+__all__ = ["authorize_connection", "decide_tool_call", "tool_actions", "verify_in_snapshot"]
+
+
+_AGENT = (
+    Reason.AGENT_UNKNOWN,
+    Reason.AGENT_REVOKED,
+    Reason.AGENT_NOT_IN_FLOW,
+    Reason.AGENT_REVOKED_IN_FLOW,
+)
+_TOOL = (
+    Reason.TOOL_UNKNOWN,
+    Reason.TOOL_REVOKED,
+    Reason.TOOL_NOT_IN_FLOW,
+    Reason.TOOL_REVOKED_IN_FLOW,
+)
+
+
+def _check_member(
+    snap: DecisionState, aztp_id: str, flow_id: str | None, reasons: tuple[Reason, ...]
+) -> Reason | None:
+    status = snap.identities.get(aztp_id)
+    if status is None:
+        return reasons[0]
+    if status != "active":
+        return reasons[1]
+    if flow_id is None:
+        return None
+    if aztp_id in snap.flow_revoked.get(flow_id, ()):
+        # Revoked in the flow: reported as such whether or not it is still a member.
+        members = snap.members.get(flow_id, ())
+        return reasons[3] if aztp_id in members else reasons[2]
+    if aztp_id not in snap.members.get(flow_id, ()):
+        return reasons[2]
+    return None
+
+
+def verify_in_snapshot(snap: DecisionState, aztp_id: str, flow_id: str | None = None) -> Verdict:
+    """Global (``flow_id=None``) or flow-scoped validity of one identity."""
+    if flow_id is not None and flow_id not in snap.flows:
+        return Verdict(False, Reason.FLOW_UNKNOWN)
+    failure = _check_member(snap, aztp_id, flow_id, _AGENT)
+    return Verdict(failure is None, failure or Reason.ALLOWED)
+
+
+def tool_actions(tool_name: str | None) -> tuple[str, ...]:
+    """The actions a tool call asks for: ``tool:invoke`` and ``tool:{tool_name}``."""
+    return ("tool:invoke", f"tool:{tool_name}") if tool_name else ("tool:invoke",)
+
+
+def _policy_reason(
+    snap: DecisionState,
+    subjects: Iterable[str],
+    actions: tuple[str, ...],
+    resource: str,
+    context: Mapping[str, Any] | None,
+) -> tuple[Reason | None, bool]:
+    """Deny wins over everything attached to any subject; no match leaves the link's allow."""
+    statements: list[Statement] = []
+    for subject in subjects:
+        statements.extend(snap.policies.get(subject, ()))
+    if not statements:
+        return None, False
+    result = evaluate(statements, actions, resource, context)
+    if result.outcome is Outcome.DENY:
+        return Reason.POLICY_DENIED, False
+    return None, result.audit
+
+
+def decide_tool_call(
+    snap: DecisionState,
+    *,
+    flow_id: str,
+    agent: str,
+    tool: str,
+    tool_name: str | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> tuple[Reason, bool]:
+    """Return ``(reason, audit_marked)`` for one tool call: the same state and arguments give
+    the same result (and the context matters only when ``snap.conditional``)."""
+    return _decide(snap, flow_id, agent, tool, tool_name, context if snap.conditional else None)
+
+
+def _decide(
+    snap: DecisionState,
+    flow_id: str,
+    agent: str,
+    tool: str,
+    tool_name: str | None,
+    context: Mapping[str, Any] | None,
+) -> tuple[Reason, bool]:
+    if flow_id not in snap.flows:
+        return Reason.FLOW_UNKNOWN, False
+    failure = _check_member(snap, agent, flow_id, _AGENT) or _check_member(
+        snap, tool, flow_id, _TOOL
+    )
+    if failure is not None:
+        return failure, False
+    if (agent, tool) not in snap.links:
+        return Reason.NO_LINK, False
+    denied, audit = _policy_reason(snap, (agent, tool), tool_actions(tool_name), tool, context)
+    if denied is not None:
+        return denied, False
+    return Reason.ALLOWED, audit
+
+
+def authorize_connection(
+    snap: DecisionState,
+    source: str,
+    target: str,
+    *,
+    policy: tuple[Statement, ...] | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> Verdict:
+    """Both identities valid, a link allows source -> target, and the policy (if any) allows
+    action ``connect`` on ``target`` (with a policy, nothing matching is a deny)."""
+    failure = _check_member(snap, source, None, _AGENT) or _check_member(snap, target, None, _TOOL)
+    if failure is not None:
+        return Verdict(False, failure)
+    if (source, target) not in snap.links:
+        return Verdict(False, Reason.NO_LINK)
+    if policy is not None and not evaluate(policy, "connect", target, context).allowed:
+        return Verdict(False, Reason.POLICY_DENIED)
+    return Verdict(True, Reason.ALLOWED)

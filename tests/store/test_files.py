@@ -1,0 +1,60 @@
+"""Store files: private permissions, CA keys sealed at rest, the default home."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from aztp_agents import Aztp
+from tests.authority.helpers import run
+
+# =========================================================================================
+# Files
+# =========================================================================================
+
+
+def test_store_files_are_private(client: Aztp, aztp_home: Path, db_path: Path) -> None:
+    run(client.secure_connect({}, "files-agent"))
+    assert stat.S_IMODE(aztp_home.stat().st_mode) == 0o700
+    assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
+    for sidecar in aztp_home.glob("aztp.db-*"):  # WAL and shared-memory files hold data too
+        assert stat.S_IMODE(sidecar.stat().st_mode) == 0o600, sidecar.name
+
+
+def test_ca_private_keys_are_sealed_at_rest(
+    client: Aztp, aztp_home: Path, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent = run(client.secure_connect({}, "sealed-agent"))
+    master = aztp_home / "master.key"
+    assert stat.S_IMODE(master.stat().st_mode) == 0o600
+    con = sqlite3.connect(db_path)
+    stored = [row[0] for row in con.execute("SELECT key_pem FROM trust_domains")]
+    con.close()
+    assert stored and all(s.startswith("aesgcm:v1:") and "PRIVATE KEY" not in s for s in stored)
+    raw = db_path.read_bytes() + b"".join(p.read_bytes() for p in aztp_home.glob("aztp.db-wal"))
+    assert b"PRIVATE KEY" not in raw  # the database files hold no CA key in clear
+    # The sealed key still signs: a fresh credential validates against the bundle.
+    assert run(client.verify_credential(agent.identity.certificate))["valid"] is True
+    # With another master key the store refuses to use the CA (clear error, no garbage keys).
+    from aztp_agents.authority import Authority
+    from aztp_agents.errors import StoreError
+    from aztp_agents.store import Store
+
+    monkeypatch.setenv("AZTP_MASTER_KEY", "A" * 43 + "=")
+    other = Authority(Store.open_sqlite(db_path))
+    try:
+        principal = other.local_principal()
+        with pytest.raises(StoreError, match="master key"):
+            other.issue_credential(principal, agent.identity.aztp_id)
+    finally:
+        other.store.close()
+
+
+def test_default_home_is_the_test_session_folder(session_aztp_home: Path) -> None:
+    from aztp_agents.client import resolve_home
+
+    assert resolve_home() == session_aztp_home
+    assert resolve_home() != Path.home() / ".aztp"
