@@ -153,39 +153,55 @@ def flow_show(
     emit(ctx, as_json, doc, human)
 
 
-def _member_op(
-    ctx: typer.Context, flow: str, identity: str, op: MemberOp
-) -> tuple[dict[str, Any], str, dict[str, Any]]:
-    """Resolve ``flow`` and ``identity``, then run ``op``: (the flow, the AZTP ID, the answer)."""
+def _change_membership(
+    ctx: typer.Context,
+    as_json: bool,
+    flow: str,
+    identity: str,
+    op: MemberOp,
+    message: Callable[[str, str], str],
+    style: str | None,
+) -> None:
+    """Resolve ``flow`` and ``identity``, run ``op`` on them and print its answer.
+
+    ``message(aztp_id, flow_name)`` is the line printed for people.
+    """
 
     async def go(client: Aztp) -> tuple[dict[str, Any], str, dict[str, Any]]:
         found = await find_flow(client, flow)
         aztp = await aztp_id(client, identity)
         return found, aztp, await op(client, found["_id"], aztp)
 
-    return run(ctx, go)
+    found, aztp, answer = run(ctx, go)
+    emit(ctx, as_json, answer, lambda: say(message(aztp, found["name"]), style))
 
 
-@flow_app.command("add")
-def flow_add(
-    ctx: typer.Context, flow: FlowArg, identity: IdentityArg, as_json: JsonOpt = False
+def _membership_command(
+    name: str, help: str, op: MemberOp, message: Callable[[str, str], str], style: str | None
 ) -> None:
-    """Add an identity to a flow (idempotent)."""
-    found, aztp, answer = _member_op(
-        ctx, flow, identity, lambda c, f, a: c.add_identity_to_flow(f, a)
-    )
-    emit(ctx, as_json, answer, lambda: say(f"added {aztp} to flow {found['name']}", "green"))
+    """Register ``flow NAME FLOW ID``: a membership change with no option but ``--json``."""
+
+    @flow_app.command(name, help=help)
+    def command(
+        ctx: typer.Context, flow: FlowArg, identity: IdentityArg, as_json: JsonOpt = False
+    ) -> None:
+        _change_membership(ctx, as_json, flow, identity, op, message, style)
 
 
-@flow_app.command("remove")
-def flow_remove(
-    ctx: typer.Context, flow: FlowArg, identity: IdentityArg, as_json: JsonOpt = False
-) -> None:
-    """Remove an identity from a flow (idempotent; a flow revocation survives it)."""
-    found, aztp, answer = _member_op(
-        ctx, flow, identity, lambda c, f, a: c.remove_identity_from_flow(f, a)
-    )
-    emit(ctx, as_json, answer, lambda: say(f"removed {aztp} from flow {found['name']}"))
+_membership_command(
+    "add",
+    "Add an identity to a flow (idempotent).",
+    lambda c, f, a: c.add_identity_to_flow(f, a),
+    lambda aztp, name: f"added {aztp} to flow {name}",
+    "green",
+)
+_membership_command(
+    "remove",
+    "Remove an identity from a flow (idempotent; a flow revocation survives it).",
+    lambda c, f, a: c.remove_identity_from_flow(f, a),
+    lambda aztp, name: f"removed {aztp} from flow {name}",
+    None,
+)
 
 
 @flow_app.command("revoke")
@@ -199,27 +215,25 @@ def flow_revoke(
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke an identity in one flow only (still valid globally and in other flows)."""
-    found, aztp, answer = _member_op(
-        ctx, flow, identity, lambda c, f, a: c.revoke_flow_identity(a, f, reason)
-    )
     suffix = f" ({reason})" if reason else ""
-    emit(
+    _change_membership(
         ctx,
         as_json,
-        answer,
-        lambda: say(f"revoked {aztp} in flow {found['name']}{suffix}", "red"),
+        flow,
+        identity,
+        lambda c, f, a: c.revoke_flow_identity(a, f, reason),
+        lambda aztp, name: f"revoked {aztp} in flow {name}{suffix}",
+        "red",
     )
 
 
-@flow_app.command("reinstate")
-def flow_reinstate(
-    ctx: typer.Context, flow: FlowArg, identity: IdentityArg, as_json: JsonOpt = False
-) -> None:
-    """Undo a flow revocation."""
-    found, aztp, answer = _member_op(
-        ctx, flow, identity, lambda c, f, a: c.reinstate_flow_identity(a, f)
-    )
-    emit(ctx, as_json, answer, lambda: say(f"reinstated {aztp} in flow {found['name']}", "green"))
+_membership_command(
+    "reinstate",
+    "Undo a flow revocation.",
+    lambda c, f, a: c.reinstate_flow_identity(a, f),
+    lambda aztp, name: f"reinstated {aztp} in flow {name}",
+    "green",
+)
 
 
 @flow_app.command("health")

@@ -19,6 +19,11 @@ SourceArg = Annotated[str, typer.Argument(metavar="SOURCE", help="AZTP ID, SPIFF
 TargetArg = Annotated[str, typer.Argument(metavar="TARGET", help="AZTP ID, SPIFFE ID or name.")]
 
 
+async def _ends(client: Aztp, source: str, target: str) -> tuple[str, str]:
+    """The AZTP IDs of a link's two ends, in order (so a missing source is reported first)."""
+    return await aztp_id(client, source), await aztp_id(client, target)
+
+
 @app.command("link")
 def link(
     ctx: typer.Context,
@@ -36,8 +41,7 @@ def link(
     meta = json_object(metadata, "--metadata")
 
     async def go(client: Aztp) -> dict[str, Any]:
-        src, dst = await aztp_id(client, source), await aztp_id(client, target)
-        return await client.link_identities(src, dst, rel_type, meta)
+        return await client.link_identities(*await _ends(client, source, target), rel_type, meta)
 
     answer = run(ctx, go)
     arrow = "<->" if answer.get("relationshipType") == "linked" else "->"
@@ -65,8 +69,7 @@ def unlink(
     """Remove the link(s) from SOURCE to TARGET."""
 
     async def go(client: Aztp) -> dict[str, Any]:
-        src, dst = await aztp_id(client, source), await aztp_id(client, target)
-        return await client.unlink_identities(src, dst, rel_type)
+        return await client.unlink_identities(*await _ends(client, source, target), rel_type)
 
     answer = run(ctx, go)
     emit(
