@@ -76,29 +76,28 @@ def identity_issue(
     result = {**doc, "spiffeId": identity.spiffe_id, "credentialExpiresAt": identity.expires_at}
     if written:
         result["files"] = written
+    emit(ctx, as_json, result, lambda: _print_issued(doc, identity, written))
 
-    def human() -> None:
-        credential = (
-            f"X.509-SVID until {identity.expires_at}" if identity.certificate else "none"
-        )
-        console().print(
-            fields(
-                None,
-                [
-                    ("aztp id", doc["aztpId"]),
-                    ("spiffe id", identity.spiffe_id),
-                    ("name", doc["name"]),
-                    ("status", status_text(doc["status"])),
-                    ("type", doc.get("identityType")),
-                    ("environment", doc.get("environment")),
-                    ("parent", doc.get("parentIdentity")),
-                    ("credential", credential),
-                    *([("files", written)] if written else []),
-                ],
-            )
-        )
 
-    emit(ctx, as_json, result, human)
+def _print_issued(doc: dict[str, Any], identity: Identity, written: list[str]) -> None:
+    """The issued identity and its credential, for people."""
+    credential = f"X.509-SVID until {identity.expires_at}" if identity.certificate else "none"
+    console().print(
+        fields(
+            None,
+            [
+                ("aztp id", doc["aztpId"]),
+                ("spiffe id", identity.spiffe_id),
+                ("name", doc["name"]),
+                ("status", status_text(doc["status"])),
+                ("type", doc.get("identityType")),
+                ("environment", doc.get("environment")),
+                ("parent", doc.get("parentIdentity")),
+                ("credential", credential),
+                *([("files", written)] if written else []),
+            ],
+        )
+    )
 
 
 def _write_credentials(out: Path, identity: Identity) -> list[str]:

@@ -84,26 +84,31 @@ def serve(
     store_home = resolve_home(home or state.home)
     scheme = "https" if tls_cert else "http"
     typer.echo(f"aztp-agents: serving {store_home} on {scheme}://{host}:{port}", err=True)
-    # Only the options that were changed are passed: the server's `run` has the same defaults,
-    # and the plain positional call is its oldest, most stable form.
-    changed = {
-        name: value
-        for name, value, default in (
-            ("prefix", prefix, ""),
-            ("trust_domain", trust_domain, None),
-            ("log_level", log_level.value, LogLevel.info.value),
-            ("access_log", access_log, False),
-        )
-        if value != default
-    }
     run_server(
         store_home,
         host,
         port,
         str(tls_cert) if tls_cert else None,
         str(tls_key) if tls_key else None,
-        **changed,
+        **_changed_options(prefix, trust_domain, log_level, access_log),
     )
+
+
+def _changed_options(
+    prefix: str, trust_domain: str | None, log_level: LogLevel, access_log: bool
+) -> dict[str, Any]:
+    """The keyword options of the server's ``run`` that differ from its defaults.
+
+    Only those are passed: ``run`` has the same defaults, and its plain positional call
+    (home, host, port, cert, key) is its oldest, most stable form.
+    """
+    options = {
+        "prefix": (prefix, ""),
+        "trust_domain": (trust_domain, None),
+        "log_level": (log_level.value, LogLevel.info.value),
+        "access_log": (access_log, False),
+    }
+    return {name: value for name, (value, default) in options.items() if value != default}
 
 
 def _check_tls(tls_cert: Path | None, tls_key: Path | None) -> None:

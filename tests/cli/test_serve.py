@@ -1,5 +1,5 @@
-"""One server launcher: ``python -m aztp_agents.server`` is ``aztp-agents serve`` on its own,
-with the same options, the same default port (8700) and the same errors."""
+"""``aztp-agents serve`` and ``python -m aztp_agents.server``: one launcher, with the same
+options, the same default port (8700) and the same errors."""
 
 from __future__ import annotations
 
@@ -14,6 +14,41 @@ from typer.testing import CliRunner
 
 from aztp_agents.cli import app
 from aztp_agents.server.__main__ import main as server_main
+from tests.support.cli import Run
+
+
+def test_serve_calls_the_server(run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[tuple[Any, ...]] = []
+    fake = types.ModuleType("aztp_agents.server")
+    fake.run = lambda *args: calls.append(args)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "aztp_agents.server", fake)
+    result = run("serve", "--port", "8711")
+    assert calls == [(run.home, "127.0.0.1", 8711, None, None)]
+    assert "http://127.0.0.1:8711" in result.stderr
+
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("x")
+    key.write_text("y")
+    run("serve", "--host", "0.0.0.0", "--tls-cert", str(cert), "--tls-key", str(key))
+    assert calls[-1] == (run.home, "0.0.0.0", 8700, str(cert), str(key))
+
+    run.fails("serve", "--tls-cert", str(cert), code=2, contains="both")
+    run.fails(
+        "serve",
+        "--tls-cert",
+        str(cert),
+        "--tls-key",
+        str(tmp_path / "none.pem"),
+        code=2,
+        contains="no such file",
+    )
+    run.fails("serve", "--port", "70000", code=2)
+    run.fails("serve", "--port", "http", code=2)
+
+
+def test_serve_without_the_server_extra(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "aztp_agents.server", None)
+    run.fails("serve", code=2, contains="aztp-agents[server]")
 
 
 @pytest.fixture
