@@ -10,9 +10,7 @@ __all__ = ["FlowArg", "IdentityArg", "JsonOpt", "OrgOpt"]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
 
-IdentityArg = Annotated[
-    str, typer.Argument(metavar="ID", help="AZTP ID, SPIFFE ID or name.")
-]
+IdentityArg = Annotated[str, typer.Argument(metavar="ID", help="AZTP ID, SPIFFE ID or name.")]
 
 FlowArg = Annotated[str, typer.Argument(metavar="FLOW", help="Flow id or name.")]
 

@@ -47,9 +47,7 @@ def serve(
         ),
     ] = None,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option("--port", min=1, max=65535, help="TCP port.")
-    ] = DEFAULT_PORT,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = DEFAULT_PORT,
     tls_cert: Annotated[
         Path | None, typer.Option("--tls-cert", metavar="F", help="TLS certificate (PEM).")
     ] = None,
@@ -66,9 +64,7 @@ def serve(
     log_level: Annotated[
         LogLevel, typer.Option("--log-level", help="Server log level.")
     ] = LogLevel.info,
-    access_log: Annotated[
-        bool, typer.Option("--access-log", help="Log every request.")
-    ] = False,
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
 ) -> None:
     """Run the authority as an HTTP server over the embedded store (--home)."""
     state = state_of(ctx)
