@@ -1,0 +1,82 @@
+"""``aztp-agents link`` and ``unlink``: which identities may connect to which."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ._app import app
+from ._client import run
+from ._options import JsonOpt
+from ._output import emit, say
+from ._resolve import aztp_id, json_object
+
+if TYPE_CHECKING:
+    from ..client import Aztp
+
+SourceArg = Annotated[str, typer.Argument(metavar="SOURCE", help="AZTP ID, SPIFFE ID or name.")]
+TargetArg = Annotated[str, typer.Argument(metavar="TARGET", help="AZTP ID, SPIFFE ID or name.")]
+
+
+async def _ends(client: Aztp, source: str, target: str) -> tuple[str, str]:
+    """The AZTP IDs of a link's two ends, in order (so a missing source is reported first)."""
+    return await aztp_id(client, source), await aztp_id(client, target)
+
+
+@app.command("link")
+def link(
+    ctx: typer.Context,
+    source: SourceArg,
+    target: TargetArg,
+    rel_type: Annotated[
+        str, typer.Option("--type", help="Relationship type, [a-z_]+ ('linked' is symmetric).")
+    ] = "linked",
+    metadata: Annotated[
+        str | None, typer.Option("--metadata", metavar="JSON", help="Metadata as a JSON object.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Link two identities: SOURCE may connect to TARGET."""
+    meta = json_object(metadata, "--metadata")
+
+    async def go(client: Aztp) -> dict[str, Any]:
+        return await client.link_identities(*await _ends(client, source, target), rel_type, meta)
+
+    answer = run(ctx, go)
+    arrow = "<->" if answer.get("relationshipType") == "linked" else "->"
+    emit(
+        ctx,
+        as_json,
+        answer,
+        lambda: say(
+            f"linked {answer['sourceIdentity']} {arrow} {answer['targetIdentity']} ({answer['relationshipType']})",
+            "green",
+        ),
+    )
+
+
+@app.command("unlink")
+def unlink(
+    ctx: typer.Context,
+    source: SourceArg,
+    target: TargetArg,
+    rel_type: Annotated[
+        str | None, typer.Option("--type", help="Only links of this type (default: all).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove the link(s) from SOURCE to TARGET."""
+
+    async def go(client: Aztp) -> dict[str, Any]:
+        return await client.unlink_identities(*await _ends(client, source, target), rel_type)
+
+    answer = run(ctx, go)
+    emit(
+        ctx,
+        as_json,
+        answer,
+        lambda: say(
+            f"removed {answer['removed']} link(s) {answer['sourceIdentity']} -> {answer['targetIdentity']}"
+        ),
+    )
