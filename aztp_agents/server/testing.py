@@ -1,10 +1,9 @@
 """The one live-server harness, for tests, examples and benchmarks.
 
 ``live_server(home)`` starts ``python -m aztp_agents.server --home home`` on a free loopback
-port as a real process, waits until it answers ``/v1/health``, and stops it (by its PID)
-afterwards; ``start_live_server`` does the same without the ``with`` block, for fixtures that
-stop (or kill) the server themselves. The server's output goes to ``home/server.log``
-(``LiveServer.log()``). ``serving(app)`` runs an application built here (over an authority
+port as a real process and returns once it answers ``/v1/health``; it is stopped (by its PID)
+when its ``with`` block ends, or by ``stop()``/``kill()`` for fixtures that manage it. The
+server's output goes to ``home/server.log`` (``LiveServer.log()``). ``serving(app)`` runs an application built here (over an authority
 configured in ways the command line does not offer) in a thread of this process, on the same
 terms. ``make_org`` creates an organization and its API key in a home's store.
 """
@@ -32,7 +31,7 @@ from ..store import Store
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["LiveServer", "free_port", "live_server", "make_org", "serving", "start_live_server"]
+__all__ = ["LiveServer", "free_port", "live_server", "make_org", "serving"]
 
 
 def make_org(home: Path, name: str, trust_domain: str) -> tuple[Principal, str]:
@@ -55,7 +54,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @dataclass
 class LiveServer:
-    """A server process: ``url`` is its origin, ``base_url`` adds its route prefix."""
+    """A server process: ``url`` is its origin, ``base_url`` adds its route prefix. As a
+    context manager it stops the server when the block ends."""
 
     url: str
     process: subprocess.Popen[bytes]
@@ -69,6 +69,12 @@ class LiveServer:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def __enter__(self) -> LiveServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
     def log(self) -> str:
         try:
@@ -122,7 +128,7 @@ def _option(args: Sequence[str], name: str) -> str | None:
     return args[args.index(name) + 1] if name in args[:-1] else None
 
 
-def start_live_server(
+def live_server(
     home: Path,
     *,
     host: str = "127.0.0.1",
@@ -134,7 +140,8 @@ def start_live_server(
     """Start ``python -m aztp_agents.server --home home`` and return it once it answers.
 
     ``args`` are further options of the command (``--tls-cert F --tls-key F``, ``--prefix P``,
-    ``--access-log``, ...). The caller stops it (``stop()`` or ``kill()``).
+    ``--access-log``, ...). Use it as ``with live_server(home) as server:`` to stop it when the
+    block ends, or call ``stop()`` (or ``kill()``) yourself.
     """
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True)
@@ -165,26 +172,6 @@ def start_live_server(
         server.stop()
         raise
     return server
-
-
-@contextlib.contextmanager
-def live_server(
-    home: Path,
-    *,
-    host: str = "127.0.0.1",
-    port: int | None = None,
-    args: Sequence[str] = (),
-    startup_timeout: float = 30.0,
-    log_level: str = "warning",
-) -> Iterator[LiveServer]:
-    """Run ``python -m aztp_agents.server --home home`` until the block ends."""
-    server = start_live_server(
-        home, host=host, port=port, args=args, startup_timeout=startup_timeout, log_level=log_level
-    )
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @contextlib.contextmanager

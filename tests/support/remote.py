@@ -2,7 +2,7 @@
 
 ``start_server(home)`` makes the home, the organization ``acme`` (trust domain ``acme.test``)
 and its API key before launch, then starts the server through the one live-server harness
-(:func:`aztp_agents.server.testing.start_live_server`). ``Server.org`` adds another
+(:func:`aztp_agents.server.testing.live_server`). ``Server.org`` adds another
 organization (and key) to the running server's store; the server accepts the key at once.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aztp_agents.server.testing import LiveServer, make_org, start_live_server
+from aztp_agents.server.testing import LiveServer, live_server, make_org
 
 
 def new_org(home: Path, name: str, trust_domain: str) -> str:
@@ -103,5 +103,5 @@ def start_server(
         args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
     if prefix:
         args += ["--prefix", prefix]
-    live = start_live_server(home, args=args, startup_timeout=timeout, log_level="info")
+    live = live_server(home, args=args, startup_timeout=timeout, log_level="info")
     return Server(home, live, key, {"acme": key})
