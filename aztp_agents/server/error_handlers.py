@@ -53,7 +53,9 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> Res
         problems.append({"loc": loc, "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))})
     first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
     where = ".".join(first["loc"][1:] if len(first["loc"]) > 1 else first["loc"]) or "request"
-    return error(400, f"invalid request: {where}: {first['msg']}", "invalid_request", errors=problems)
+    return error(
+        400, f"invalid request: {where}: {first['msg']}", "invalid_request", errors=problems
+    )
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

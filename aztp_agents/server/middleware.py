@@ -50,7 +50,9 @@ class BodyLimitMiddleware:
                 try:
                     length = int(value)
                 except ValueError:
-                    await self._refuse(send, 400, "invalid Content-Length header", "invalid_request")
+                    await self._refuse(
+                        send, 400, "invalid Content-Length header", "invalid_request"
+                    )
                     return
         if length is not None and length > self.max_body:
             await self._refuse(send, 413, self._too_large(), "body_too_large")
@@ -78,10 +80,15 @@ class BodyLimitMiddleware:
     @staticmethod
     async def _refuse(send: Send, status: int, message: str, code: str) -> None:
         body = envelope_bytes(False, message, {"code": code})
-        await send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close")],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

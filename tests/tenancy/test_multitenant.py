@@ -1192,7 +1192,9 @@ def test_issuance_rate_limit_is_a_clear_429_per_organization(tmp_path: Path) -> 
                 hb, hc = {"api_access_key": busy}, {"api_access_key": calm}
                 for i in range(3):
                     assert (
-                        http.post("/v1/identities", headers=hb, json={"name": f"burst-{i}"}).status_code
+                        http.post(
+                            "/v1/identities", headers=hb, json={"name": f"burst-{i}"}
+                        ).status_code
                         == 200
                     )
                 r = http.post("/v1/identities", headers=hb, json={"name": "one-too-many"})
@@ -1207,7 +1209,8 @@ def test_issuance_rate_limit_is_a_clear_429_per_organization(tmp_path: Path) -> 
                 assert official.status_code == 429
                 # another organization is not limited by this one
                 assert (
-                    http.post("/v1/identities", headers=hc, json={"name": "calm-0"}).status_code == 200
+                    http.post("/v1/identities", headers=hc, json={"name": "calm-0"}).status_code
+                    == 200
                 )
             # the remote client raises the typed error with the server's retry hint
             client = Aztp(api_key=busy, base_url=url)

@@ -43,9 +43,7 @@ AztpIdQuery = Annotated[str | None, Query(min_length=1, max_length=2048)]
     responses=success(IssuedIdentity),
     summary="Issue (or re-connect) an identity; no credential is made (official secure_connect)",
 )
-def issue_identity(
-    body: IssueIdentityBody, caller: Caller, authority: ServedAuthority
-) -> Response:
+def issue_identity(body: IssueIdentityBody, caller: Caller, authority: ServedAuthority) -> Response:
     meta = body.metadata or IssueMetadata()
     answer = authority.secure_connect(
         caller,
@@ -87,9 +85,7 @@ def get_identity(
     elif agentName:
         doc = authority.get_identity_by_name(caller, agentName)
     else:
-        raise ValidationError(
-            "give the identity's name as ?agentName=NAME (or its ID as ?aztpId=)"
-        )
+        raise ValidationError("give the identity's name as ?agentName=NAME (or its ID as ?aztpId=)")
     message = "Workload identity found successfully"
     # The seeds read json.loads(await client.get_identity(agent))["data"]["aztpId"], and the
     # official client returns this route's data (minus top-level selectors) as that JSON:
