@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ..authority import DEFAULT_TRUST_DOMAIN, Authority
 from ..store import Store
-from .app import ServerContext, create_app
+from .app import create_app
+from .context import ServerContext
 
 __all__ = ["ServerContext", "create_app", "run"]
 

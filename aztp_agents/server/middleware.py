@@ -1,26 +1,41 @@
-"""ASGI middleware: request body cap.
+"""ASGI middleware: request body cap, and how a middleware that read the body hands it on.
 
 A body larger than the cap is refused with 413 before the application sees any of it (by its
 ``Content-Length``, or while streaming a chunked body), so nothing is ever half-processed.
+:func:`replaying` gives the application a ``receive`` that yields a body already read (here,
+and in the verify fast path).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .responses import envelope_bytes
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+__all__ = ["DEFAULT_MAX_BODY", "BodyLimitMiddleware", "replaying"]
 
 DEFAULT_MAX_BODY = 1024 * 1024  # 1 MiB
 
 
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that first yields ``body`` as the whole request, then defers to
+    ``receive`` (which then reports the disconnect)."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class BodyLimitMiddleware:
+    """Refuses request bodies over ``max_body`` bytes (413) and malformed ``Content-Length``
+    (400) before the application runs; GET, HEAD and OPTIONS pass untouched."""
+
     def __init__(self, app: ASGIApp, max_body: int = DEFAULT_MAX_BODY) -> None:
         self.app = app
         self.max_body = max_body
@@ -35,7 +50,9 @@ class BodyLimitMiddleware:
                 try:
                     length = int(value)
                 except ValueError:
-                    await self._refuse(send, 400, "invalid Content-Length header", "invalid_request")
+                    await self._refuse(
+                        send, 400, "invalid Content-Length header", "invalid_request"
+                    )
                     return
         if length is not None and length > self.max_body:
             await self._refuse(send, 413, self._too_large(), "body_too_large")
@@ -55,16 +72,7 @@ class BodyLimitMiddleware:
             chunks.append(body)
             if not message.get("more_body", False):
                 break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(b"".join(chunks), receive), send)
 
     def _too_large(self) -> str:
         return f"request body larger than {self.max_body} bytes"
@@ -72,10 +80,15 @@ class BodyLimitMiddleware:
     @staticmethod
     async def _refuse(send: Send, status: int, message: str, code: str) -> None:
         body = envelope_bytes(False, message, {"code": code})
-        await send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close")],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -33,15 +33,27 @@ def envelope_bytes(success: bool, message: str, data: Any) -> bytes:
 class EnvelopeResponse(Response):
     media_type = "application/json"
 
-    def __init__(self, data: Any, message: str = "OK", *, success: bool = True, status_code: int = 200,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(envelope_bytes(success, message, data), status_code=status_code, headers=headers)
+    def __init__(
+        self,
+        data: Any,
+        message: str = "OK",
+        *,
+        success: bool = True,
+        status_code: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            envelope_bytes(success, message, data), status_code=status_code, headers=headers
+        )
 
 
 def ok(data: Any, message: str = "OK") -> EnvelopeResponse:
     return EnvelopeResponse(data, message)
 
 
-def error(status_code: int, message: str, code: str, headers: dict[str, str] | None = None,
-          **extra: Any) -> EnvelopeResponse:
-    return EnvelopeResponse({"code": code, **extra}, message, success=False, status_code=status_code, headers=headers)
+def error(
+    status_code: int, message: str, code: str, headers: dict[str, str] | None = None, **extra: Any
+) -> EnvelopeResponse:
+    return EnvelopeResponse(
+        {"code": code, **extra}, message, success=False, status_code=status_code, headers=headers
+    )

@@ -48,17 +48,37 @@ def run(coro):
 
 
 SEED_FLOWS = [
-    {"name": "development-flow", "description": "Development environment workflow", "discoverable": "public",
-     "tags": ["development", "testing", "env:dev"],
-     "metadata": {"environment": "development", "project": "aztp-testing", "created_by": "functional_test",
-                  "version": "1.0"}},
-    {"name": "production-flow", "description": "Production deployment workflow", "discoverable": "private",
-     "tags": ["production", "critical", "env:prod"],
-     "metadata": {"environment": "production", "project": "aztp-testing", "security_level": "high",
-                  "astha-flow": {"id": "flow_123", "folderId": "folder_456"}}},
-    {"name": "testing-flow", "description": "Automated testing workflow", "discoverable": "public",
-     "tags": ["testing", "automation", "ci/cd"],
-     "metadata": {"environment": "testing", "automation": True, "test_suite": "integration"}},
+    {
+        "name": "development-flow",
+        "description": "Development environment workflow",
+        "discoverable": "public",
+        "tags": ["development", "testing", "env:dev"],
+        "metadata": {
+            "environment": "development",
+            "project": "aztp-testing",
+            "created_by": "functional_test",
+            "version": "1.0",
+        },
+    },
+    {
+        "name": "production-flow",
+        "description": "Production deployment workflow",
+        "discoverable": "private",
+        "tags": ["production", "critical", "env:prod"],
+        "metadata": {
+            "environment": "production",
+            "project": "aztp-testing",
+            "security_level": "high",
+            "astha-flow": {"id": "flow_123", "folderId": "folder_456"},
+        },
+    },
+    {
+        "name": "testing-flow",
+        "description": "Automated testing workflow",
+        "discoverable": "public",
+        "tags": ["testing", "automation", "ci/cd"],
+        "metadata": {"environment": "testing", "automation": True, "test_suite": "integration"},
+    },
 ]
 
 
@@ -66,9 +86,15 @@ def test_create_flows_as_seed_000(client) -> None:
     """Seed 000 "Creating Flows": three flows, each answered with its _id and fields."""
     created = {}
     for config in SEED_FLOWS:
-        flow = run(client.create_flow(name=config["name"], description=config["description"],
-                                      discoverable=config["discoverable"], tags=config["tags"],
-                                      metadata=config["metadata"]))
+        flow = run(
+            client.create_flow(
+                name=config["name"],
+                description=config["description"],
+                discoverable=config["discoverable"],
+                tags=config["tags"],
+                metadata=config["metadata"],
+            )
+        )
         assert OBJECT_ID.fullmatch(flow["_id"])
         for field in ("name", "description", "discoverable", "tags", "metadata"):
             assert flow[field] == config[field]
@@ -100,16 +126,25 @@ def test_flow_management_scenario_of_seed_000(client) -> None:
         assert (aztp_id_1, aztp_id_2) == (aztp_id("service1"), aztp_id("service2"))
         doc = identity_data_1["data"]  # seed 001's identity record
         assert OBJECT_ID.fullmatch(doc["_id"]) and OBJECT_ID.fullmatch(doc["userId"])
-        assert doc["name"] == "service1" and doc["status"] == "active" and doc["environment"] == "production"
+        assert (
+            doc["name"] == "service1"
+            and doc["status"] == "active"
+            and doc["environment"] == "production"
+        )
         assert doc["parentIdentity"] is None and doc["isGlobalIdentity"] is False
         assert doc["identityType"] == "component"
-        assert doc["workloadInfo"]["workloadId"] == "service1" and doc["workloadInfo"]["trustDomain"] == TD
+        assert (
+            doc["workloadInfo"]["workloadId"] == "service1"
+            and doc["workloadInfo"]["trustDomain"] == TD
+        )
         assert "workload:id:service1" in doc["selectors"]
         assert identity_data_1["success"] is True
         assert identity_data_1["message"].endswith("Workload identity found successfully")
         assert "selectors" not in identity_data_1  # the official client drops top-level selectors
         # get_identity_by_name answers the same record
-        assert json.loads(await client.get_identity_by_name("service2"))["data"]["aztpId"] == aztp_id_2
+        assert (
+            json.loads(await client.get_identity_by_name("service2"))["data"]["aztpId"] == aztp_id_2
+        )
 
         # verify by agent and by id (seed 001 "Verification")
         assert await client.verify_identity(agent1) is True
@@ -118,8 +153,10 @@ def test_flow_management_scenario_of_seed_000(client) -> None:
         assert await client.verify_identity_using_agent_name("nobody", trust_domain=TD) is False
 
         flow = await client.create_flow(
-            name="identity-management-demo", description="Demonstration of identity management in flows",
-            discoverable="public", tags=["demo", "testing"],
+            name="identity-management-demo",
+            description="Demonstration of identity management in flows",
+            discoverable="public",
+            tags=["demo", "testing"],
             metadata={"project": "identity-demo", "environment": "development"},
         )
         flow_id = flow.get("_id")
@@ -138,7 +175,9 @@ def test_flow_management_scenario_of_seed_000(client) -> None:
 
         remove_result = await client.remove_identity_from_flow(flow_id, aztp_id_1)
         assert len(remove_result.get("identities", [])) == 1
-        assert await client.verify_identity_by_aztp_id(aztp_id_1, identity_flow_id=flow_id) is False  # NOT IN FLOW
+        assert (
+            await client.verify_identity_by_aztp_id(aztp_id_1, identity_flow_id=flow_id) is False
+        )  # NOT IN FLOW
         assert await client.verify_identity_by_aztp_id(aztp_id_1) is True  # still valid globally
 
         readd_result = await client.add_identity_to_flow(flow_id, aztp_id_1)
@@ -147,15 +186,23 @@ def test_flow_management_scenario_of_seed_000(client) -> None:
 
         # Flow-specific revocation: {'valid': True, 'issuedAt': 1757475385308, 'reason': '...'}
         revoke_result = await client.revoke_flow_identity(
-            aztp_id=aztp_id_2, identity_flow_id=flow_id, reason="Testing flow-specific revocation")
+            aztp_id=aztp_id_2, identity_flow_id=flow_id, reason="Testing flow-specific revocation"
+        )
         assert revoke_result["valid"] is True
-        assert isinstance(revoke_result["issuedAt"], int) and revoke_result["issuedAt"] > 1_700_000_000_000
+        assert (
+            isinstance(revoke_result["issuedAt"], int)
+            and revoke_result["issuedAt"] > 1_700_000_000_000
+        )
         assert revoke_result["reason"] == "Testing flow-specific revocation"
-        assert await client.verify_identity_by_aztp_id(aztp_id_2, identity_flow_id=flow_id) is False  # REVOKED
+        assert (
+            await client.verify_identity_by_aztp_id(aztp_id_2, identity_flow_id=flow_id) is False
+        )  # REVOKED
         assert await client.verify_identity_by_aztp_id(aztp_id_2) is True  # STILL VALID GLOBALLY
         assert await client.verify_identity_by_aztp_id(aztp_id_1, identity_flow_id=flow_id) is True
         with pytest.raises(requests.HTTPError) as again:
-            await client.revoke_flow_identity(aztp_id=aztp_id_2, identity_flow_id=flow_id, reason="twice")
+            await client.revoke_flow_identity(
+                aztp_id=aztp_id_2, identity_flow_id=flow_id, reason="twice"
+            )
         assert again.value.response.status_code == 409
         assert "Identity already revoked for this flow" in again.value.response.text
         # Removing and re-adding does not clear a flow revocation.
@@ -164,17 +211,29 @@ def test_flow_management_scenario_of_seed_000(client) -> None:
         assert await client.verify_identity_by_aztp_id(aztp_id_2, identity_flow_id=flow_id) is False
 
         # Links and connection authorization
-        link = await client.link_identities(aztp_id_1, aztp_id_2, "linked",
-                                            metadata={"connection_type": "secure_channel"})
+        link = await client.link_identities(
+            aztp_id_1, aztp_id_2, "linked", metadata={"connection_type": "secure_channel"}
+        )
         assert link["sourceIdentity"] == aztp_id_1 and link["targetIdentity"] == aztp_id_2
         assert link["relationshipType"] == "linked"
         assert await client.verify_authorize_identity_connection(aztp_id_1, aztp_id_2) is True
-        assert await client.verify_authorize_identity_connection(aztp_id_2, aztp_id_1) is True  # linked: symmetric
+        assert (
+            await client.verify_authorize_identity_connection(aztp_id_2, aztp_id_1) is True
+        )  # linked: symmetric
         agent3 = await client.secure_connect({}, "service3", config={"isGlobalIdentity": False})
-        assert await client.verify_authorize_identity_connection(aztp_id_1, agent3.identity.aztp_id) is False
+        assert (
+            await client.verify_authorize_identity_connection(aztp_id_1, agent3.identity.aztp_id)
+            is False
+        )
         await client.link_identities(aztp_id_1, agent3.identity.aztp_id, "parent")
-        assert await client.verify_authorize_identity_connection(aztp_id_1, agent3.identity.aztp_id) is True
-        assert await client.verify_authorize_identity_connection(agent3.identity.aztp_id, aztp_id_1) is False
+        assert (
+            await client.verify_authorize_identity_connection(aztp_id_1, agent3.identity.aztp_id)
+            is True
+        )
+        assert (
+            await client.verify_authorize_identity_connection(agent3.identity.aztp_id, aztp_id_1)
+            is False
+        )
 
         # Revocation and restoration (seed 001 "Revocation and Restoration")
         revoked = json.loads(await client.revoke_identity(aztp_id_1, reason="Security incident"))
@@ -199,15 +258,24 @@ def test_flow_management_scenario_of_seed_000(client) -> None:
         assert await client.verify_authorize_identity_connection(aztp_id_1, aztp_id_2) is True
 
         # update_flow / delete_flow
-        updated = await client.update_flow(flow_id, name="updated-ai-pipeline", description="Updated description",
-                                           discoverable="private", tags=["ai", "updated", "production"])
+        updated = await client.update_flow(
+            flow_id,
+            name="updated-ai-pipeline",
+            description="Updated description",
+            discoverable="private",
+            tags=["ai", "updated", "production"],
+        )
         assert updated["_id"] == flow_id and updated["name"] == "updated-ai-pipeline"
-        assert updated["description"] == "Updated description" and updated["discoverable"] == "private"
+        assert (
+            updated["description"] == "Updated description" and updated["discoverable"] == "private"
+        )
         assert updated["tags"] == ["ai", "updated", "production"]
         assert updated["metadata"] == {"project": "identity-demo", "environment": "development"}
         deleted = await client.delete_flow(flow_id)
         assert deleted["_id"] == flow_id
-        assert await client.verify_identity_by_aztp_id(aztp_id_1, identity_flow_id=flow_id) is False  # flow gone
+        assert (
+            await client.verify_identity_by_aztp_id(aztp_id_1, identity_flow_id=flow_id) is False
+        )  # flow gone
         with pytest.raises(requests.HTTPError) as gone:
             await client.delete_flow(flow_id)
         assert gone.value.response.status_code == 404
@@ -220,33 +288,58 @@ def test_discovery_and_policies(client, server) -> None:
     srv, key = server
 
     async def scenario() -> None:
-        gateway = await client.secure_connect({}, "organization-api-gateway", config={"isGlobalIdentity": True})
-        component = await client.secure_connect({}, "langflow-chat-component", config={"isGlobalIdentity": False})
+        gateway = await client.secure_connect(
+            {}, "organization-api-gateway", config={"isGlobalIdentity": True}
+        )
+        component = await client.secure_connect(
+            {}, "langflow-chat-component", config={"isGlobalIdentity": False}
+        )
         assert gateway.identity.valid
 
         body = json.loads(await client.discover_identity())
         assert body["success"] is True
         found = {d["aztpId"] for d in body["data"]}
         assert gateway.identity.aztp_id in found  # global: discoverable
-        assert component.identity.aztp_id not in found  # component in no public flow: not discoverable
-        body = json.loads(await client.discover_identity(trust_domain=TD, requestor_identity=component.identity.aztp_id))
+        assert (
+            component.identity.aztp_id not in found
+        )  # component in no public flow: not discoverable
+        body = json.loads(
+            await client.discover_identity(
+                trust_domain=TD, requestor_identity=component.identity.aztp_id
+            )
+        )
         assert gateway.identity.aztp_id in {d["aztpId"] for d in body["data"]}
         g = next(d for d in body["data"] if d["aztpId"] == gateway.identity.aztp_id)
         assert g["isGlobalIdentity"] is True and g["identityType"] == "global"
 
         assert await client.get_policy(component.identity.aztp_id) == []
-        document = {"Statement": [{"Effect": "Allow", "Action": ["read", "tool:*"]},
-                                  {"Effect": "Deny", "Action": "tool:delete"}]}
+        document = {
+            "Statement": [
+                {"Effect": "Allow", "Action": ["read", "tool:*"]},
+                {"Effect": "Deny", "Action": "tool:delete"},
+            ]
+        }
         with httpx.Client(base_url=srv.url, headers={"api_access_key": key}) as http:
-            made = http.post("/v1/policies", json={"name": "reader", "document": document}).json()["data"]
-            assert http.post("/v1/policies/attach",
-                             json={"aztpId": component.identity.aztp_id, "code": made["code"]}).status_code == 200
+            made = http.post("/v1/policies", json={"name": "reader", "document": document}).json()[
+                "data"
+            ]
+            assert (
+                http.post(
+                    "/v1/policies/attach",
+                    json={"aztpId": component.identity.aztp_id, "code": made["code"]},
+                ).status_code
+                == 200
+            )
         policies = await client.get_policy(component.identity.aztp_id)
-        assert policies == [{"code": made["code"], "policyName": "reader", "policyStatement": document}]
+        assert policies == [
+            {"code": made["code"], "policyName": "reader", "policyStatement": document}
+        ]
         statement = client.get_policy_value(policies, "code", made["code"])
         assert client.is_action_allowed(statement, "read") is True
         perms = await client.check_identity_policy_permissions(
-            component.identity.aztp_id, {"policy_code": made["code"], "actions": ["read", "tool:delete"]})
+            component.identity.aztp_id,
+            {"policy_code": made["code"], "actions": ["read", "tool:delete"]},
+        )
         assert perms["actions"] == {"read": True, "tool:delete": False}
         oiap = await client.oiap_evaluate(component.identity.aztp_id, "documents", "user-1")
         assert oiap["decision"] in ("allow", "deny")

@@ -94,45 +94,80 @@ def test_health_needs_no_key(srv: LiveServer) -> None:
 def test_openapi_lists_every_wire_route_and_no_422(srv: LiveServer) -> None:
     doc = httpx.get(f"{srv.url}/openapi.json").json()
     wire = {
-        ("post", "/aztp/issue-identity"), ("post", "/aztp/verify-identity"),
-        ("post", "/aztp/authorize-connection-with-identities"), ("get", "/aztp/get-identity"),
-        ("get", "/aztp/discover-with-trust-domain"), ("get", "/aztp/discoverable"),
-        ("get", "/aztp/get-identity-access-policy"), ("get", "/aztp/get-identity-action-permissions"),
-        ("post", "/aztp/revoke-identity"), ("post", "/aztp/reissue-revoked-identity"),
-        ("post", "/aztp/create-workload-identity-link"), ("get", "/identity-flow/health"),
-        ("post", "/identity-flow/create"), ("put", "/identity-flow/update/{flow_id}"),
-        ("delete", "/identity-flow/delete/{flow_id}"), ("post", "/identity-flow/add-identity-to-flow"),
-        ("post", "/identity-flow/remove-identity-from-flow"), ("post", "/aztp/revoke-identity-for-flow"),
-        ("post", "/oiap/evaluate"), ("get", "/v1/state"), ("get", "/v1/state/changes"),
-        ("post", "/v1/identities"), ("post", "/v1/svid/jwt"), ("get", "/.well-known/spiffe-bundle"),
-        ("post", "/v1/decisions"), ("post", "/v1/decisions/audit"), ("get", "/v1/audit"),
+        ("post", "/aztp/issue-identity"),
+        ("post", "/aztp/verify-identity"),
+        ("post", "/aztp/authorize-connection-with-identities"),
+        ("get", "/aztp/get-identity"),
+        ("get", "/aztp/discover-with-trust-domain"),
+        ("get", "/aztp/discoverable"),
+        ("get", "/aztp/get-identity-access-policy"),
+        ("get", "/aztp/get-identity-action-permissions"),
+        ("post", "/aztp/revoke-identity"),
+        ("post", "/aztp/reissue-revoked-identity"),
+        ("post", "/aztp/create-workload-identity-link"),
+        ("get", "/identity-flow/health"),
+        ("post", "/identity-flow/create"),
+        ("put", "/identity-flow/update/{flow_id}"),
+        ("delete", "/identity-flow/delete/{flow_id}"),
+        ("post", "/identity-flow/add-identity-to-flow"),
+        ("post", "/identity-flow/remove-identity-from-flow"),
+        ("post", "/aztp/revoke-identity-for-flow"),
+        ("post", "/oiap/evaluate"),
+        ("get", "/v1/state"),
+        ("get", "/v1/state/changes"),
+        ("post", "/v1/identities"),
+        ("post", "/v1/svid/jwt"),
+        ("get", "/.well-known/spiffe-bundle"),
+        ("post", "/v1/decisions"),
+        ("post", "/v1/decisions/audit"),
+        ("get", "/v1/audit"),
     }
     have = {(m, p) for p, item in doc["paths"].items() for m in item}
     assert wire <= have, wire - have
     assert "422" not in json.dumps(doc["paths"])
     schemes = doc["components"]["securitySchemes"]
-    assert schemes["apiAccessKey"] == {"type": "apiKey", "in": "header", "name": "api_access_key",
-                                       "description": schemes["apiAccessKey"]["description"]}
+    assert schemes["apiAccessKey"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "api_access_key",
+        "description": schemes["apiAccessKey"]["description"],
+    }
 
 
 def test_identity_lifecycle_envelopes_and_status_codes(acme: Api) -> None:
-    issued = acme.ok("POST", "/aztp/issue-identity", json={"workloadId": "env-agent", "isGlobalIdentity": False})
+    issued = acme.ok(
+        "POST", "/aztp/issue-identity", json={"workloadId": "env-agent", "isGlobalIdentity": False}
+    )
     assert issued["aztpId"] == aid("env-agent") and issued["valid"] is True
     assert issued["workloadInfo"]["workloadId"] == "env-agent"
     # re-connect is idempotent: same ID
-    assert acme.ok("POST", "/aztp/issue-identity", json={"workloadId": "env-agent"})["aztpId"] == aid("env-agent")
+    assert acme.ok("POST", "/aztp/issue-identity", json={"workloadId": "env-agent"})[
+        "aztpId"
+    ] == aid("env-agent")
     # negative verification: 200 with data.valid = false
     status, body = acme.call("POST", "/aztp/verify-identity", json={"aztpId": aid("nobody")})
-    assert status == 200 and body["data"]["valid"] is False and body["data"]["reason"] == "identity_unknown"
-    assert acme.ok("POST", "/aztp/verify-identity", json={"aztpId": aid("env-agent")})["valid"] is True
-    status, body = acme.call("POST", "/aztp/verify-identity",
-                             json={"aztpId": aid("env-agent"), "identityFlowId": "0" * 24})
+    assert (
+        status == 200
+        and body["data"]["valid"] is False
+        and body["data"]["reason"] == "identity_unknown"
+    )
+    assert (
+        acme.ok("POST", "/aztp/verify-identity", json={"aztpId": aid("env-agent")})["valid"] is True
+    )
+    status, body = acme.call(
+        "POST",
+        "/aztp/verify-identity",
+        json={"aztpId": aid("env-agent"), "identityFlowId": "0" * 24},
+    )
     assert status == 200 and body["data"]["valid"] is False
     # get-identity with and without the trailing slash, by name or ID
     for path in ("/aztp/get-identity/", "/aztp/get-identity"):
         data = acme.ok("GET", path, params={"agentName": "env-agent"})
         assert data["aztpId"] == data["data"]["aztpId"] == aid("env-agent")
-    assert acme.ok("GET", "/aztp/get-identity", params={"aztpId": aid("env-agent")})["name"] == "env-agent"
+    assert (
+        acme.ok("GET", "/aztp/get-identity", params={"aztpId": aid("env-agent")})["name"]
+        == "env-agent"
+    )
     assert acme.ok("GET", f"/v1/identities/{aid('env-agent')}")["name"] == "env-agent"
     assert acme.ok("GET", "/v1/identities/by-name/env-agent")["aztpId"] == aid("env-agent")
     status, body = acme.call("GET", "/aztp/get-identity/", params={"agentName": "missing"})
@@ -140,16 +175,26 @@ def test_identity_lifecycle_envelopes_and_status_codes(acme: Api) -> None:
     status, body = acme.call("GET", "/aztp/get-identity/")
     assert status == 400
     # revoke: 200 then 409
-    assert acme.ok("POST", "/aztp/revoke-identity", json={"aztpId": aid("env-agent"), "reason": "t"})["status"] == "revoked"
+    assert (
+        acme.ok("POST", "/aztp/revoke-identity", json={"aztpId": aid("env-agent"), "reason": "t"})[
+            "status"
+        ]
+        == "revoked"
+    )
     status, body = acme.call("POST", "/aztp/revoke-identity", json={"aztpId": aid("env-agent")})
     assert status == 409 and body["data"]["code"] == "already_revoked"
-    assert acme.ok("POST", "/aztp/verify-identity", json={"aztpId": aid("env-agent")})["valid"] is False
+    assert (
+        acme.ok("POST", "/aztp/verify-identity", json={"aztpId": aid("env-agent")})["valid"]
+        is False
+    )
     # issue of a revoked identity: 200, data.valid false, data.error
     data = acme.ok("POST", "/aztp/issue-identity", json={"workloadId": "env-agent"})
     assert data["valid"] is False and "revoked" in data["error"]
     reissued = acme.ok("POST", "/aztp/reissue-revoked-identity", json={"aztpId": aid("env-agent")})
     assert reissued["valid"] is True and "privateKey" not in reissued
-    assert acme.ok("POST", "/aztp/verify-identity", json={"aztpId": aid("env-agent")})["valid"] is True
+    assert (
+        acme.ok("POST", "/aztp/verify-identity", json={"aztpId": aid("env-agent")})["valid"] is True
+    )
 
 
 def test_unknown_route_and_wrong_method_use_the_envelope(acme: Api) -> None:
@@ -162,17 +207,42 @@ def test_unknown_route_and_wrong_method_use_the_envelope(acme: Api) -> None:
 def test_flows_links_policies_and_state(acme: Api) -> None:
     for name in ("st-agent", "st-tool"):
         acme.ok("POST", "/aztp/issue-identity", json={"workloadId": name})
-    flow = acme.ok("POST", "/identity-flow/create", json={"name": "st-flow", "discoverable": "private",
-                                                          "tags": ["a"], "metadata": {"k": {"n": 1}}})
+    flow = acme.ok(
+        "POST",
+        "/identity-flow/create",
+        json={
+            "name": "st-flow",
+            "discoverable": "private",
+            "tags": ["a"],
+            "metadata": {"k": {"n": 1}},
+        },
+    )
     fid = flow["_id"]
     status, _body = acme.call("POST", "/identity-flow/create", json={"name": "st-flow"})
     assert status == 409
     for name in ("st-agent", "st-tool"):
-        acme.ok("POST", "/identity-flow/add-identity-to-flow", json={"identityFlowId": fid, "identity": {"aztpId": aid(name)}})
-    acme.ok("POST", "/aztp/create-workload-identity-link",
-            json={"sourceIdentity": aid("st-agent"), "targetIdentity": aid("st-tool"), "relationshipType": "data_pipeline"})
-    pol = acme.ok("POST", "/v1/policies", json={"name": "no-delete", "document": {
-        "Statement": [{"Effect": "Deny", "Action": "tool:delete"}]}})
+        acme.ok(
+            "POST",
+            "/identity-flow/add-identity-to-flow",
+            json={"identityFlowId": fid, "identity": {"aztpId": aid(name)}},
+        )
+    acme.ok(
+        "POST",
+        "/aztp/create-workload-identity-link",
+        json={
+            "sourceIdentity": aid("st-agent"),
+            "targetIdentity": aid("st-tool"),
+            "relationshipType": "data_pipeline",
+        },
+    )
+    pol = acme.ok(
+        "POST",
+        "/v1/policies",
+        json={
+            "name": "no-delete",
+            "document": {"Statement": [{"Effect": "Deny", "Action": "tool:delete"}]},
+        },
+    )
     acme.ok("POST", "/v1/policies/attach", json={"aztpId": aid("st-agent"), "code": pol["code"]})
     st = state(acme)
     assert st["flows"][fid] == "st-flow"
@@ -181,14 +251,34 @@ def test_flows_links_policies_and_state(acme: Api) -> None:
     assert st["policies"][aid("st-agent")] == [{"Effect": "Deny", "Action": ["tool:delete"]}]
     assert st["identities"][aid("st-agent")] == "active"
     # decisions, taken by the server and audited
-    d = acme.ok("POST", "/v1/decisions", json={"flowId": fid, "agent": aid("st-agent"), "tool": aid("st-tool"),
-                                               "toolName": "search"})
+    d = acme.ok(
+        "POST",
+        "/v1/decisions",
+        json={
+            "flowId": fid,
+            "agent": aid("st-agent"),
+            "tool": aid("st-tool"),
+            "toolName": "search",
+        },
+    )
     assert d["allowed"] is True and d["reason"] == "allowed" and d["revision"] == st["revision"]
-    d = acme.ok("POST", "/v1/decisions", json={"flowId": fid, "agent": aid("st-agent"), "tool": aid("st-tool"),
-                                               "toolName": "delete"})
+    d = acme.ok(
+        "POST",
+        "/v1/decisions",
+        json={
+            "flowId": fid,
+            "agent": aid("st-agent"),
+            "tool": aid("st-tool"),
+            "toolName": "delete",
+        },
+    )
     assert d["allowed"] is False and d["reason"] == "policy_denied"
     # flow revocation / reinstate
-    acme.ok("POST", "/aztp/revoke-identity-for-flow", json={"aztpId": aid("st-tool"), "identityFlowId": fid, "reason": "x"})
+    acme.ok(
+        "POST",
+        "/aztp/revoke-identity-for-flow",
+        json={"aztpId": aid("st-tool"), "identityFlowId": fid, "reason": "x"},
+    )
     assert aid("st-tool") in state(acme)["flowRevoked"][fid]
     health = acme.ok("GET", f"/v1/flows/{fid}/health")
     assert health["status"] == "critical" and health["valid"] == 1
@@ -201,7 +291,10 @@ def test_flows_links_policies_and_state(acme: Api) -> None:
     assert any(e["data"].get("context") == {"crew": "c1"} for e in entries)
     assert acme.ok("GET", "/v1/audit/verify")["ok"] is True
     # update + delete
-    assert acme.ok("PUT", f"/identity-flow/update/{fid}", json={"description": "d2"})["description"] == "d2"
+    assert (
+        acme.ok("PUT", f"/identity-flow/update/{fid}", json={"description": "d2"})["description"]
+        == "d2"
+    )
     acme.ok("DELETE", f"/identity-flow/delete/{fid}")
     assert fid not in state(acme)["flows"]
     status, _ = acme.call("GET", f"/v1/flows/{fid}")
@@ -210,17 +303,36 @@ def test_flows_links_policies_and_state(acme: Api) -> None:
 
 def test_no_private_key_crosses_the_wire(acme: Api) -> None:
     ans = acme.ok("POST", "/v1/identities", json={"name": "keyless"})
-    assert "privateKey" not in ans and ans["certificate"] == "" and ans["identity"]["aztpId"] == aid("keyless")
+    assert (
+        "privateKey" not in ans
+        and ans["certificate"] == ""
+        and ans["identity"]["aztpId"] == aid("keyless")
+    )
     key = generate_private_key()
     spiffe = f"spiffe://{ACME_TD}/workload/production/node/csr-agent"
-    ans = acme.ok("POST", "/v1/identities", json={"name": "csr-agent", "csr": make_csr(key, spiffe)})
+    ans = acme.ok(
+        "POST", "/v1/identities", json={"name": "csr-agent", "csr": make_csr(key, spiffe)}
+    )
     assert "privateKey" not in ans and ans["certificate"].startswith("-----BEGIN CERTIFICATE-----")
-    assert acme.ok("POST", "/v1/credentials/verify", json={"certificate": ans["certificate"]})["valid"] is True
-    cred = acme.ok("POST", "/v1/identities/credential", json={"aztpId": aid("csr-agent"), "csr": make_csr(key, spiffe)})
-    assert "privateKey" not in cred and cred["certificate"].startswith("-----BEGIN CERTIFICATE-----")
-    status, _body = acme.call("POST", "/v1/identities/credential", json={"aztpId": aid("csr-agent")})
+    assert (
+        acme.ok("POST", "/v1/credentials/verify", json={"certificate": ans["certificate"]})["valid"]
+        is True
+    )
+    cred = acme.ok(
+        "POST",
+        "/v1/identities/credential",
+        json={"aztpId": aid("csr-agent"), "csr": make_csr(key, spiffe)},
+    )
+    assert "privateKey" not in cred and cred["certificate"].startswith(
+        "-----BEGIN CERTIFICATE-----"
+    )
+    status, _body = acme.call(
+        "POST", "/v1/identities/credential", json={"aztpId": aid("csr-agent")}
+    )
     assert status == 400  # a CSR is required: the server never makes keys for callers
-    status, _body = acme.call("POST", "/v1/identities/credential", json={"aztpId": aid("csr-agent"), "csr": "junk"})
+    status, _body = acme.call(
+        "POST", "/v1/identities/credential", json={"aztpId": aid("csr-agent"), "csr": "junk"}
+    )
     assert status == 400
     jwt = acme.ok("POST", "/v1/svid/jwt", json={"aztpId": aid("csr-agent"), "audience": "svc"})
     assert jwt["token"].count(".") == 2
@@ -233,8 +345,13 @@ def test_no_private_key_crosses_the_wire(acme: Api) -> None:
 
 def test_missing_or_bad_key_is_401(srv: LiveServer) -> None:
     body = {"aztpId": aid("xx")}
-    for headers in ({}, {"api_access_key": "aztp_wrong"}, {"Authorization": "Bearer aztp_wrong"},
-                    {"api_access_key": "x" * 5000}, {"Authorization": "Basic Zm9vOmJhcg=="}):
+    for headers in (
+        {},
+        {"api_access_key": "aztp_wrong"},
+        {"Authorization": "Bearer aztp_wrong"},
+        {"api_access_key": "x" * 5000},
+        {"Authorization": "Basic Zm9vOmJhcg=="},
+    ):
         r = httpx.post(f"{srv.url}/aztp/verify-identity", json=body, headers=headers)
         assert r.status_code == 401, (headers, r.text)
         assert r.json()["success"] is False and r.json()["data"]["code"] == "unauthenticated"
@@ -245,7 +362,11 @@ def test_missing_or_bad_key_is_401(srv: LiveServer) -> None:
 def test_bearer_works_like_the_header(env) -> None:
     srv, _home, acme, _ = env
     key = acme.http.headers["api_access_key"]
-    r = httpx.post(f"{srv.url}/aztp/verify-identity", json={"aztpId": aid("xx")}, headers={"Authorization": f"Bearer {key}"})
+    r = httpx.post(
+        f"{srv.url}/aztp/verify-identity",
+        json={"aztpId": aid("xx")},
+        headers={"Authorization": f"Bearer {key}"},
+    )
     assert r.status_code == 200
 
 
@@ -253,7 +374,9 @@ def test_key_made_after_start_works_at_once_and_revocation_is_prompt(env) -> Non
     srv, home, _, _ = env
     principal, key = make_org(home, "latecomer", "late.example")
     late = Api(srv.url, key)
-    assert late.ok("POST", "/aztp/issue-identity", json={"workloadId": "late"})["aztpId"] == aid("late", "late.example")
+    assert late.ok("POST", "/aztp/issue-identity", json={"workloadId": "late"})["aztpId"] == aid(
+        "late", "late.example"
+    )
     # a second key of the same user, then revoked from another process (the CLI would do this)
     store = Store.open_sqlite(home / "aztp.db")
     try:
@@ -278,10 +401,21 @@ def test_key_made_after_start_works_at_once_and_revocation_is_prompt(env) -> Non
 # ============================================================================ malformed input
 
 
-def _raw(srv: LiveServer, key: str, path: str, content: bytes, content_type: str = "application/json",
-         method: str = "POST") -> httpx.Response:
-    return httpx.request(method, f"{srv.url}{path}", content=content,
-                         headers={"api_access_key": key, "content-type": content_type}, timeout=30)
+def _raw(
+    srv: LiveServer,
+    key: str,
+    path: str,
+    content: bytes,
+    content_type: str = "application/json",
+    method: str = "POST",
+) -> httpx.Response:
+    return httpx.request(
+        method,
+        f"{srv.url}{path}",
+        content=content,
+        headers={"api_access_key": key, "content-type": content_type},
+        timeout=30,
+    )
 
 
 MALFORMED: list[tuple[str, bytes]] = [
@@ -294,34 +428,60 @@ MALFORMED: list[tuple[str, bytes]] = [
     ("/aztp/issue-identity", b'{"workloadId": "ok-name", "isGlobalIdentity": "true"}'),
     ("/aztp/issue-identity", b'{"workloadId": "bad name!"}'),
     ("/aztp/issue-identity", b'{"workloadId": "x"}'),
-    ("/aztp/issue-identity", b'{"workloadId": "ok-name", "metadata": {"trustDomain": "UPPER.example"}}'),
-    ("/aztp/issue-identity", b'{"workloadId": "ok-name", "metadata": {"trustDomain": "globex.example"}}'),
-    ("/aztp/issue-identity", b'{"workloadId": "ok-name", "metadata": {"parentIdentity": "aztp://acme.example/nope"}}'),
+    (
+        "/aztp/issue-identity",
+        b'{"workloadId": "ok-name", "metadata": {"trustDomain": "UPPER.example"}}',
+    ),
+    (
+        "/aztp/issue-identity",
+        b'{"workloadId": "ok-name", "metadata": {"trustDomain": "globex.example"}}',
+    ),
+    (
+        "/aztp/issue-identity",
+        b'{"workloadId": "ok-name", "metadata": {"parentIdentity": "aztp://acme.example/nope"}}',
+    ),
     ("/aztp/issue-identity", b'{"workloadId": "ok-name", "metadata": "x"}'),
     ("/aztp/issue-identity", b'{"workloadId": "ok-name", "method": "a/b"}'),
-    ("/aztp/issue-identity", b'\xff\xfe\x00garbage'),
+    ("/aztp/issue-identity", b"\xff\xfe\x00garbage"),
     ("/aztp/issue-identity", b'{"workloadId": "' + b"a" * 300 + b'"}'),
     ("/aztp/issue-identity", b"[" * 50_000 + b"]" * 50_000),
     ("/aztp/verify-identity", b'{"aztpId": "spiffe://acme.example/workload/production/node/a"}'),
     ("/aztp/verify-identity", b'{"aztpId": "aztp://acme.example/workload/production/node/a\\n"}'),
-    ("/aztp/verify-identity", b'{"aztpId": "aztp://acme.example/workload/production/node/a", "identityFlowId": 5}'),
+    (
+        "/aztp/verify-identity",
+        b'{"aztpId": "aztp://acme.example/workload/production/node/a", "identityFlowId": 5}',
+    ),
     ("/aztp/verify-identity", b'{"aztpId": ["aztp://acme.example/workload/production/node/a"]}'),
     ("/aztp/revoke-identity", b'{"aztpId": "aztp://acme.example/../../etc/passwd"}'),
-    ("/aztp/create-workload-identity-link", b'{"sourceIdentity": "aztp://a", "targetIdentity": "aztp://b"}'),
-    ("/aztp/create-workload-identity-link",
-     b'{"sourceIdentity": "aztp://acme.example/workload/production/node/p1", '
-     b'"targetIdentity": "aztp://acme.example/workload/production/node/p1", "relationshipType": "DROP TABLE"}'),
+    (
+        "/aztp/create-workload-identity-link",
+        b'{"sourceIdentity": "aztp://a", "targetIdentity": "aztp://b"}',
+    ),
+    (
+        "/aztp/create-workload-identity-link",
+        b'{"sourceIdentity": "aztp://acme.example/workload/production/node/p1", '
+        b'"targetIdentity": "aztp://acme.example/workload/production/node/p1", "relationshipType": "DROP TABLE"}',
+    ),
     ("/identity-flow/create", b'{"name": "f", "discoverable": "world"}'),
     ("/identity-flow/create", b'{"name": "f", "tags": "a,b"}'),
     ("/identity-flow/create", b'{"name": "f", "metadata": [1, 2]}'),
     ("/identity-flow/create", b'{"name": ""}'),
-    ("/identity-flow/add-identity-to-flow", b'{"identityFlowId": "nope", "identity": {"aztpId": 7}}'),
+    (
+        "/identity-flow/add-identity-to-flow",
+        b'{"identityFlowId": "nope", "identity": {"aztpId": 7}}',
+    ),
     ("/identity-flow/add-identity-to-flow", b'{"identityFlowId": "nope"}'),
-    ("/v1/policies", b'{"name": "p", "document": {"Statement": [{"Effect": "Maybe", "Action": "x"}]}}'),
+    (
+        "/v1/policies",
+        b'{"name": "p", "document": {"Statement": [{"Effect": "Maybe", "Action": "x"}]}}',
+    ),
     ("/v1/policies", b'{"name": "p", "document": {"Statement": []}, "code": "nocolon-code"}'),
     ("/v1/decisions/audit", b'{"decisions": [{"allowed": true, "reason": "because"}]}'),
     ("/v1/decisions", b'{"flowId": "f", "agent": "a", "tool": "t", "enforce": "yes"}'),
-    ("/v1/svid/jwt", b'{"aztpId": "aztp://acme.example/workload/production/node/p1", "audience": []}'),
+    (
+        "/v1/svid/jwt",
+        b'{"aztpId": "aztp://acme.example/workload/production/node/p1", "audience": []}',
+    ),
     ("/v1/federation", b'{"trustDomain": "acme.example"}'),
     ("/oiap/evaluate", b'{"aztp_id": "aztp://acme.example/workload/production/node/p1"}'),
 ]
@@ -343,10 +503,17 @@ def test_malformed_input_is_4xx_and_changes_nothing(env) -> None:
     r = _raw(srv, key, "/aztp/verify-identity", b"<xml/>", "text/xml")
     assert r.status_code == 400
     # bad path and query values
-    for method, path in (("GET", "/v1/flows/" + "f" * 500), ("DELETE", "/identity-flow/delete/%00"),
-                         ("GET", "/v1/identities/not-an-id"), ("GET", "/v1/audit?limit=-1"),
-                         ("GET", "/v1/audit?limit=abc"), ("GET", "/v1/audit?action=a&action=b"), ("GET", "/aztp/discover-with-trust-domain?trustDomain=BAD..TD"),
-                         ("GET", "/aztp/get-identity-access-policy"), ("GET", "/.well-known/spiffe-bundle?trustDomain=globex.example")):
+    for method, path in (
+        ("GET", "/v1/flows/" + "f" * 500),
+        ("DELETE", "/identity-flow/delete/%00"),
+        ("GET", "/v1/identities/not-an-id"),
+        ("GET", "/v1/audit?limit=-1"),
+        ("GET", "/v1/audit?limit=abc"),
+        ("GET", "/v1/audit?action=a&action=b"),
+        ("GET", "/aztp/discover-with-trust-domain?trustDomain=BAD..TD"),
+        ("GET", "/aztp/get-identity-access-policy"),
+        ("GET", "/.well-known/spiffe-bundle?trustDomain=globex.example"),
+    ):
         r = httpx.request(method, f"{srv.url}{path}", headers={"api_access_key": key})
         assert 400 <= r.status_code < 500, (path, r.status_code, r.text[:200])
         assert r.json()["success"] is False
@@ -369,8 +536,12 @@ def test_huge_bodies_are_413(env) -> None:
             yield b"y" * 65536
         yield b'"}}'
 
-    r = httpx.post(f"{srv.url}/identity-flow/create", content=chunks(),
-                   headers={"api_access_key": key, "content-type": "application/json"}, timeout=30)
+    r = httpx.post(
+        f"{srv.url}/identity-flow/create",
+        content=chunks(),
+        headers={"api_access_key": key, "content-type": "application/json"},
+        timeout=30,
+    )
     assert r.status_code == 413
     assert state(acme) == before
     names = {f["name"] for f in acme.ok("GET", "/v1/flows")}
@@ -381,24 +552,48 @@ def test_huge_bodies_are_413(env) -> None:
 
 
 def test_organizations_never_see_each_other(acme: Api, globex: Api) -> None:
-    a_doc = acme.ok("POST", "/aztp/issue-identity", json={"workloadId": "secret-agent", "isGlobalIdentity": True})
+    a_doc = acme.ok(
+        "POST",
+        "/aztp/issue-identity",
+        json={"workloadId": "secret-agent", "isGlobalIdentity": True},
+    )
     a_id, a_secrets = a_doc["aztpId"], (a_doc["_id"], a_doc["userId"])  # values globex cannot know
-    a_flow = acme.ok("POST", "/identity-flow/create", json={"name": "acme-public", "discoverable": "public"})["_id"]
-    acme.ok("POST", "/identity-flow/add-identity-to-flow", json={"identityFlowId": a_flow, "identity": {"aztpId": a_id}})
+    a_flow = acme.ok(
+        "POST", "/identity-flow/create", json={"name": "acme-public", "discoverable": "public"}
+    )["_id"]
+    acme.ok(
+        "POST",
+        "/identity-flow/add-identity-to-flow",
+        json={"identityFlowId": a_flow, "identity": {"aztpId": a_id}},
+    )
     g_id = globex.ok("POST", "/aztp/issue-identity", json={"workloadId": "secret-agent"})["aztpId"]
     assert g_id == aid("secret-agent", GLOBEX_TD) != a_id
-    g_flow = globex.ok("POST", "/identity-flow/create", json={"name": "acme-public"})["_id"]  # same name, other org
+    g_flow = globex.ok("POST", "/identity-flow/create", json={"name": "acme-public"})[
+        "_id"
+    ]  # same name, other org
 
     # globex sees nothing of acme's
     assert a_id not in {d["aztpId"] for d in globex.ok("GET", "/v1/identities")}
-    assert a_id not in {d["aztpId"] for d in globex.ok("GET", "/aztp/discoverable", params={"discoverable": "true"})}
+    assert a_id not in {
+        d["aztpId"] for d in globex.ok("GET", "/aztp/discoverable", params={"discoverable": "true"})
+    }
     assert a_flow not in {f["_id"] for f in globex.ok("GET", "/v1/flows")}
     st = state(globex)
     assert a_id not in st["identities"] and a_flow not in st["flows"] and a_id not in json.dumps(st)
-    for listing in (st, globex.ok("GET", "/v1/identities"), globex.ok("GET", "/v1/flows"), globex.ok("GET", "/v1/links")):
+    for listing in (
+        st,
+        globex.ok("GET", "/v1/identities"),
+        globex.ok("GET", "/v1/flows"),
+        globex.ok("GET", "/v1/links"),
+    ):
         assert not any(s in json.dumps(listing) for s in a_secrets)
     assert globex.ok("POST", "/aztp/verify-identity", json={"aztpId": a_id})["valid"] is False
-    assert globex.ok("POST", "/aztp/verify-identity", json={"aztpId": g_id, "identityFlowId": a_flow})["valid"] is False
+    assert (
+        globex.ok("POST", "/aztp/verify-identity", json={"aztpId": g_id, "identityFlowId": a_flow})[
+            "valid"
+        ]
+        is False
+    )
     for method, path, kw in (
         ("GET", f"/v1/identities/{a_id}", {}),
         ("GET", "/aztp/get-identity/", {"params": {"aztpId": a_id}}),
@@ -407,29 +602,65 @@ def test_organizations_never_see_each_other(acme: Api, globex: Api) -> None:
         ("POST", "/aztp/revoke-identity", {"json": {"aztpId": a_id}}),
         ("POST", "/aztp/reissue-revoked-identity", {"json": {"aztpId": a_id}}),
         ("POST", "/v1/svid/jwt", {"json": {"aztpId": a_id, "audience": "x"}}),
-        ("POST", "/identity-flow/add-identity-to-flow", {"json": {"identityFlowId": a_flow, "identity": {"aztpId": g_id}}}),
-        ("POST", "/identity-flow/add-identity-to-flow", {"json": {"identityFlowId": g_flow, "identity": {"aztpId": a_id}}}),
-        ("POST", "/aztp/revoke-identity-for-flow", {"json": {"aztpId": a_id, "identityFlowId": a_flow, "reason": "x"}}),
+        (
+            "POST",
+            "/identity-flow/add-identity-to-flow",
+            {"json": {"identityFlowId": a_flow, "identity": {"aztpId": g_id}}},
+        ),
+        (
+            "POST",
+            "/identity-flow/add-identity-to-flow",
+            {"json": {"identityFlowId": g_flow, "identity": {"aztpId": a_id}}},
+        ),
+        (
+            "POST",
+            "/aztp/revoke-identity-for-flow",
+            {"json": {"aztpId": a_id, "identityFlowId": a_flow, "reason": "x"}},
+        ),
         ("PUT", f"/identity-flow/update/{a_flow}", {"json": {"name": "stolen"}}),
         ("DELETE", f"/identity-flow/delete/{a_flow}", {}),
-        ("POST", "/aztp/create-workload-identity-link", {"json": {"sourceIdentity": g_id, "targetIdentity": a_id}}),
-        ("POST", "/aztp/create-workload-identity-link", {"json": {"sourceIdentity": a_id, "targetIdentity": g_id}}),
+        (
+            "POST",
+            "/aztp/create-workload-identity-link",
+            {"json": {"sourceIdentity": g_id, "targetIdentity": a_id}},
+        ),
+        (
+            "POST",
+            "/aztp/create-workload-identity-link",
+            {"json": {"sourceIdentity": a_id, "targetIdentity": g_id}},
+        ),
         ("GET", "/.well-known/spiffe-bundle", {"params": {"trustDomain": ACME_TD}}),
     ):
         status, body = globex.call(method, path, **kw)
         assert status in (403, 404), (method, path, status, body)
-        assert a_id not in body["message"] or status == 404  # says only "not found in this organization"
-    status, body = globex.call("POST", "/aztp/issue-identity", json={"workloadId": "squatter",
-                                                                       "metadata": {"trustDomain": ACME_TD}})
+        assert (
+            a_id not in body["message"] or status == 404
+        )  # says only "not found in this organization"
+    status, body = globex.call(
+        "POST",
+        "/aztp/issue-identity",
+        json={"workloadId": "squatter", "metadata": {"trustDomain": ACME_TD}},
+    )
     assert status == 403
-    assert globex.ok("POST", "/aztp/authorize-connection-with-identities",
-                     json={"aztpId": g_id, "requestAztpId": a_id})["valid"] is False
+    assert (
+        globex.ok(
+            "POST",
+            "/aztp/authorize-connection-with-identities",
+            json={"aztpId": g_id, "requestAztpId": a_id},
+        )["valid"]
+        is False
+    )
     # globex's audit records what globex asked (even about acme's IDs), never acme's doings
     g_audit = globex.ok("GET", "/v1/audit")
     assert g_audit and not [e for e in g_audit if any(s in json.dumps(e) for s in a_secrets)]
     assert {e["org_id"] for e in g_audit} == {g_audit[0]["org_id"]}
     # acme's identity and flow are untouched
-    assert acme.ok("POST", "/aztp/verify-identity", json={"aztpId": a_id, "identityFlowId": a_flow})["valid"] is True
+    assert (
+        acme.ok("POST", "/aztp/verify-identity", json={"aztpId": a_id, "identityFlowId": a_flow})[
+            "valid"
+        ]
+        is True
+    )
     assert acme.ok("GET", f"/v1/flows/{a_flow}")["name"] == "acme-public"
 
 
@@ -444,9 +675,13 @@ def test_change_feed_emits_a_new_revision_after_a_write(env) -> None:
     stop = threading.Event()
 
     def listen() -> None:
-        with httpx.Client(timeout=httpx.Timeout(10, read=5)) as c, c.stream(
-                "GET", f"{srv.url}/v1/state/changes", headers={"api_access_key": key}) as r:
-            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        with (
+            httpx.Client(timeout=httpx.Timeout(10, read=5)) as c,
+            c.stream("GET", f"{srv.url}/v1/state/changes", headers={"api_access_key": key}) as r,
+        ):
+            assert r.status_code == 200 and r.headers["content-type"].startswith(
+                "text/event-stream"
+            )
             name = None
             for line in r.iter_lines():
                 if line.startswith("event: "):
@@ -489,9 +724,15 @@ def test_concurrent_reads_and_writes_give_no_5xx(env) -> None:
             codes = []
             for j in range(10):
                 if j % 3 == 0:
-                    codes.append(c.post("/aztp/issue-identity", json={"workloadId": f"busy-{i}-{j}"}).status_code)
+                    codes.append(
+                        c.post(
+                            "/aztp/issue-identity", json={"workloadId": f"busy-{i}-{j}"}
+                        ).status_code
+                    )
                 else:
-                    codes.append(c.post("/aztp/verify-identity", json={"aztpId": aid("busy")}).status_code)
+                    codes.append(
+                        c.post("/aztp/verify-identity", json={"aztpId": aid("busy")}).status_code
+                    )
             return max(codes)
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -509,19 +750,41 @@ def test_tls(tmp_path: Path) -> None:
     key = generate_private_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]), False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]
+            ),
+            False,
+        )
+        .sign(key, hashes.SHA256())
+    )
     (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                         serialization.NoEncryption()))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     _, api_key = make_org(tmp_path / "home", "tls-org", "tls.example")
-    with live_server(tmp_path / "home", args=["--tls-cert", str(tmp_path / "cert.pem"),
-                                              "--tls-key", str(tmp_path / "key.pem")]) as srv:
+    with live_server(
+        tmp_path / "home",
+        args=["--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem")],
+    ) as srv:
         assert srv.url.startswith("https://")
-        r = httpx.get(f"{srv.url}/v1/identities", headers={"api_access_key": api_key}, verify=str(tmp_path / "cert.pem"))
+        r = httpx.get(
+            f"{srv.url}/v1/identities",
+            headers={"api_access_key": api_key},
+            verify=str(tmp_path / "cert.pem"),
+        )
         assert r.status_code == 200
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{srv.url}/v1/health")  # verification on: self-signed is refused
@@ -537,22 +800,40 @@ def test_verify_answers_are_the_authoritys(env) -> None:
     for name in ("fp-valid", "fp-revoked", "fp-outsider", "fp-flow-revoked"):
         acme.ok("POST", "/aztp/issue-identity", json={"workloadId": name})
     acme.ok("POST", "/aztp/revoke-identity", json={"aztpId": aid("fp-revoked"), "reason": "r"})
-    flow = acme.ok("POST", "/identity-flow/create", json={"name": "fp-flow", "discoverable": "public"})["_id"]
-    private = acme.ok("POST", "/identity-flow/create", json={"name": "fp-private", "discoverable": "private"})["_id"]
+    flow = acme.ok(
+        "POST", "/identity-flow/create", json={"name": "fp-flow", "discoverable": "public"}
+    )["_id"]
+    private = acme.ok(
+        "POST", "/identity-flow/create", json={"name": "fp-private", "discoverable": "private"}
+    )["_id"]
     for name in ("fp-valid", "fp-revoked", "fp-flow-revoked"):
         for f in (flow, private):
-            acme.ok("POST", "/identity-flow/add-identity-to-flow", json={"identityFlowId": f, "aztpId": aid(name)})
-    acme.ok("POST", "/aztp/revoke-identity-for-flow", json={"aztpId": aid("fp-flow-revoked"), "identityFlowId": flow})
+            acme.ok(
+                "POST",
+                "/identity-flow/add-identity-to-flow",
+                json={"identityFlowId": f, "aztpId": aid(name)},
+            )
+    acme.ok(
+        "POST",
+        "/aztp/revoke-identity-for-flow",
+        json={"aztpId": aid("fp-flow-revoked"), "identityFlowId": flow},
+    )
     store = Store.open_sqlite(home / "aztp.db")
     try:
         authority = Authority(store)
         admin = authority.authenticate(acme.http.headers["api_access_key"])
-        colleague = authority.create_user(admin.org_id, "colleague")  # does not see admin's private flow
+        colleague = authority.create_user(
+            admin.org_id, "colleague"
+        )  # does not see admin's private flow
         _, colleague_key = authority.create_api_key(admin.org_id, colleague.user_id)
         for principal, api in ((admin, acme), (colleague, Api(srv.url, colleague_key))):
             for name in ("fp-valid", "fp-revoked", "fp-outsider", "fp-flow-revoked", "fp-unknown"):
                 for flow_id in (None, flow, private, "f" * 24):
-                    body = {"aztpId": aid(name)} if flow_id is None else {"aztpId": aid(name), "identityFlowId": flow_id}
+                    body = (
+                        {"aztpId": aid(name)}
+                        if flow_id is None
+                        else {"aztpId": aid(name), "identityFlowId": flow_id}
+                    )
                     expected = authority.verify_identity(principal, aid(name), flow_id)
                     for _ in range(3):  # first through the authority, then from memory
                         status, answer = api.call("POST", "/aztp/verify-identity", json=body)
@@ -584,18 +865,28 @@ def test_a_revocation_acknowledged_here_is_honoured_by_the_next_verify(acme: Api
         name = f"ack-{i}"
         acme.ok("POST", "/aztp/issue-identity", json={"workloadId": name})
         for _ in range(3):
-            assert acme.ok("POST", "/aztp/verify-identity", json={"aztpId": aid(name)})["valid"] is True
+            assert (
+                acme.ok("POST", "/aztp/verify-identity", json={"aztpId": aid(name)})["valid"]
+                is True
+            )
         acme.ok("POST", "/aztp/revoke-identity", json={"aztpId": aid(name)})
-        assert acme.ok("POST", "/aztp/verify-identity", json={"aztpId": aid(name)})["valid"] is False, i
+        assert (
+            acme.ok("POST", "/aztp/verify-identity", json={"aztpId": aid(name)})["valid"] is False
+        ), i
         acme.ok("POST", "/aztp/reissue-revoked-identity", json={"aztpId": aid(name)})
-        assert acme.ok("POST", "/aztp/verify-identity", json={"aztpId": aid(name)})["valid"] is True, i
+        assert (
+            acme.ok("POST", "/aztp/verify-identity", json={"aztpId": aid(name)})["valid"] is True
+        ), i
 
 
 def test_a_revocation_by_another_process_is_seen_within_the_poll_bound(env) -> None:
     _srv, home, acme, _ = env
     acme.ok("POST", "/aztp/issue-identity", json={"workloadId": "other-proc"})
     for _ in range(3):
-        assert acme.ok("POST", "/aztp/verify-identity", json={"aztpId": aid("other-proc")})["valid"] is True
+        assert (
+            acme.ok("POST", "/aztp/verify-identity", json={"aztpId": aid("other-proc")})["valid"]
+            is True
+        )
     store = Store.open_sqlite(home / "aztp.db")
     try:
         authority = Authority(store)
@@ -605,4 +896,6 @@ def test_a_revocation_by_another_process_is_seen_within_the_poll_bound(env) -> N
     finally:
         store.close()
     while acme.ok("POST", "/aztp/verify-identity", json={"aztpId": aid("other-proc")})["valid"]:
-        assert time.monotonic() - revoked < 0.25, "another process's revocation not seen within 250 ms"
+        assert time.monotonic() - revoked < 0.25, (
+            "another process's revocation not seen within 250 ms"
+        )

@@ -31,8 +31,13 @@ from aztp_agents.server import create_app  # noqa: E402
 from aztp_agents.store import Store  # noqa: E402
 
 MAX_EXAMPLES = 25
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          negative_data_rejection]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
 # The change feed is an endless stream: tested in test_server.py instead.
 EXCLUDED = {"/v1/state/changes"}
 
@@ -48,7 +53,9 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, str]
     authority.secure_connect(principal, "my-agent", make_key=False)
     authority.secure_connect(principal, "my-tool", make_key=False)
     flow = authority.create_flow(principal, "fuzz-flow")
-    authority.add_identity_to_flow(principal, flow["_id"], "aztp://example.org/workload/production/node/my-agent")
+    authority.add_identity_to_flow(
+        principal, flow["_id"], "aztp://example.org/workload/production/node/my-agent"
+    )
     other, _ = authority.create_org("bystander", "bystander.example")
     authority.secure_connect(other, "my-agent", make_key=False)
     app = create_app(authority)
@@ -75,8 +82,14 @@ def test_api_conforms_to_its_openapi_document(api) -> None:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
             @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-                      suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+            @settings(
+                max_examples=MAX_EXAMPLES,
+                deadline=None,
+                derandomize=True,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+                phases=[Phase.explicit, Phase.generate],
+            )
             def run(case) -> None:
                 case.call_and_validate(headers={"api_access_key": key}, checks=CHECKS)
 
@@ -85,6 +98,8 @@ def test_api_conforms_to_its_openapi_document(api) -> None:
             except Unsatisfiable:  # nothing to violate (an operation without parameters)
                 assert mode is GenerationMode.NEGATIVE, operation.path
             except Exception as exc:  # collect every operation's failure, then report them all
-                failures.append(f"{operation.method.upper()} {operation.path} ({mode.value}): {exc}")
+                failures.append(
+                    f"{operation.method.upper()} {operation.path} ({mode.value}): {exc}"
+                )
     assert operations >= 40
     assert not failures, "\n\n".join(failures)

@@ -1,55 +1,35 @@
-"""Helpers for the remote tests (no tests here): run a real ``aztp-agents`` server as a subprocess.
+"""Helpers for the remote tests (no tests here): a real ``aztp-agents`` server process.
 
 ``start_server(home)`` makes the home, the organization ``acme`` (trust domain ``acme.test``)
-and its API key before launch, starts ``python -m aztp_agents.server --home DIR --host
-127.0.0.1 --port N`` on a free port and waits until it answers. ``new_org`` adds another
+and its API key before launch, then starts the server through the one live-server harness
+(:func:`aztp_agents.server.testing.live_server`). ``Server.org`` adds another
 organization (and key) to the running server's store; the server accepts the key at once.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import ssl
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from aztp_agents.server.testing import LiveServer, live_server, make_org
 
 
 def new_org(home: Path, name: str, trust_domain: str) -> str:
     """A new organization in ``home``'s store; returns its API key."""
-    from aztp_agents.authority import Authority
-    from aztp_agents.store import Store
-
-    store = Store.open_sqlite(home / "aztp.db")
-    try:
-        _principal, key = Authority(store).create_org(name, trust_domain)
-    finally:
-        store.close()
-    assert key is not None
-    return key
+    return make_org(home, name, trust_domain)[1]
 
 
 @dataclass
 class Server:
     home: Path
-    url: str
+    live: LiveServer
     key: str
-    proc: subprocess.Popen[bytes]
-    log: Path
     orgs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """The base URL clients are given (with the route prefix, if any)."""
+        return self.live.base_url
 
     def org(self, name: str, trust_domain: str) -> str:
         """API key of organization ``name`` (made on first use)."""
@@ -59,23 +39,14 @@ class Server:
 
     def kill(self) -> None:
         """Stop the server abruptly (SIGKILL) by its PID."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        self.live.kill()
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL) by its PID."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        self.live.stop()
 
     def output(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log.read_text(errors="replace")[-4000:]
-        return ""
+        return self.live.log()[-4000:]
 
 
 def make_tls(directory: Path) -> tuple[Path, Path, Path]:
@@ -92,68 +63,80 @@ def make_tls(directory: Path) -> tuple[Path, Path, Path]:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "aztp test CA")])
     ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(hours=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                                     key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
-        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     directory.mkdir(parents=True, exist_ok=True)
     paths = directory / "server.pem", directory / "server.key", directory / "ca.pem"
     paths[0].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    paths[1].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     paths[2].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     return paths
 
 
-def start_server(home: Path, *, timeout: float = 30.0, tls: tuple[Path, Path, Path] | None = None,
-                 prefix: str = "") -> Server:
+def start_server(
+    home: Path,
+    *,
+    timeout: float = 30.0,
+    tls: tuple[Path, Path, Path] | None = None,
+    prefix: str = "",
+) -> Server:
     """Start a server on ``home``; with ``tls`` = (cert, key, ca) it speaks HTTPS only."""
     home.mkdir(parents=True, exist_ok=True)
     key = new_org(home, "acme", "acme.test")
-    port = free_port()
-    log = home / "server.log"
-    env = {**os.environ, "AZTP_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, "-m", "aztp_agents.server", "--home", str(home), "--host", "127.0.0.1", "--port", str(port)]
+    args: list[str] = []
     if tls is not None:
-        argv += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+        args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
     if prefix:
-        argv += ["--prefix", prefix]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-    scheme = "https" if tls is not None else "http"
-    server = Server(home, f"{scheme}://127.0.0.1:{port}{prefix}", key, proc, log, {"acme": key})
-    verify: bool | str = str(tls[2]) if tls is not None else True
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}:\n{server.output()}")
-        try:
-            r = httpx.get(f"{server.url}/v1/health", headers={"api_access_key": key}, timeout=1.0,
-                          verify=_context(verify))
-            if r.status_code < 500:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    server.kill()
-    raise RuntimeError(f"the server did not answer within {timeout} s:\n{server.output()}")
-
-
-def _context(verify: bool | str) -> bool | ssl.SSLContext:
-    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        args += ["--prefix", prefix]
+    live = live_server(home, args=args, startup_timeout=timeout, log_level="info")
+    return Server(home, live, key, {"acme": key})

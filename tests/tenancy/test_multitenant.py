@@ -1176,63 +1176,50 @@ def test_three_organizations_five_concurrent_agent_runs_each(env: Env) -> None:
 
 
 def test_issuance_rate_limit_is_a_clear_429_per_organization(tmp_path: Path) -> None:
-    """The HTTP app over an authority with a low issuance limit, served by uvicorn on a
-    loopback port in this process (``aztp-agents serve`` has no option for the limit)."""
-    import threading
-
-    import uvicorn
-
+    """The HTTP app over an authority with a low issuance limit, served in this process
+    (``aztp-agents serve`` has no option for the limit)."""
     from aztp_agents.server import create_app
-    from aztp_agents.server.testing import free_port
+    from aztp_agents.server.testing import serving
 
     store = Store.open_sqlite(tmp_path / "aztp.db")
     authority = Authority(store, issuance_rate=(1.0, 3))
     _, busy = authority.create_org("busy", "busy.test")
     _, calm = authority.create_org("calm", "calm.test")
     assert busy and calm
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(authority), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-            time.sleep(0.02)
-        with httpx.Client(base_url=url, timeout=10) as http:
-            hb, hc = {"api_access_key": busy}, {"api_access_key": calm}
-            for i in range(3):
+        with serving(create_app(authority)) as url:
+            with httpx.Client(base_url=url, timeout=10) as http:
+                hb, hc = {"api_access_key": busy}, {"api_access_key": calm}
+                for i in range(3):
+                    assert (
+                        http.post(
+                            "/v1/identities", headers=hb, json={"name": f"burst-{i}"}
+                        ).status_code
+                        == 200
+                    )
+                r = http.post("/v1/identities", headers=hb, json={"name": "one-too-many"})
+                assert r.status_code == 429
+                body = r.json()
+                assert body["success"] is False and body["data"]["code"] == "rate_limited"
+                assert "too many identity issuances for this organization" in body["message"]
+                assert 0 < body["data"]["retryAfter"] <= 1.0 and int(r.headers["retry-after"]) >= 1
+                official = http.post(
+                    "/aztp/issue-identity", headers=hb, json={"workloadId": "via-wire"}
+                )
+                assert official.status_code == 429
+                # another organization is not limited by this one
                 assert (
-                    http.post("/v1/identities", headers=hb, json={"name": f"burst-{i}"}).status_code
+                    http.post("/v1/identities", headers=hc, json={"name": "calm-0"}).status_code
                     == 200
                 )
-            r = http.post("/v1/identities", headers=hb, json={"name": "one-too-many"})
-            assert r.status_code == 429
-            body = r.json()
-            assert body["success"] is False and body["data"]["code"] == "rate_limited"
-            assert "too many identity issuances for this organization" in body["message"]
-            assert 0 < body["data"]["retryAfter"] <= 1.0 and int(r.headers["retry-after"]) >= 1
-            official = http.post(
-                "/aztp/issue-identity", headers=hb, json={"workloadId": "via-wire"}
-            )
-            assert official.status_code == 429
-            # another organization is not limited by this one
-            assert (
-                http.post("/v1/identities", headers=hc, json={"name": "calm-0"}).status_code == 200
-            )
-        # the remote client raises the typed error with the server's retry hint
-        client = Aztp(api_key=busy, base_url=url)
-        try:
-            with pytest.raises(RateLimitedError, match="retry in") as limited:
-                client.secure_connect_sync(None, "via-client")
-            time.sleep(limited.value.retry_after + 0.05)
-            assert client.secure_connect_sync(None, "via-client").identity.valid
-        finally:
-            client.close()
+            # the remote client raises the typed error with the server's retry hint
+            client = Aztp(api_key=busy, base_url=url)
+            try:
+                with pytest.raises(RateLimitedError, match="retry in") as limited:
+                    client.secure_connect_sync(None, "via-client")
+                time.sleep(limited.value.retry_after + 0.05)
+                assert client.secure_connect_sync(None, "via-client").identity.valid
+            finally:
+                client.close()
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         store.close()

@@ -1,0 +1,61 @@
+"""Tool-call decisions at the server: taken and audited here (``POST v1/decisions``, the
+enforcement points' fallback), or taken at a remote enforcement point and recorded here
+(``POST v1/decisions/audit``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from ...decisions import Decision, Reason
+from ..responses import ok
+from ..schemas import DecideBody, DecisionAuditBody, DecisionDoc, Loose
+from .dependencies import Caller, ServedAuthority
+from .openapi import success
+
+router = APIRouter(tags=["decisions"])
+
+
+@router.post(
+    "/v1/decisions",
+    responses=success(DecisionDoc),
+    summary="Tool-call decision, taken and audited by the authority (enforcement points' fallback)",
+)
+def decide(body: DecideBody, caller: Caller, authority: ServedAuthority) -> Response:
+    decision = authority.decide(
+        caller,
+        flow_id=body.flowId,
+        agent=body.agent,
+        tool=body.tool,
+        tool_name=body.toolName,
+        context=body.context,
+        enforce=body.enforce,
+    )
+    return ok(decision.to_dict(), decision.describe())
+
+
+@router.post(
+    "/v1/decisions/audit",
+    responses=success(Loose),
+    summary="Record decisions taken at a remote enforcement point in the audit log",
+)
+def decisions_audit(
+    body: DecisionAuditBody, caller: Caller, authority: ServedAuthority
+) -> Response:
+    for record in body.decisions:
+        decision = Decision(
+            allowed=record.allowed,
+            reason=Reason(record.reason),
+            agent=record.agent,
+            tool=record.tool,
+            flow=record.flow,
+            revision=record.revision,
+            latency_us=record.latencyUs,
+            tool_name=record.toolName,
+            audit=record.audit,
+            enforced=record.enforced,
+            organization=caller.org_id,
+        )
+        authority.record_decision(caller, decision, record.context)
+    recorded = len(body.decisions)
+    return ok({"recorded": recorded}, f"{recorded} decisions recorded")
