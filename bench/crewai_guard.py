@@ -46,12 +46,12 @@ import time  # noqa: E402
 
 from _paired import CpuMeter, median_ci, pct, verdict, writer_us_per_record  # noqa: E402
 from aztp_crewai import _hooks, guard_of, secure_crew  # noqa: E402
+from aztp_crewai.testing import scripted_crew_llm  # noqa: E402
 from crewai import Agent, Crew, Task  # noqa: E402
 from crewai.hooks.dispatch import InterceptionPoint, get_global_hook_list  # noqa: E402
 from crewai.tools import BaseTool  # noqa: E402
 
 from aztp_agents import Aztp  # noqa: E402
-from aztp_agents.testing import scripted_crew_llm  # noqa: E402
 
 TARGET_PCT = 1.0
 

@@ -43,12 +43,12 @@ from typing import Any
 
 from _paired import CpuMeter, median_ci, verdict, writer_us_per_record
 from aztp_langchain import AztpMiddleware
+from aztp_langchain.testing import ScriptedChatModel, call
 from langchain.agents import create_agent
 from langchain_core.tools import tool
 
 from aztp_agents import Aztp
 from aztp_agents.decisions import Decision, Reason
-from aztp_agents.testing_langchain import ScriptedChatModel, call
 
 TARGET = 0.02
 FREEZE = True  # gc.freeze() after the warm-up (see the module docstring)

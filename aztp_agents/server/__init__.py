@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def run(
     home: Path | str,
     host: str = "127.0.0.1",
-    port: int = 8000,
+    port: int = 8700,
     tls_cert: Path | str | None = None,
     tls_key: Path | str | None = None,
     *,

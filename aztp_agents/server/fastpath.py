@@ -11,13 +11,17 @@ anything malformed, any doubt — goes on unchanged to the regular route.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import AztpError
 from ..ids import parse_aztp_id
+from .apikey import api_key_from_headers
+from .context import ServerContext
+from .middleware import replaying
 from .responses import envelope_bytes
 
 try:
@@ -33,19 +37,13 @@ __all__ = ["FastPathMiddleware"]
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 
 class FastPathMiddleware:
     """Answers the common verify-identity request from memory; passes everything else on."""
 
-    def __init__(self, app: ASGIApp, *, context: Any, prefix: str = "") -> None:
+    def __init__(self, app: ASGIApp, *, context: ServerContext, prefix: str = "") -> None:
         self.app = app
-        self.ctx = context  # ServerContext: authority, watcher, auth_cache
+        self.ctx = context
         self.verify_path = f"{prefix}/aztp/verify-identity"
         self._ids: dict[str, str] = {}
 
@@ -84,29 +82,12 @@ class FastPathMiddleware:
             )
             await send({"type": "http.response.body", "body": payload})
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
     async def _verify(self, scope: Scope, body: bytes) -> dict[str, Any] | None:
-        key = None
-        content_type = None
-        for name, value in scope["headers"]:
-            if name == b"api_access_key":
-                key = value.decode("latin-1")
-            elif name == b"authorization" and key is None:
-                scheme, _, cred = value.decode("latin-1").partition(" ")
-                if scheme.lower() == "bearer" and cred.strip():
-                    key = cred.strip()
-            elif name == b"content-type":
-                content_type = value
+        headers = scope["headers"]
+        key = api_key_from_headers(headers)
+        content_type = next((value for name, value in headers if name == b"content-type"), None)
         if not key or (
             content_type is not None and not content_type.startswith(b"application/json")
         ):

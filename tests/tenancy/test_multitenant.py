@@ -1038,11 +1038,10 @@ def test_three_organizations_five_concurrent_agent_runs_each(env: Env) -> None:
     three. Mid-run, organization red revokes its agent-0."""
     pytest.importorskip("langchain")
     from aztp_langchain import AztpMiddleware, current_agent
+    from aztp_langchain.testing import ScriptedChatModel, call
     from langchain.agents import create_agent
     from langchain_core.messages import ToolMessage
     from langchain_core.tools import StructuredTool
-
-    from aztp_agents.testing_langchain import ScriptedChatModel, call
 
     orgs = ("red", "green", "blue")
     runs = 5
