@@ -13,6 +13,7 @@ from contextvars import ContextVar
 from typing import Any, NamedTuple
 
 from aztp_agents import guard as _core
+from aztp_agents.ids import is_valid_aztp_id
 
 __all__ = [
     "CALLER",
@@ -117,7 +118,7 @@ def acting_as(agent: Any) -> Iterator[str]:
         from . import identity_of
 
         agent_id = identity_of(agent)
-    if not agent_id or not agent_id.startswith("aztp://"):
+    if not agent_id or not is_valid_aztp_id(agent_id):
         raise ValueError(
             f"acting_as needs an AZTP ID (aztp://...) or a secured object with an identity, "
             f"got {agent!r}"
