@@ -306,7 +306,7 @@ def test_seed_000_scenario(seed_client: Aztp) -> None:
 def test_every_facade_operation_has_a_route() -> None:
     import inspect
 
-    from aztp_agents import client as client_module
+    from aztp_agents.client import _base as client_module
     from aztp_agents import guard as guard_module
 
     source = inspect.getsource(client_module) + inspect.getsource(guard_module)
