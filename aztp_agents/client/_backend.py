@@ -5,6 +5,10 @@ and :class:`~aztp_agents.remote.RemoteBackend` (an ``aztp-agents serve`` server,
 from a local replica). Operations are named as the authority's methods (``secure_connect``,
 ``revoke_identity``, ...), keyword arguments as theirs; the answers are the authority's
 (plain dicts and lists, the wire documents).
+
+A backend may also declare ``bounded_decisions = True``: its :meth:`Backend.decide` never waits
+on the network longer than a small bound (both built-in backends do), so an enforcement point
+may call it directly rather than under its own timeout.
 """
 
 from __future__ import annotations

@@ -68,6 +68,8 @@ class EmbeddedBackend:
     """Operations on an in-process :class:`Authority`, as one principal."""
 
     is_remote = False
+    #: Decisions are taken in memory (no network): the Guard may call :meth:`decide` directly.
+    bounded_decisions = True
 
     def __init__(self, authority: Authority, principal: Principal) -> None:
         self.authority = authority

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from .. import wire
 from ..errors import ValidationError
 
 __all__ = [
@@ -54,7 +55,8 @@ class Route:
     changes decision state (the replica is marked stale once it is acknowledged).
     ``keypair``: a key pair is made here and only a CSR sent. ``envelope``: the answer's
     ``data`` is the value (otherwise the whole body). ``parse`` turns that value into what the
-    embedded authority returns.
+    embedded authority returns. ``body_model``: the :mod:`aztp_agents.wire` model the server
+    validates the JSON body with (the wire names in ``fields`` are its fields).
     """
 
     method: str
@@ -66,6 +68,7 @@ class Route:
     envelope: bool = True
     build: Builder | None = None
     parse: Callable[[Any, dict[str, Any]], Any] | None = None
+    body_model: type[wire.Body] | None = None
 
     def request(self, op: str, kwargs: dict[str, Any]) -> WireRequest:
         if self.build is not None:
@@ -99,8 +102,9 @@ def _read(method: str, path: str, **fields: str) -> Route:
     return Route(method, path, fields, idempotent=True, writes=False)
 
 
-def _write(method: str, path: str, *, idempotent: bool = False, **fields: str) -> Route:
-    return Route(method, path, fields, idempotent=idempotent)
+def _write(method: str, path: str, *, body_model: type[wire.Body] | None = None, idempotent: bool = False,
+           **fields: str) -> Route:
+    return Route(method, path, fields, idempotent=idempotent, body_model=body_model)
 
 
 _ISSUE_FIELDS = {
@@ -183,58 +187,59 @@ def _as_list(data: Any, _kw: dict[str, Any]) -> list[Any]:
 #: WIRE.md routes (the official client's) where one exists, ``v1/`` extensions otherwise.
 ROUTES: dict[str, Route] = {
     # identities
-    "secure_connect": Route("POST", "v1/identities", idempotent=True, keypair=True, build=_build_secure_connect),
-    "issue_credential": Route("POST", "v1/identities/credential", {"aztp_id": "aztpId", "csr_pem": "csr", "ttl": "ttl"},
+    "secure_connect": Route("POST", "v1/identities", body_model=wire.NewIdentityBody, idempotent=True, keypair=True, build=_build_secure_connect),
+    "issue_credential": Route("POST", "v1/identities/credential", {"aztp_id": "aztpId", "csr_pem": "csr", "ttl": "ttl"}, body_model=wire.CredentialBody,
                               idempotent=True, writes=False, keypair=True),
-    "reissue_identity": Route("POST", "aztp/reissue-revoked-identity", keypair=True, build=_build_reissue),
+    "reissue_identity": Route("POST", "aztp/reissue-revoked-identity", body_model=wire.ReissueBody, keypair=True, build=_build_reissue),
     "get_identity": _read("GET", "v1/identities/{aztp_id}"),
     "get_identity_by_name": _read("GET", "v1/identities/by-name/{name}"),
     "list_identities": Route("GET", "v1/identities", idempotent=True, writes=False, parse=_as_list),
     "discover": Route("GET", "aztp/discoverable", idempotent=True, writes=False, build=_build_discover, parse=_as_list),
-    "revoke_identity": _write("POST", "aztp/revoke-identity", aztp_id="aztpId", reason="reason"),
-    "verify_identity": Route("POST", "aztp/verify-identity", {"aztp_id": "aztpId", "flow_id": "identityFlowId"},
+    "revoke_identity": _write("POST", "aztp/revoke-identity", body_model=wire.RevokeBody, aztp_id="aztpId", reason="reason"),
+    "verify_identity": Route("POST", "aztp/verify-identity", {"aztp_id": "aztpId", "flow_id": "identityFlowId"}, body_model=wire.VerifyBody,
                              idempotent=True, writes=False),
     "authorize_connection": Route("POST", "aztp/authorize-connection-with-identities",
                                   {"source": "aztpId", "target": "requestAztpId", "policy_code": "policyCode"},
+                                  body_model=wire.AuthorizeBody,
                                   idempotent=True, writes=False),
-    "verify_credential": Route("POST", "v1/credentials/verify", {"cert_pem": "certificate"},
+    "verify_credential": Route("POST", "v1/credentials/verify", {"cert_pem": "certificate"}, body_model=wire.VerifyCredentialBody,
                                idempotent=True, writes=False),
-    "fetch_jwt_svid": Route("POST", "v1/svid/jwt", {"aztp_id": "aztpId", "audience": "audience", "ttl": "ttl"},
+    "fetch_jwt_svid": Route("POST", "v1/svid/jwt", {"aztp_id": "aztpId", "audience": "audience", "ttl": "ttl"}, body_model=wire.JwtSvidBody,
                             idempotent=True, writes=False),
     "trust_bundle": Route("GET", ".well-known/spiffe-bundle", {"trust_domain": "trustDomain"}, idempotent=True,
                           writes=False, parse=_bundle),
     # links
-    "link_identities": _write("POST", "aztp/create-workload-identity-link", idempotent=True, source="sourceIdentity",
+    "link_identities": _write("POST", "aztp/create-workload-identity-link", body_model=wire.LinkBody, idempotent=True, source="sourceIdentity",
                               target="targetIdentity", relationship_type="relationshipType", metadata="metadata"),
-    "unlink_identities": _write("POST", "v1/links/delete", source="sourceIdentity", target="targetIdentity",
+    "unlink_identities": _write("POST", "v1/links/delete", body_model=wire.UnlinkBody, source="sourceIdentity", target="targetIdentity",
                                 relationship_type="relationshipType"),
     "list_links": Route("GET", "v1/links", {"aztp_id": "aztpId"}, idempotent=True, writes=False, parse=_as_list),
     # policies
-    "create_policy": _write("POST", "v1/policies", name="name", document="document", code="code"),
-    "attach_policy": _write("POST", "v1/policies/attach", idempotent=True, aztp_id="aztpId", code="code"),
-    "detach_policy": _write("POST", "v1/policies/detach", aztp_id="aztpId", code="code"),
+    "create_policy": _write("POST", "v1/policies", body_model=wire.PolicyBody, name="name", document="document", code="code"),
+    "attach_policy": _write("POST", "v1/policies/attach", body_model=wire.AttachBody, idempotent=True, aztp_id="aztpId", code="code"),
+    "detach_policy": _write("POST", "v1/policies/detach", body_model=wire.AttachBody, aztp_id="aztpId", code="code"),
     "get_policies": Route("GET", "aztp/get-identity-access-policy", {"aztp_id": "aztpId"}, idempotent=True,
                           writes=False, parse=_as_list),
     "check_permissions": Route("GET", "aztp/get-identity-action-permissions", idempotent=True, writes=False,
                                build=_build_check_permissions),
     "oiap_evaluate": Route("POST", "oiap/evaluate", {"aztp_id": "aztp_id", "requested_resource": "requested_resource",
-                                                     "user_id": "user_id"}, idempotent=True, writes=False),
+                                                     "user_id": "user_id"}, body_model=wire.OiapBody, idempotent=True, writes=False),
     # flows
-    "create_flow": _write("POST", "identity-flow/create", name="name", description="description",
+    "create_flow": _write("POST", "identity-flow/create", body_model=wire.CreateFlowBody, name="name", description="description",
                           discoverable="discoverable", tags="tags", metadata="metadata"),
-    "update_flow": Route("PUT", "identity-flow/update/{flow_id}", idempotent=True, build=_build_update_flow),
+    "update_flow": Route("PUT", "identity-flow/update/{flow_id}", body_model=wire.UpdateFlowBody, idempotent=True, build=_build_update_flow),
     "delete_flow": _write("DELETE", "identity-flow/delete/{flow_id}"),
     "get_flow": _read("GET", "v1/flows/{flow_id}"),
     "list_flows": Route("GET", "v1/flows", idempotent=True, writes=False, parse=_as_list),
-    "ensure_flow": _write("POST", "v1/flows/ensure", idempotent=True, name="name", discoverable="discoverable",
+    "ensure_flow": _write("POST", "v1/flows/ensure", body_model=wire.EnsureFlowBody, idempotent=True, name="name", discoverable="discoverable",
                           description="description"),
-    "add_identity_to_flow": Route("POST", "identity-flow/add-identity-to-flow", idempotent=True,
+    "add_identity_to_flow": Route("POST", "identity-flow/add-identity-to-flow", body_model=wire.AddToFlowBody, idempotent=True,
                                   build=_build_add_to_flow),
-    "remove_identity_from_flow": _write("POST", "identity-flow/remove-identity-from-flow", idempotent=True,
+    "remove_identity_from_flow": _write("POST", "identity-flow/remove-identity-from-flow", body_model=wire.RemoveFromFlowBody, idempotent=True,
                                         flow_id="identityFlowId", aztp_id="aztpId"),
-    "revoke_flow_identity": _write("POST", "aztp/revoke-identity-for-flow", aztp_id="aztpId",
+    "revoke_flow_identity": _write("POST", "aztp/revoke-identity-for-flow", body_model=wire.RevokeFlowBody, aztp_id="aztpId",
                                    flow_id="identityFlowId", reason="reason"),
-    "reinstate_flow_identity": _write("POST", "v1/flows/reinstate", aztp_id="aztpId", flow_id="identityFlowId"),
+    "reinstate_flow_identity": _write("POST", "v1/flows/reinstate", body_model=wire.ReinstateBody, aztp_id="aztpId", flow_id="identityFlowId"),
     "flow_health": _read("GET", "v1/flows/{flow_id}/health"),
     "service_health": Route("GET", "identity-flow/health", idempotent=True, writes=False, envelope=False),
     # audit
@@ -242,7 +247,7 @@ ROUTES: dict[str, Route] = {
                            parse=_as_list),
     "verify_audit": _read("GET", "v1/audit/verify"),
     # federation
-    "federate": _write("POST", "v1/federation", idempotent=True, trust_domain="trustDomain"),
+    "federate": _write("POST", "v1/federation", body_model=wire.FederationBody, idempotent=True, trust_domain="trustDomain"),
     "unfederate": _write("DELETE", "v1/federation/{trust_domain}"),
 }
 
@@ -251,8 +256,8 @@ ROUTES: dict[str, Route] = {
 STATE_ROUTE = Route("GET", "v1/state", idempotent=True, writes=False)
 #: A decision taken by the server. Safe to repeat, but sent once: a decision must not wait
 #: out retries (the replica's fallback passes ``attempts=1``).
-DECIDE_ROUTE = Route("POST", "v1/decisions", idempotent=True, writes=False)
+DECIDE_ROUTE = Route("POST", "v1/decisions", body_model=wire.DecideBody, idempotent=True, writes=False)
 #: Decisions taken locally, sent in batches for the server's audit log.
-DECISION_AUDIT_ROUTE = Route("POST", "v1/decisions/audit", writes=False)
+DECISION_AUDIT_ROUTE = Route("POST", "v1/decisions/audit", body_model=wire.DecisionAuditBody, writes=False)
 #: The change feed (server-sent events).
 FEED_PATH = "v1/state/changes"

@@ -29,7 +29,6 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.remote import Server, make_tls, start_server
 
 from aztp_agents import Aztp
 from aztp_agents.errors import (
@@ -46,6 +45,7 @@ from aztp_agents.errors import (
 )
 from aztp_agents.guard import Guard
 from aztp_agents.remote import ROUTES, RemoteBackend
+from tests.support.remote import Server, make_tls, start_server
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("aztp_agents.server") is None, reason="the server (aztp_agents.server) is not built yet"
@@ -306,8 +306,8 @@ def test_seed_000_scenario(seed_client: Aztp) -> None:
 def test_every_facade_operation_has_a_route() -> None:
     import inspect
 
-    from aztp_agents.client import _base as client_module
     from aztp_agents import guard as guard_module
+    from aztp_agents.client import _base as client_module
 
     source = inspect.getsource(client_module) + inspect.getsource(guard_module)
     ops = set(re.findall(r"""_call\(\s*"([a-z_]+)\"""", source)) | set(re.findall(r"""\.call\(\s*"([a-z_]+)\"""", source))
