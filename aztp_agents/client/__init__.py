@@ -19,7 +19,7 @@ from ._async import Aztp
 from ._backend import Backend
 from ._embedded import _AUTHORITIES as _AUTHORITIES  # tests close cached authorities
 from ._embedded import _AUTHORITIES_LOCK as _AUTHORITIES_LOCK
-from ._embedded import EmbeddedBackend, resolve_home
+from ._embedded import EmbeddedBackend, open_embedded, resolve_home
 from ._secured_agent import SecuredAgent
 from ._sync import SyncAztp
 
@@ -31,6 +31,7 @@ __all__ = [
     "SecuredAgent",
     "SyncAztp",
     "default_client",
+    "open_embedded",
     "resolve_home",
 ]
 
