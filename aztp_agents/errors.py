@@ -220,7 +220,14 @@ if len(ERRORS_BY_CODE) != len(_WIRE_ERRORS):
 #: The error of each status when an answer's code is unknown or belongs to another status.
 ERRORS_BY_STATUS: dict[int, type[AztpError]] = {
     c.status_code: c
-    for c in (ValidationError, AuthenticationError, PermissionDeniedError, NotFoundError, ConflictError, RateLimitedError)
+    for c in (
+        ValidationError,
+        AuthenticationError,
+        PermissionDeniedError,
+        NotFoundError,
+        ConflictError,
+        RateLimitedError,
+    )
 }
 
 #: Statuses that, like 400, say the request itself was refused (too large, unprocessable).

@@ -31,7 +31,9 @@ EXAMPLE_ID = "aztp://example.org/workload/production/node/my-agent"
 PEM_PATTERN = r"^[\x00-\x7f]*$"
 
 AztpIdField = Annotated[str, Field(min_length=1, max_length=2048, examples=[EXAMPLE_ID])]
-FlowIdField = Annotated[str, Field(min_length=1, max_length=128, examples=["66e0f1c2a3b4c5d6e7f80912"])]
+FlowIdField = Annotated[
+    str, Field(min_length=1, max_length=128, examples=["66e0f1c2a3b4c5d6e7f80912"])
+]
 Text = Annotated[str, Field(max_length=4096)]
 ShortText = Annotated[str, Field(max_length=256)]
 Discoverable = Literal["public", "private"]
@@ -143,8 +145,15 @@ class OiapBody(Body):
 # ------------------------------------------------------------------ extensions (/v1)
 
 
-Csr = Annotated[str, Field(min_length=1, max_length=16384, pattern=PEM_PATTERN,
-                           description="PEM certificate signing request")]
+Csr = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=16384,
+        pattern=PEM_PATTERN,
+        description="PEM certificate signing request",
+    ),
+]
 Ttl = Annotated[int, Field(ge=1, le=86400)]
 
 
@@ -168,15 +177,26 @@ class CredentialBody(Body):
 
 
 class VerifyCredentialBody(Body):
-    certificate: Annotated[str, Field(min_length=1, max_length=16384, pattern=PEM_PATTERN,
-                                      description="PEM X.509-SVID (leaf first, optional chain)")]
+    certificate: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=16384,
+            pattern=PEM_PATTERN,
+            description="PEM X.509-SVID (leaf first, optional chain)",
+        ),
+    ]
 
 
 class JwtSvidBody(Body):
     aztpId: AztpIdField
-    audience: Annotated[str, Field(min_length=1, max_length=1024)] | Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=1024)]], Field(min_length=1, max_length=32)
-    ]
+    audience: (
+        Annotated[str, Field(min_length=1, max_length=1024)]
+        | Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=1024)]],
+            Field(min_length=1, max_length=32),
+        ]
+    )
     ttl: Annotated[int, Field(ge=1, le=3600)] = 300
 
 
@@ -199,8 +219,12 @@ class EnsureFlowBody(Body):
 
 class PolicyBody(Body):
     name: Annotated[str, Field(min_length=1, max_length=256)]
-    document: dict[str, Any] = Field(examples=[{"Statement": [{"Effect": "Allow", "Action": "tool:*"}]}])
-    code: Annotated[str, Field(min_length=8, max_length=128, examples=["policy:0650537f8614"])] | None = None
+    document: dict[str, Any] = Field(
+        examples=[{"Statement": [{"Effect": "Allow", "Action": "tool:*"}]}]
+    )
+    code: (
+        Annotated[str, Field(min_length=8, max_length=128, examples=["policy:0650537f8614"])] | None
+    ) = None
 
 
 class AttachBody(Body):
@@ -274,8 +298,14 @@ Status = Literal["active", "revoked"]
 #: required field.
 WorkloadInfo = Annotated[
     dict[str, Any],
-    WithJsonSchema({"type": "object", "properties": {"workloadId": {"type": "string"}},
-                    "required": ["workloadId"], "additionalProperties": True}),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "properties": {"workloadId": {"type": "string"}},
+            "required": ["workloadId"],
+            "additionalProperties": True,
+        }
+    ),
 ]
 
 

@@ -48,20 +48,31 @@ class Aztp(ClientBase):
     # ----------------------------------------------------------------- identities
 
     async def secure_connect(
-        self, crew_agent: object | None = None, name: str | None = None, config: Mapping[str, Any] | None = None
+        self,
+        crew_agent: object | None = None,
+        name: str | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> SecuredAgent:
         """Issue (or re-connect) the identity ``name`` and wrap ``crew_agent`` with it."""
         return await self._run(self._secure_connect(crew_agent, name, config))
 
-    def secure_connect_sync(self, crew_agent: object | None = None, name: str | None = None,
-                            config: Mapping[str, Any] | None = None) -> SecuredAgent:
+    def secure_connect_sync(
+        self,
+        crew_agent: object | None = None,
+        name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> SecuredAgent:
         """Blocking :meth:`secure_connect`, for synchronous callers (framework adapters)."""
         return run_sync(self.backend, self._secure_connect(crew_agent, name, config))
 
-    async def verify_identity(self, agent: SecuredAgent, identity_flow_id: str | None = None) -> bool:
+    async def verify_identity(
+        self, agent: SecuredAgent, identity_flow_id: str | None = None
+    ) -> bool:
         return await self._run(self._verify_identity(agent, identity_flow_id))
 
-    async def verify_identity_by_aztp_id(self, aztp_id: str, identity_flow_id: str | None = None) -> bool:
+    async def verify_identity_by_aztp_id(
+        self, aztp_id: str, identity_flow_id: str | None = None
+    ) -> bool:
         return await self._run(self._verify_identity_by_aztp_id(aztp_id, identity_flow_id))
 
     async def verify(self, aztp_id: str, identity_flow_id: str | None = None) -> dict[str, Any]:
@@ -69,19 +80,38 @@ class Aztp(ClientBase):
         return await self._run(self._verify(aztp_id, identity_flow_id))
 
     async def verify_identity_using_agent_name(
-        self, name: str, trust_domain: str = "aztp.network", workload: str = "workload",
-        environment: str = "production", method: str = "node",
+        self,
+        name: str,
+        trust_domain: str = "aztp.network",
+        workload: str = "workload",
+        environment: str = "production",
+        method: str = "node",
     ) -> bool:
-        return await self._run(self._verify_identity_using_agent_name(name, trust_domain, workload, environment, method))
+        return await self._run(
+            self._verify_identity_using_agent_name(
+                name, trust_domain, workload, environment, method
+            )
+        )
 
     async def verify_authorize_identity_connection(
-        self, fromAgentID: str | None = None, toAgentID: str | None = None, policyCode: str | None = None,
-        *, from_aztp_id: str | None = None, to_aztp_id: str | None = None, policy_code: str | None = None,
+        self,
+        fromAgentID: str | None = None,
+        toAgentID: str | None = None,
+        policyCode: str | None = None,
+        *,
+        from_aztp_id: str | None = None,
+        to_aztp_id: str | None = None,
+        policy_code: str | None = None,
     ) -> bool:
-        return await self._run(self._verify_authorize_identity_connection(
-            fromAgentID or from_aztp_id, toAgentID or to_aztp_id, policyCode or policy_code))
+        return await self._run(
+            self._verify_authorize_identity_connection(
+                fromAgentID or from_aztp_id, toAgentID or to_aztp_id, policyCode or policy_code
+            )
+        )
 
-    async def authorize(self, from_aztp_id: str, to_aztp_id: str, policy_code: str | None = None) -> dict[str, Any]:
+    async def authorize(
+        self, from_aztp_id: str, to_aztp_id: str, policy_code: str | None = None
+    ) -> dict[str, Any]:
         """Like :meth:`verify_authorize_identity_connection` but with the reason (``no_link``,
         ``policy_denied``, ...) and message."""
         return await self._run(self._authorize(from_aztp_id, to_aztp_id, policy_code))
@@ -109,7 +139,9 @@ class Aztp(ClientBase):
     async def list_identities(self) -> list[dict[str, Any]]:
         return await self._run(self._list_identities())
 
-    async def discover_identity(self, trust_domain: str | None = None, requestor_identity: str | None = None) -> str:
+    async def discover_identity(
+        self, trust_domain: str | None = None, requestor_identity: str | None = None
+    ) -> str:
         return await self._run(self._discover_identity(trust_domain, requestor_identity))
 
     async def revoke_identity(self, aztp_id: str, reason: str | None = None) -> str:
@@ -122,7 +154,9 @@ class Aztp(ClientBase):
         """A fresh X.509-SVID (and key) for an active identity."""
         return await self._run(self._issue_credential(aztp_id, ttl))
 
-    async def fetch_jwt_svid(self, aztp_id: str, audience: str | Sequence[str], *, ttl: int = 300) -> str:
+    async def fetch_jwt_svid(
+        self, aztp_id: str, audience: str | Sequence[str], *, ttl: int = 300
+    ) -> str:
         return await self._run(self._fetch_jwt_svid(aztp_id, audience, ttl))
 
     async def get_trust_bundle(self, trust_domain: str | None = None) -> dict[str, Any]:
@@ -130,17 +164,29 @@ class Aztp(ClientBase):
 
     # ----------------------------------------------------------------- links
 
-    async def link_identities(self, source_identity: str, target_identity: str, relationship_type: str = "linked",
-                              metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        return await self._run(self._link_identities(source_identity, target_identity, relationship_type, metadata))
+    async def link_identities(
+        self,
+        source_identity: str,
+        target_identity: str,
+        relationship_type: str = "linked",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return await self._run(
+            self._link_identities(source_identity, target_identity, relationship_type, metadata)
+        )
 
-    async def unlink_identities(self, source_identity: str, target_identity: str,
-                                relationship_type: str | None = None) -> dict[str, Any]:
-        return await self._run(self._unlink_identities(source_identity, target_identity, relationship_type))
+    async def unlink_identities(
+        self, source_identity: str, target_identity: str, relationship_type: str | None = None
+    ) -> dict[str, Any]:
+        return await self._run(
+            self._unlink_identities(source_identity, target_identity, relationship_type)
+        )
 
     # ----------------------------------------------------------------- policies
 
-    async def create_policy(self, name: str, document: Mapping[str, Any], code: str | None = None) -> dict[str, Any]:
+    async def create_policy(
+        self, name: str, document: Mapping[str, Any], code: str | None = None
+    ) -> dict[str, Any]:
         return await self._run(self._create_policy(name, document, code))
 
     async def attach_policy(self, aztp_id: str, code: str) -> dict[str, Any]:
@@ -152,10 +198,14 @@ class Aztp(ClientBase):
     async def get_policy(self, aztp_id: str) -> list[dict[str, Any]]:
         return await self._run(self._get_policy(aztp_id))
 
-    async def check_identity_policy_permissions(self, aztp_id: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    async def check_identity_policy_permissions(
+        self, aztp_id: str, options: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         return await self._run(self._check_identity_policy_permissions(aztp_id, options))
 
-    async def oiap_evaluate(self, aztp_id: str, requested_resource: str, user_id: str) -> dict[str, Any]:
+    async def oiap_evaluate(
+        self, aztp_id: str, requested_resource: str, user_id: str
+    ) -> dict[str, Any]:
         return await self._run(self._oiap_evaluate(aztp_id, requested_resource, user_id))
 
     # ----------------------------------------------------------------- flows
@@ -168,14 +218,28 @@ class Aztp(ClientBase):
         """Per-flow health: share of members valid in the flow (healthy >= 90 %, warning >= 70 %)."""
         return await self._run(self._get_flow_health(flow_id))
 
-    async def create_flow(self, name: str, description: str | None = None, discoverable: str = "public",
-                          tags: Sequence[str] | None = None, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    async def create_flow(
+        self,
+        name: str,
+        description: str | None = None,
+        discoverable: str = "public",
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         return await self._run(self._create_flow(name, description, discoverable, tags, metadata))
 
-    async def update_flow(self, flow_id: str, name: str | None = None, description: str | None = None,
-                          discoverable: str | None = None, tags: Sequence[str] | None = None,
-                          metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        return await self._run(self._update_flow(flow_id, name, description, discoverable, tags, metadata))
+    async def update_flow(
+        self,
+        flow_id: str,
+        name: str | None = None,
+        description: str | None = None,
+        discoverable: str | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return await self._run(
+            self._update_flow(flow_id, name, description, discoverable, tags, metadata)
+        )
 
     async def delete_flow(self, flow_id: str) -> dict[str, Any]:
         return await self._run(self._delete_flow(flow_id))
@@ -193,10 +257,14 @@ class Aztp(ClientBase):
     async def add_identity_to_flow(self, identity_flow_id: str, aztp_id: str) -> dict[str, Any]:
         return await self._run(self._add_identity_to_flow(identity_flow_id, aztp_id))
 
-    async def remove_identity_from_flow(self, identity_flow_id: str, aztp_id: str) -> dict[str, Any]:
+    async def remove_identity_from_flow(
+        self, identity_flow_id: str, aztp_id: str
+    ) -> dict[str, Any]:
         return await self._run(self._remove_identity_from_flow(identity_flow_id, aztp_id))
 
-    async def revoke_flow_identity(self, aztp_id: str, identity_flow_id: str, reason: str | None = None) -> dict[str, Any]:
+    async def revoke_flow_identity(
+        self, aztp_id: str, identity_flow_id: str, reason: str | None = None
+    ) -> dict[str, Any]:
         return await self._run(self._revoke_flow_identity(aztp_id, identity_flow_id, reason))
 
     async def reinstate_flow_identity(self, aztp_id: str, identity_flow_id: str) -> dict[str, Any]:
@@ -215,7 +283,9 @@ class Aztp(ClientBase):
 
     # ----------------------------------------------------------------- audit
 
-    async def audit(self, limit: int | None = None, action: str | None = None) -> list[dict[str, Any]]:
+    async def audit(
+        self, limit: int | None = None, action: str | None = None
+    ) -> list[dict[str, Any]]:
         return await self._run(self._audit(limit, action))
 
     async def verify_audit(self) -> dict[str, Any]:

@@ -26,10 +26,26 @@ class Backend(Protocol):
 
     def call(self, op: str, /, **kwargs: Any) -> Any: ...
     async def acall(self, op: str, /, **kwargs: Any) -> Any: ...
-    def decide(self, *, flow_id: str, agent: str, tool: str, tool_name: str | None,
-               context: Mapping[str, Any] | None, enforce: bool) -> Decision: ...
-    async def adecide(self, *, flow_id: str, agent: str, tool: str, tool_name: str | None,
-                      context: Mapping[str, Any] | None, enforce: bool) -> Decision: ...
+    def decide(
+        self,
+        *,
+        flow_id: str,
+        agent: str,
+        tool: str,
+        tool_name: str | None,
+        context: Mapping[str, Any] | None,
+        enforce: bool,
+    ) -> Decision: ...
+    async def adecide(
+        self,
+        *,
+        flow_id: str,
+        agent: str,
+        tool: str,
+        tool_name: str | None,
+        context: Mapping[str, Any] | None,
+        enforce: bool,
+    ) -> Decision: ...
     @property
     def is_remote(self) -> bool: ...
     def close(self) -> None: ...

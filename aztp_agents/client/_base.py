@@ -41,7 +41,9 @@ def _envelope(data: Any, message: str) -> str:
 
 def _need_aztp(value: Any, what: str = "aztp_id") -> str:
     if not isinstance(value, str) or not value.startswith("aztp://"):
-        raise ValidationError(f"{what} must be a full AZTP ID starting with 'aztp://', got {value!r}")
+        raise ValidationError(
+            f"{what} must be a full AZTP ID starting with 'aztp://', got {value!r}"
+        )
     return value
 
 
@@ -71,7 +73,9 @@ class ClientBase:
         elif base_url:
             from ._remote import RemoteBackend
 
-            self.backend = RemoteBackend(base_url, api_key=api_key, timeout=timeout or 10.0, verify=verify)
+            self.backend = RemoteBackend(
+                base_url, api_key=api_key, timeout=timeout or 10.0, verify=verify
+            )
         else:
             self.home = resolve_home(home)
             self.backend = open_embedded(self.home, trust_domain, api_key=api_key, user=user)
@@ -89,7 +93,9 @@ class ClientBase:
 
     def _sibling(self, cls: type[C]) -> C:
         """A client of the other kind over the same backend and settings."""
-        other = cls(environment=self.environment, trust_domain=self.trust_domain, backend=self.backend)
+        other = cls(
+            environment=self.environment, trust_domain=self.trust_domain, backend=self.backend
+        )
         other.home = self.home
         return other
 
@@ -107,9 +113,14 @@ class ClientBase:
     def _secured(self, crew_agent: object, name: str, answer: Mapping[str, Any]) -> SecuredAgent:
         doc = answer["identity"]
         identity = Identity(
-            aztp_id=doc["aztpId"], workload_id=doc["workloadInfo"]["workloadId"], valid=bool(answer.get("valid")),
-            status=doc["status"], certificate=answer.get("certificate", ""), private_key=answer.get("privateKey", ""),
-            ca_certificate=answer.get("caCertificate", ""), spiffe_id=AztpId.parse(doc["aztpId"]).spiffe_id,
+            aztp_id=doc["aztpId"],
+            workload_id=doc["workloadInfo"]["workloadId"],
+            valid=bool(answer.get("valid")),
+            status=doc["status"],
+            certificate=answer.get("certificate", ""),
+            private_key=answer.get("privateKey", ""),
+            ca_certificate=answer.get("caCertificate", ""),
+            spiffe_id=AztpId.parse(doc["aztpId"]).spiffe_id,
             expires_at=answer.get("expiresAt"),
         )
         return SecuredAgent(crew_agent, identity, self, name)
@@ -129,19 +140,29 @@ class ClientBase:
     def _verify_identity(self, agent: SecuredAgent, identity_flow_id: str | None) -> Plan[bool]:
         if not getattr(agent, "identity", None) or not agent.identity.valid:
             return False
-        return (yield from self._verify_identity_by_aztp_id(agent.identity.aztp_id, identity_flow_id))
+        return (
+            yield from self._verify_identity_by_aztp_id(agent.identity.aztp_id, identity_flow_id)
+        )
 
     def _verify_identity_by_aztp_id(self, aztp_id: str, identity_flow_id: str | None) -> Plan[bool]:
-        answer = yield _call("verify_identity", aztp_id=_need_aztp(aztp_id), flow_id=identity_flow_id)
+        answer = yield _call(
+            "verify_identity", aztp_id=_need_aztp(aztp_id), flow_id=identity_flow_id
+        )
         return bool(answer["valid"])
 
     def _verify(self, aztp_id: str, identity_flow_id: str | None) -> Plan[dict[str, Any]]:
-        return dict((yield _call("verify_identity", aztp_id=_need_aztp(aztp_id), flow_id=identity_flow_id)))
+        return dict(
+            (yield _call("verify_identity", aztp_id=_need_aztp(aztp_id), flow_id=identity_flow_id))
+        )
 
     def _verify_identity_using_agent_name(
         self, name: str, trust_domain: str, workload: str, environment: str, method: str
     ) -> Plan[bool]:
-        aztp_id = name if name.startswith("aztp://") else f"aztp://{trust_domain}/{workload}/{environment}/{method}/{name}"
+        aztp_id = (
+            name
+            if name.startswith("aztp://")
+            else f"aztp://{trust_domain}/{workload}/{environment}/{method}/{name}"
+        )
         return (yield from self._verify_identity_by_aztp_id(aztp_id, None))
 
     def _verify_authorize_identity_connection(
@@ -150,9 +171,19 @@ class ClientBase:
         answer = yield from self._authorize(source, target, policy_code)
         return bool(answer["valid"])
 
-    def _authorize(self, source: str | None, target: str | None, policy_code: str | None) -> Plan[dict[str, Any]]:
-        return dict((yield _call("authorize_connection", source=_need_aztp(source, "from_aztp_id"),
-                                    target=_need_aztp(target, "to_aztp_id"), policy_code=policy_code)))
+    def _authorize(
+        self, source: str | None, target: str | None, policy_code: str | None
+    ) -> Plan[dict[str, Any]]:
+        return dict(
+            (
+                yield _call(
+                    "authorize_connection",
+                    source=_need_aztp(source, "from_aztp_id"),
+                    target=_need_aztp(target, "to_aztp_id"),
+                    policy_code=policy_code,
+                )
+            )
+        )
 
     def _verify_credential(self, certificate_pem: str) -> Plan[dict[str, Any]]:
         if not isinstance(certificate_pem, str) or "BEGIN CERTIFICATE" not in certificate_pem:
@@ -171,17 +202,23 @@ class ClientBase:
         return _envelope((yield _call("get_identity", aztp_id=_need_aztp(aztp_id))), _FOUND)
 
     def _identity(self, aztp_id: str) -> Plan[IdentityRecord]:
-        return IdentityRecord.model_validate((yield _call("get_identity", aztp_id=_need_aztp(aztp_id))))
+        return IdentityRecord.model_validate(
+            (yield _call("get_identity", aztp_id=_need_aztp(aztp_id)))
+        )
 
     def _list_identities(self) -> Plan[list[dict[str, Any]]]:
         return list((yield _call("list_identities")))
 
-    def _discover_identity(self, trust_domain: str | None, requestor_identity: str | None) -> Plan[str]:
+    def _discover_identity(
+        self, trust_domain: str | None, requestor_identity: str | None
+    ) -> Plan[str]:
         docs = yield _call("discover", trust_domain=trust_domain, requestor=requestor_identity)
         return _envelope(docs, f"{len(docs)} discoverable identities")
 
     def _revoke_identity(self, aztp_id: str, reason: str | None) -> Plan[str]:
-        return json.dumps((yield _call("revoke_identity", aztp_id=_need_aztp(aztp_id), reason=reason)), indent=2)
+        return json.dumps(
+            (yield _call("revoke_identity", aztp_id=_need_aztp(aztp_id), reason=reason)), indent=2
+        )
 
     def _reissue_identity(self, aztp_id: str) -> Plan[str]:
         answer = dict((yield _call("reissue_identity", aztp_id=_need_aztp(aztp_id))))
@@ -194,7 +231,9 @@ class ClientBase:
         return self._secured(None, doc["name"], {**answer, "identity": doc, "valid": True}).identity
 
     def _fetch_jwt_svid(self, aztp_id: str, audience: str | Sequence[str], ttl: int) -> Plan[str]:
-        answer = yield _call("fetch_jwt_svid", aztp_id=_need_aztp(aztp_id), audience=audience, ttl=ttl)
+        answer = yield _call(
+            "fetch_jwt_svid", aztp_id=_need_aztp(aztp_id), audience=audience, ttl=ttl
+        )
         return str(answer["token"])
 
     def _get_trust_bundle(self, trust_domain: str | None) -> Plan[dict[str, Any]]:
@@ -202,21 +241,44 @@ class ClientBase:
 
     # ----------------------------------------------------------------- links
 
-    def _link_identities(self, source_identity: str, target_identity: str, relationship_type: str,
-                         metadata: Mapping[str, Any] | None) -> Plan[dict[str, Any]]:
-        return dict((yield _call("link_identities", source=_need_aztp(source_identity, "source_identity"),
-                                    target=_need_aztp(target_identity, "target_identity"),
-                                    relationship_type=relationship_type, metadata=metadata)))
+    def _link_identities(
+        self,
+        source_identity: str,
+        target_identity: str,
+        relationship_type: str,
+        metadata: Mapping[str, Any] | None,
+    ) -> Plan[dict[str, Any]]:
+        return dict(
+            (
+                yield _call(
+                    "link_identities",
+                    source=_need_aztp(source_identity, "source_identity"),
+                    target=_need_aztp(target_identity, "target_identity"),
+                    relationship_type=relationship_type,
+                    metadata=metadata,
+                )
+            )
+        )
 
-    def _unlink_identities(self, source_identity: str, target_identity: str,
-                           relationship_type: str | None) -> Plan[dict[str, Any]]:
-        return dict((yield _call("unlink_identities", source=_need_aztp(source_identity, "source_identity"),
-                                    target=_need_aztp(target_identity, "target_identity"),
-                                    relationship_type=relationship_type)))
+    def _unlink_identities(
+        self, source_identity: str, target_identity: str, relationship_type: str | None
+    ) -> Plan[dict[str, Any]]:
+        return dict(
+            (
+                yield _call(
+                    "unlink_identities",
+                    source=_need_aztp(source_identity, "source_identity"),
+                    target=_need_aztp(target_identity, "target_identity"),
+                    relationship_type=relationship_type,
+                )
+            )
+        )
 
     # ----------------------------------------------------------------- policies
 
-    def _create_policy(self, name: str, document: Mapping[str, Any], code: str | None) -> Plan[dict[str, Any]]:
+    def _create_policy(
+        self, name: str, document: Mapping[str, Any], code: str | None
+    ) -> Plan[dict[str, Any]]:
         return dict((yield _call("create_policy", name=name, document=document, code=code)))
 
     def _attach_policy(self, aztp_id: str, code: str) -> Plan[dict[str, Any]]:
@@ -229,7 +291,9 @@ class ClientBase:
         return list((yield _call("get_policies", aztp_id=_need_aztp(aztp_id))))
 
     @staticmethod
-    def get_policy_value(policies: Sequence[Mapping[str, Any]], filter_key: str, filter_value: str) -> dict[str, Any] | None:
+    def get_policy_value(
+        policies: Sequence[Mapping[str, Any]], filter_key: str, filter_value: str
+    ) -> dict[str, Any] | None:
         for policy in policies:
             if policy.get(filter_key) == filter_value:
                 return policy.get("policyStatement")
@@ -247,41 +311,99 @@ class ClientBase:
             return False
         return evaluate(doc.statement, action).outcome is Outcome.ALLOW
 
-    def _check_identity_policy_permissions(self, aztp_id: str, options: Mapping[str, Any] | None) -> Plan[dict[str, Any]]:
+    def _check_identity_policy_permissions(
+        self, aztp_id: str, options: Mapping[str, Any] | None
+    ) -> Plan[dict[str, Any]]:
         if options is not None and not isinstance(options, Mapping):
-            raise ValidationError("options must be a dict like {'policy_code': 'policy:...', 'actions': ['read']}")
+            raise ValidationError(
+                "options must be a dict like {'policy_code': 'policy:...', 'actions': ['read']}"
+            )
         opts = dict(options or {})
-        return dict((yield _call(
-            "check_permissions", aztp_id=_need_aztp(aztp_id),
-            policy_code=opts.get("policy_code") or opts.get("policyCode"), actions=opts.get("actions"),
-            trust_domain=opts.get("trust_domain") or opts.get("trustDomain"),
-        )))
+        return dict(
+            (
+                yield _call(
+                    "check_permissions",
+                    aztp_id=_need_aztp(aztp_id),
+                    policy_code=opts.get("policy_code") or opts.get("policyCode"),
+                    actions=opts.get("actions"),
+                    trust_domain=opts.get("trust_domain") or opts.get("trustDomain"),
+                )
+            )
+        )
 
-    def _oiap_evaluate(self, aztp_id: str, requested_resource: str, user_id: str) -> Plan[dict[str, Any]]:
-        return dict((yield _call("oiap_evaluate", aztp_id=_need_aztp(aztp_id),
-                                    requested_resource=requested_resource, user_id=user_id)))
+    def _oiap_evaluate(
+        self, aztp_id: str, requested_resource: str, user_id: str
+    ) -> Plan[dict[str, Any]]:
+        return dict(
+            (
+                yield _call(
+                    "oiap_evaluate",
+                    aztp_id=_need_aztp(aztp_id),
+                    requested_resource=requested_resource,
+                    user_id=user_id,
+                )
+            )
+        )
 
     # ----------------------------------------------------------------- flows
 
     def _flow_health(self) -> Plan[dict[str, Any]]:
         if self.backend.is_remote:
             return dict((yield _call("service_health")))
-        return {"success": True, "message": "Identity flow service is healthy", "data": {"status": "healthy", "mode": "embedded"}}
+        return {
+            "success": True,
+            "message": "Identity flow service is healthy",
+            "data": {"status": "healthy", "mode": "embedded"},
+        }
 
     def _get_flow_health(self, flow_id: str) -> Plan[dict[str, Any]]:
         return dict((yield _call("flow_health", flow_id=flow_id)))
 
-    def _create_flow(self, name: str, description: str | None, discoverable: str, tags: Sequence[str] | None,
-                     metadata: Mapping[str, Any] | None) -> Plan[dict[str, Any]]:
+    def _create_flow(
+        self,
+        name: str,
+        description: str | None,
+        discoverable: str,
+        tags: Sequence[str] | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> Plan[dict[str, Any]]:
         if not name:
             raise ValidationError("name is required")
-        return dict((yield _call("create_flow", name=name, description=description, discoverable=discoverable,
-                                    tags=tags, metadata=metadata)))
+        return dict(
+            (
+                yield _call(
+                    "create_flow",
+                    name=name,
+                    description=description,
+                    discoverable=discoverable,
+                    tags=tags,
+                    metadata=metadata,
+                )
+            )
+        )
 
-    def _update_flow(self, flow_id: str, name: str | None, description: str | None, discoverable: str | None,
-                     tags: Sequence[str] | None, metadata: Mapping[str, Any] | None) -> Plan[dict[str, Any]]:
-        return dict((yield _call("update_flow", flow_id=flow_id, name=name, description=description,
-                                    discoverable=discoverable, tags=tags, metadata=metadata)))
+    def _update_flow(
+        self,
+        flow_id: str,
+        name: str | None,
+        description: str | None,
+        discoverable: str | None,
+        tags: Sequence[str] | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> Plan[dict[str, Any]]:
+        return dict(
+            (
+                yield _call(
+                    "update_flow",
+                    flow_id=flow_id,
+                    name=name,
+                    description=description,
+                    discoverable=discoverable,
+                    tags=tags,
+                    metadata=metadata,
+                )
+            )
+        )
 
     def _delete_flow(self, flow_id: str) -> Plan[dict[str, Any]]:
         return dict((yield _call("delete_flow", flow_id=flow_id)))
@@ -296,17 +418,49 @@ class ClientBase:
         return list((yield _call("list_flows")))
 
     def _add_identity_to_flow(self, identity_flow_id: str, aztp_id: str) -> Plan[dict[str, Any]]:
-        return dict((yield _call("add_identity_to_flow", flow_id=identity_flow_id, aztp_id=_need_aztp(aztp_id))))
+        return dict(
+            (
+                yield _call(
+                    "add_identity_to_flow", flow_id=identity_flow_id, aztp_id=_need_aztp(aztp_id)
+                )
+            )
+        )
 
-    def _remove_identity_from_flow(self, identity_flow_id: str, aztp_id: str) -> Plan[dict[str, Any]]:
-        return dict((yield _call("remove_identity_from_flow", flow_id=identity_flow_id, aztp_id=_need_aztp(aztp_id))))
+    def _remove_identity_from_flow(
+        self, identity_flow_id: str, aztp_id: str
+    ) -> Plan[dict[str, Any]]:
+        return dict(
+            (
+                yield _call(
+                    "remove_identity_from_flow",
+                    flow_id=identity_flow_id,
+                    aztp_id=_need_aztp(aztp_id),
+                )
+            )
+        )
 
-    def _revoke_flow_identity(self, aztp_id: str, identity_flow_id: str, reason: str | None) -> Plan[dict[str, Any]]:
-        return dict((yield _call("revoke_flow_identity", aztp_id=_need_aztp(aztp_id), flow_id=identity_flow_id,
-                                    reason=reason)))
+    def _revoke_flow_identity(
+        self, aztp_id: str, identity_flow_id: str, reason: str | None
+    ) -> Plan[dict[str, Any]]:
+        return dict(
+            (
+                yield _call(
+                    "revoke_flow_identity",
+                    aztp_id=_need_aztp(aztp_id),
+                    flow_id=identity_flow_id,
+                    reason=reason,
+                )
+            )
+        )
 
     def _reinstate_flow_identity(self, aztp_id: str, identity_flow_id: str) -> Plan[dict[str, Any]]:
-        return dict((yield _call("reinstate_flow_identity", aztp_id=_need_aztp(aztp_id), flow_id=identity_flow_id)))
+        return dict(
+            (
+                yield _call(
+                    "reinstate_flow_identity", aztp_id=_need_aztp(aztp_id), flow_id=identity_flow_id
+                )
+            )
+        )
 
     # ----------------------------------------------------------------- federation
 

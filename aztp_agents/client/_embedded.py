@@ -39,12 +39,16 @@ def _authority_for(home: Path, trust_domain: str | None) -> Authority:
     with _AUTHORITIES_LOCK:
         authority = _AUTHORITIES.get(path)
         if authority is None:
-            authority = Authority(Store.open_sqlite(path), default_trust_domain=trust_domain or "aztp.local")
+            authority = Authority(
+                Store.open_sqlite(path), default_trust_domain=trust_domain or "aztp.local"
+            )
             _AUTHORITIES[path] = authority
         return authority
 
 
-def open_embedded(home: Path, trust_domain: str | None, *, api_key: str | None, user: str | None) -> EmbeddedBackend:
+def open_embedded(
+    home: Path, trust_domain: str | None, *, api_key: str | None, user: str | None
+) -> EmbeddedBackend:
     """The backend of ``Aztp(home=..., api_key=..., user=...)``: the owner of ``api_key`` if
     given, else ``user`` of the local organization, else the local principal."""
     authority = _authority_for(home, trust_domain)
@@ -81,10 +85,25 @@ class EmbeddedBackend:
     async def acall(self, op: str, /, **kwargs: Any) -> Any:
         return await anyio.to_thread.run_sync(functools.partial(self.call, op, **kwargs))
 
-    def decide(self, *, flow_id: str, agent: str, tool: str, tool_name: str | None = None,
-               context: Mapping[str, Any] | None = None, enforce: bool = True) -> Decision:
-        return self.authority.decide(self.principal, flow_id=flow_id, agent=agent, tool=tool,
-                                     tool_name=tool_name, context=context, enforce=enforce)
+    def decide(
+        self,
+        *,
+        flow_id: str,
+        agent: str,
+        tool: str,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        enforce: bool = True,
+    ) -> Decision:
+        return self.authority.decide(
+            self.principal,
+            flow_id=flow_id,
+            agent=agent,
+            tool=tool,
+            tool_name=tool_name,
+            context=context,
+            enforce=enforce,
+        )
 
     async def adecide(self, **kwargs: Any) -> Decision:
         # No I/O on the loop: the snapshot is in memory (a watcher thread notices other

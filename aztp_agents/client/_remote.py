@@ -75,16 +75,26 @@ class RemoteBackend(DecisionReplica):
         self.retries = max(1, int(retries))
         self.backoff = float(backoff)
         config = TransportConfig(
-            base_url=self.base_url, timeout=self.timeout, verify=ssl_context(verify), retries=self.retries,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            verify=ssl_context(verify),
+            retries=self.retries,
             backoff=self.backoff,
-            headers={"api_access_key": key, "accept": "application/json", "user-agent": "aztp-agents"},
+            headers={
+                "api_access_key": key,
+                "accept": "application/json",
+                "user-agent": "aztp-agents",
+            },
         )
         super().__init__(
             SyncTransport(config, transport=transport, event_hooks=event_hooks),
             AsyncTransport(config, transport=async_transport, event_hooks=async_event_hooks),
             stale_after=stale_after,
-            decision_timeout=decision_timeout if decision_timeout is not None else min(self.timeout, 2.0),
-            audit_batch=audit_batch, audit_interval=audit_interval,
+            decision_timeout=decision_timeout
+            if decision_timeout is not None
+            else min(self.timeout, 2.0),
+            audit_batch=audit_batch,
+            audit_interval=audit_interval,
         )
         self_ref = weakref.ref(self)
         atexit.register(lambda: (b := self_ref()) is not None and b.close())

@@ -87,16 +87,23 @@ def snapshot_from_state(data: Mapping[str, Any]) -> Snapshot:
         revoked = {str(k): frozenset(v) for k, v in dict(data.get("flowRevoked") or {}).items()}
         links = frozenset((str(a), str(b)) for a, b in data.get("links") or ())
         policies = {
-            str(k): tuple(Statement.model_validate(s) for s in v) for k, v in dict(data.get("policies") or {}).items()
+            str(k): tuple(Statement.model_validate(s) for s in v)
+            for k, v in dict(data.get("policies") or {}).items()
         }
         return Snapshot(
-            organization=str(data.get("organization") or ""), revision=int(data["revision"]),
+            organization=str(data.get("organization") or ""),
+            revision=int(data["revision"]),
             identities={str(k): str(v) for k, v in dict(data.get("identities") or {}).items()},
-            members=members, flow_revoked=revoked, links=links, policies=policies, flows=flows,
+            members=members,
+            flow_revoked=revoked,
+            links=links,
+            policies=policies,
+            flows=flows,
         )
     except Exception as exc:
-        raise AuthorityUnavailableError(f"the server's decision state could not be read: {type(exc).__name__}") from None
-
+        raise AuthorityUnavailableError(
+            f"the server's decision state could not be read: {type(exc).__name__}"
+        ) from None
 
 
 class DecisionReplica:
@@ -107,8 +114,16 @@ class DecisionReplica:
     ``audit_interval``: size and period of the decision audit uploads.
     """
 
-    def __init__(self, sync: SyncTransport, async_: AsyncTransport, *, stale_after: float,
-                 decision_timeout: float, audit_batch: int, audit_interval: float) -> None:
+    def __init__(
+        self,
+        sync: SyncTransport,
+        async_: AsyncTransport,
+        *,
+        stale_after: float,
+        decision_timeout: float,
+        audit_batch: int,
+        audit_interval: float,
+    ) -> None:
         self._sync = sync
         self._async = async_
         self.stale_after = float(stale_after)
@@ -128,13 +143,22 @@ class DecisionReplica:
         self._follower: threading.Thread | None = None
         self._feed_client: httpx.Client | None = None
         self._ready = threading.Event()
-        self._audit: collections.deque[tuple[Decision, Mapping[str, Any] | None]] = collections.deque(maxlen=100_000)
+        self._audit: collections.deque[tuple[Decision, Mapping[str, Any] | None]] = (
+            collections.deque(maxlen=100_000)
+        )
         self._audit_dropped = 0
         self._audit_wake = threading.Event()
         self._auditor: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self.stats = {"local": 0, "fallback": 0, "reloads": 0, "feed_events": 0, "feed_reconnects": 0,
-                      "audit_sent": 0, "audit_dropped": 0}
+        self.stats = {
+            "local": 0,
+            "fallback": 0,
+            "reloads": 0,
+            "feed_events": 0,
+            "feed_reconnects": 0,
+            "audit_sent": 0,
+            "audit_dropped": 0,
+        }
 
     def _check_open(self) -> None:
         if self._closed:
@@ -173,8 +197,12 @@ class DecisionReplica:
         with self._start_lock:
             if self._follower is not None or self._closed:
                 return
-            self._feed_client = self._sync.stream_client(read_timeout=max(self.stale_after, 1.0) + 1.0)
-            self._auditor = threading.Thread(target=self._audit_loop, name="aztp-remote-audit", daemon=True)
+            self._feed_client = self._sync.stream_client(
+                read_timeout=max(self.stale_after, 1.0) + 1.0
+            )
+            self._auditor = threading.Thread(
+                target=self._audit_loop, name="aztp-remote-audit", daemon=True
+            )
             self._auditor.start()
             follower = threading.Thread(target=self._follow, name="aztp-remote-feed", daemon=True)
             follower.start()
@@ -209,14 +237,32 @@ class DecisionReplica:
         writes_seen = _writes
         return self._install(await self._async.call("state", STATE_ROUTE, {}), writes_seen)
 
-    def _local(self, snap: Snapshot, started: float, flow_id: str, agent: str, tool: str, tool_name: str | None,
-               context: Mapping[str, Any] | None, enforce: bool) -> Decision:
-        reason, marked = decide_tool_call(snap, flow_id=flow_id, agent=agent, tool=tool, tool_name=tool_name,
-                                          context=context)
+    def _local(
+        self,
+        snap: Snapshot,
+        started: float,
+        flow_id: str,
+        agent: str,
+        tool: str,
+        tool_name: str | None,
+        context: Mapping[str, Any] | None,
+        enforce: bool,
+    ) -> Decision:
+        reason, marked = decide_tool_call(
+            snap, flow_id=flow_id, agent=agent, tool=tool, tool_name=tool_name, context=context
+        )
         decision = Decision(
-            allowed=reason is Reason.ALLOWED, reason=reason, agent=agent, tool=tool, flow=flow_id,
-            revision=snap.revision, latency_us=(time.perf_counter() - started) * 1e6, tool_name=tool_name,
-            audit=marked, enforced=enforce, organization=snap.organization or None,
+            allowed=reason is Reason.ALLOWED,
+            reason=reason,
+            agent=agent,
+            tool=tool,
+            flow=flow_id,
+            revision=snap.revision,
+            latency_us=(time.perf_counter() - started) * 1e6,
+            tool_name=tool_name,
+            audit=marked,
+            enforced=enforce,
+            organization=snap.organization or None,
         )
         self.stats["local"] += 1
         if len(self._audit) == self._audit.maxlen:
@@ -224,19 +270,42 @@ class DecisionReplica:
         self._audit.append((decision, context))  # made into a record by the audit thread
         return decision
 
-    def _decision_request(self, flow_id: str, agent: str, tool: str, tool_name: str | None,
-                          context: Mapping[str, Any] | None, enforce: bool) -> WireRequest:
-        return WireRequest(DECIDE_ROUTE.path, body=clean({"flowId": flow_id, "agent": agent, "tool": tool,
-                                                          "toolName": tool_name, "context": _json_safe(context),
-                                                          "enforce": enforce}))
+    def _decision_request(
+        self,
+        flow_id: str,
+        agent: str,
+        tool: str,
+        tool_name: str | None,
+        context: Mapping[str, Any] | None,
+        enforce: bool,
+    ) -> WireRequest:
+        return WireRequest(
+            DECIDE_ROUTE.path,
+            body=clean(
+                {
+                    "flowId": flow_id,
+                    "agent": agent,
+                    "tool": tool,
+                    "toolName": tool_name,
+                    "context": _json_safe(context),
+                    "enforce": enforce,
+                }
+            ),
+        )
 
     def _from_answer(self, data: Any, started: float) -> Decision:
         try:
             return Decision(
-                allowed=bool(data["allowed"]), reason=Reason(data["reason"]), agent=data.get("agent"),
-                tool=data.get("tool"), flow=data.get("flow"), revision=int(data.get("revision", -1)),
-                latency_us=(time.perf_counter() - started) * 1e6, tool_name=data.get("toolName"),
-                audit=bool(data.get("audit", False)), enforced=bool(data.get("enforced", True)),
+                allowed=bool(data["allowed"]),
+                reason=Reason(data["reason"]),
+                agent=data.get("agent"),
+                tool=data.get("tool"),
+                flow=data.get("flow"),
+                revision=int(data.get("revision", -1)),
+                latency_us=(time.perf_counter() - started) * 1e6,
+                tool_name=data.get("toolName"),
+                audit=bool(data.get("audit", False)),
+                enforced=bool(data.get("enforced", True)),
                 organization=data.get("organization"),
             )
         except Exception:
@@ -244,28 +313,55 @@ class DecisionReplica:
 
     def _fallback(self, started: float, **kw: Any) -> Decision:
         self.stats["fallback"] += 1
-        response = self._sync.send("decide", DECIDE_ROUTE, self._decision_request(**kw),
-                                   timeout=self.decision_timeout, attempts=1)
-        return self._from_answer(self._sync.finish("decide", DECIDE_ROUTE, response, {}, {}), started)
+        response = self._sync.send(
+            "decide",
+            DECIDE_ROUTE,
+            self._decision_request(**kw),
+            timeout=self.decision_timeout,
+            attempts=1,
+        )
+        return self._from_answer(
+            self._sync.finish("decide", DECIDE_ROUTE, response, {}, {}), started
+        )
 
     async def _afallback(self, started: float, **kw: Any) -> Decision:
         self.stats["fallback"] += 1
-        response = await self._async.send("decide", DECIDE_ROUTE, self._decision_request(**kw),
-                                          timeout=self.decision_timeout, attempts=1)
-        return self._from_answer(self._async.finish("decide", DECIDE_ROUTE, response, {}, {}), started)
+        response = await self._async.send(
+            "decide",
+            DECIDE_ROUTE,
+            self._decision_request(**kw),
+            timeout=self.decision_timeout,
+            attempts=1,
+        )
+        return self._from_answer(
+            self._async.finish("decide", DECIDE_ROUTE, response, {}, {}), started
+        )
 
     def _current(self) -> Snapshot | None:
         """The replica, if decisions may be taken on it now: the feed was heard from within
         ``stale_after``, and the replica includes the feed's latest revision and every write
         acknowledged through this process."""
         snap = self._snapshot
-        if (snap is None or time.monotonic() - self._heard > self.stale_after or self._loaded_writes != _writes
-                or snap.revision < self._feed_revision or self._closed):
+        if (
+            snap is None
+            or time.monotonic() - self._heard > self.stale_after
+            or self._loaded_writes != _writes
+            or snap.revision < self._feed_revision
+            or self._closed
+        ):
             return None
         return snap
 
-    def decide(self, *, flow_id: str, agent: str, tool: str, tool_name: str | None = None,
-               context: Mapping[str, Any] | None = None, enforce: bool = True) -> Decision:
+    def decide(
+        self,
+        *,
+        flow_id: str,
+        agent: str,
+        tool: str,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        enforce: bool = True,
+    ) -> Decision:
         """The tool-call decision: local when the feed is fresh, else the server's; raises
         :class:`AuthorityUnavailableError` when neither can be had."""
         started = time.perf_counter()
@@ -278,12 +374,27 @@ class DecisionReplica:
                     self._reload()
             snap = self._current()
             if snap is None:
-                return self._fallback(started, flow_id=flow_id, agent=agent, tool=tool, tool_name=tool_name,
-                                      context=context, enforce=enforce)
+                return self._fallback(
+                    started,
+                    flow_id=flow_id,
+                    agent=agent,
+                    tool=tool,
+                    tool_name=tool_name,
+                    context=context,
+                    enforce=enforce,
+                )
         return self._local(snap, started, flow_id, agent, tool, tool_name, context, enforce)
 
-    async def adecide(self, *, flow_id: str, agent: str, tool: str, tool_name: str | None = None,
-                      context: Mapping[str, Any] | None = None, enforce: bool = True) -> Decision:
+    async def adecide(
+        self,
+        *,
+        flow_id: str,
+        agent: str,
+        tool: str,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        enforce: bool = True,
+    ) -> Decision:
         """:meth:`decide` on an event loop; any I/O it needs does not block the loop."""
         started = time.perf_counter()
         snap = self._current()
@@ -295,8 +406,15 @@ class DecisionReplica:
                     await self._areload()
             snap = self._current()
             if snap is None:
-                return await self._afallback(started, flow_id=flow_id, agent=agent, tool=tool, tool_name=tool_name,
-                                             context=context, enforce=enforce)
+                return await self._afallback(
+                    started,
+                    flow_id=flow_id,
+                    agent=agent,
+                    tool=tool,
+                    tool_name=tool_name,
+                    context=context,
+                    enforce=enforce,
+                )
         return self._local(snap, started, flow_id, agent, tool, tool_name, context, enforce)
 
     def record_decision(self, decision: Decision, context: Mapping[str, Any] | None = None) -> None:
@@ -376,7 +494,9 @@ class DecisionReplica:
                 stale = True
             else:
                 snap = self._snapshot
-                stale = snap is None or revision < snap.revision  # the server's state went back: re-read
+                stale = (
+                    snap is None or revision < snap.revision
+                )  # the server's state went back: re-read
                 if stale:
                     self._feed_revision = revision
                     self._snapshot = None
@@ -401,11 +521,17 @@ class DecisionReplica:
                 batch.append(self._audit.popleft())
             try:
                 records = [_audit_record(d, c) for d, c in batch]
-                response = self._sync.post(DECISION_AUDIT_ROUTE.path, {"decisions": records},
-                                           timeout=timeout or self._sync.config.timeout)
+                response = self._sync.post(
+                    DECISION_AUDIT_ROUTE.path,
+                    {"decisions": records},
+                    timeout=timeout or self._sync.config.timeout,
+                )
                 if response.status_code >= 400:
-                    log.warning("the server refused %d decision audit records: HTTP %d", len(batch),
-                                response.status_code)
+                    log.warning(
+                        "the server refused %d decision audit records: HTTP %d",
+                        len(batch),
+                        response.status_code,
+                    )
                 else:
                     self.stats["audit_sent"] += len(batch)
             except httpx.TransportError as exc:
@@ -420,7 +546,6 @@ class DecisionReplica:
             self.stats["audit_dropped"] += self._audit_dropped
             log.warning("%d decision audit records were dropped (queue full)", self._audit_dropped)
             self._audit_dropped = 0
-
 
     # ================================================================= lifecycle
 

@@ -19,7 +19,14 @@ from .. import wire
 from ..errors import ValidationError
 
 __all__ = [
-    "DECIDE_ROUTE", "DECISION_AUDIT_ROUTE", "FEED_PATH", "ROUTES", "STATE_ROUTE", "Route", "WireRequest", "clean",
+    "DECIDE_ROUTE",
+    "DECISION_AUDIT_ROUTE",
+    "FEED_PATH",
+    "ROUTES",
+    "STATE_ROUTE",
+    "Route",
+    "WireRequest",
+    "clean",
 ]
 
 Builder = Callable[[dict[str, Any]], "WireRequest"]
@@ -102,15 +109,28 @@ def _read(method: str, path: str, **fields: str) -> Route:
     return Route(method, path, fields, idempotent=True, writes=False)
 
 
-def _write(method: str, path: str, *, body_model: type[wire.Body] | None = None, idempotent: bool = False,
-           **fields: str) -> Route:
+def _write(
+    method: str,
+    path: str,
+    *,
+    body_model: type[wire.Body] | None = None,
+    idempotent: bool = False,
+    **fields: str,
+) -> Route:
     return Route(method, path, fields, idempotent=idempotent, body_model=body_model)
 
 
 _ISSUE_FIELDS = {
-    "name": "name", "is_global": "isGlobalIdentity", "trust_domain": "trustDomain",
-    "parent_identity": "parentIdentity", "environment": "environment", "method": "method",
-    "hostname": "hostname", "extra": "extra", "ttl": "ttl", "csr_pem": "csr",
+    "name": "name",
+    "is_global": "isGlobalIdentity",
+    "trust_domain": "trustDomain",
+    "parent_identity": "parentIdentity",
+    "environment": "environment",
+    "method": "method",
+    "hostname": "hostname",
+    "extra": "extra",
+    "ttl": "ttl",
+    "csr_pem": "csr",
 }
 
 
@@ -119,7 +139,9 @@ def _build_secure_connect(kw: dict[str, Any]) -> WireRequest:
     kw.pop("make_key", None)  # handled by the key-pair step
     unknown = sorted(set(kw) - set(_ISSUE_FIELDS))
     if unknown:
-        raise TypeError(f"secure_connect() got unexpected keyword argument(s): {', '.join(unknown)}")
+        raise TypeError(
+            f"secure_connect() got unexpected keyword argument(s): {', '.join(unknown)}"
+        )
     return WireRequest("v1/identities", body=clean({_ISSUE_FIELDS[k]: v for k, v in kw.items()}))
 
 
@@ -129,7 +151,9 @@ def _build_reissue(kw: dict[str, Any]) -> WireRequest:
     aztp_id = kw.pop("aztp_id")
     csr = kw.pop("csr_pem", None)
     if kw:
-        raise TypeError(f"reissue_identity() got unexpected keyword argument(s): {', '.join(sorted(kw))}")
+        raise TypeError(
+            f"reissue_identity() got unexpected keyword argument(s): {', '.join(sorted(kw))}"
+        )
     return WireRequest("aztp/reissue-revoked-identity", body=clean({"aztpId": aztp_id, "csr": csr}))
 
 
@@ -137,12 +161,16 @@ def _build_discover(kw: dict[str, Any]) -> WireRequest:
     td, requestor = kw.get("trust_domain"), kw.get("requestor")
     if td is None and requestor is None:
         return WireRequest("aztp/discoverable", query={"discoverable": "true"})
-    return WireRequest("aztp/discover-with-trust-domain", query=clean({"trustDomain": td, "aztpId": requestor}))
+    return WireRequest(
+        "aztp/discover-with-trust-domain", query=clean({"trustDomain": td, "aztpId": requestor})
+    )
 
 
 def _build_add_to_flow(kw: dict[str, Any]) -> WireRequest:
-    return WireRequest("identity-flow/add-identity-to-flow",
-                    body={"identityFlowId": kw["flow_id"], "identity": {"aztpId": kw["aztp_id"]}})
+    return WireRequest(
+        "identity-flow/add-identity-to-flow",
+        body={"identityFlowId": kw["flow_id"], "identity": {"aztpId": kw["aztp_id"]}},
+    )
 
 
 def _build_check_permissions(kw: dict[str, Any]) -> WireRequest:
@@ -187,67 +215,235 @@ def _as_list(data: Any, _kw: dict[str, Any]) -> list[Any]:
 #: WIRE.md routes (the official client's) where one exists, ``v1/`` extensions otherwise.
 ROUTES: dict[str, Route] = {
     # identities
-    "secure_connect": Route("POST", "v1/identities", body_model=wire.NewIdentityBody, idempotent=True, keypair=True, build=_build_secure_connect),
-    "issue_credential": Route("POST", "v1/identities/credential", {"aztp_id": "aztpId", "csr_pem": "csr", "ttl": "ttl"}, body_model=wire.CredentialBody,
-                              idempotent=True, writes=False, keypair=True),
-    "reissue_identity": Route("POST", "aztp/reissue-revoked-identity", body_model=wire.ReissueBody, keypair=True, build=_build_reissue),
+    "secure_connect": Route(
+        "POST",
+        "v1/identities",
+        body_model=wire.NewIdentityBody,
+        idempotent=True,
+        keypair=True,
+        build=_build_secure_connect,
+    ),
+    "issue_credential": Route(
+        "POST",
+        "v1/identities/credential",
+        {"aztp_id": "aztpId", "csr_pem": "csr", "ttl": "ttl"},
+        body_model=wire.CredentialBody,
+        idempotent=True,
+        writes=False,
+        keypair=True,
+    ),
+    "reissue_identity": Route(
+        "POST",
+        "aztp/reissue-revoked-identity",
+        body_model=wire.ReissueBody,
+        keypair=True,
+        build=_build_reissue,
+    ),
     "get_identity": _read("GET", "v1/identities/{aztp_id}"),
     "get_identity_by_name": _read("GET", "v1/identities/by-name/{name}"),
     "list_identities": Route("GET", "v1/identities", idempotent=True, writes=False, parse=_as_list),
-    "discover": Route("GET", "aztp/discoverable", idempotent=True, writes=False, build=_build_discover, parse=_as_list),
-    "revoke_identity": _write("POST", "aztp/revoke-identity", body_model=wire.RevokeBody, aztp_id="aztpId", reason="reason"),
-    "verify_identity": Route("POST", "aztp/verify-identity", {"aztp_id": "aztpId", "flow_id": "identityFlowId"}, body_model=wire.VerifyBody,
-                             idempotent=True, writes=False),
-    "authorize_connection": Route("POST", "aztp/authorize-connection-with-identities",
-                                  {"source": "aztpId", "target": "requestAztpId", "policy_code": "policyCode"},
-                                  body_model=wire.AuthorizeBody,
-                                  idempotent=True, writes=False),
-    "verify_credential": Route("POST", "v1/credentials/verify", {"cert_pem": "certificate"}, body_model=wire.VerifyCredentialBody,
-                               idempotent=True, writes=False),
-    "fetch_jwt_svid": Route("POST", "v1/svid/jwt", {"aztp_id": "aztpId", "audience": "audience", "ttl": "ttl"}, body_model=wire.JwtSvidBody,
-                            idempotent=True, writes=False),
-    "trust_bundle": Route("GET", ".well-known/spiffe-bundle", {"trust_domain": "trustDomain"}, idempotent=True,
-                          writes=False, parse=_bundle),
+    "discover": Route(
+        "GET",
+        "aztp/discoverable",
+        idempotent=True,
+        writes=False,
+        build=_build_discover,
+        parse=_as_list,
+    ),
+    "revoke_identity": _write(
+        "POST",
+        "aztp/revoke-identity",
+        body_model=wire.RevokeBody,
+        aztp_id="aztpId",
+        reason="reason",
+    ),
+    "verify_identity": Route(
+        "POST",
+        "aztp/verify-identity",
+        {"aztp_id": "aztpId", "flow_id": "identityFlowId"},
+        body_model=wire.VerifyBody,
+        idempotent=True,
+        writes=False,
+    ),
+    "authorize_connection": Route(
+        "POST",
+        "aztp/authorize-connection-with-identities",
+        {"source": "aztpId", "target": "requestAztpId", "policy_code": "policyCode"},
+        body_model=wire.AuthorizeBody,
+        idempotent=True,
+        writes=False,
+    ),
+    "verify_credential": Route(
+        "POST",
+        "v1/credentials/verify",
+        {"cert_pem": "certificate"},
+        body_model=wire.VerifyCredentialBody,
+        idempotent=True,
+        writes=False,
+    ),
+    "fetch_jwt_svid": Route(
+        "POST",
+        "v1/svid/jwt",
+        {"aztp_id": "aztpId", "audience": "audience", "ttl": "ttl"},
+        body_model=wire.JwtSvidBody,
+        idempotent=True,
+        writes=False,
+    ),
+    "trust_bundle": Route(
+        "GET",
+        ".well-known/spiffe-bundle",
+        {"trust_domain": "trustDomain"},
+        idempotent=True,
+        writes=False,
+        parse=_bundle,
+    ),
     # links
-    "link_identities": _write("POST", "aztp/create-workload-identity-link", body_model=wire.LinkBody, idempotent=True, source="sourceIdentity",
-                              target="targetIdentity", relationship_type="relationshipType", metadata="metadata"),
-    "unlink_identities": _write("POST", "v1/links/delete", body_model=wire.UnlinkBody, source="sourceIdentity", target="targetIdentity",
-                                relationship_type="relationshipType"),
-    "list_links": Route("GET", "v1/links", {"aztp_id": "aztpId"}, idempotent=True, writes=False, parse=_as_list),
+    "link_identities": _write(
+        "POST",
+        "aztp/create-workload-identity-link",
+        body_model=wire.LinkBody,
+        idempotent=True,
+        source="sourceIdentity",
+        target="targetIdentity",
+        relationship_type="relationshipType",
+        metadata="metadata",
+    ),
+    "unlink_identities": _write(
+        "POST",
+        "v1/links/delete",
+        body_model=wire.UnlinkBody,
+        source="sourceIdentity",
+        target="targetIdentity",
+        relationship_type="relationshipType",
+    ),
+    "list_links": Route(
+        "GET", "v1/links", {"aztp_id": "aztpId"}, idempotent=True, writes=False, parse=_as_list
+    ),
     # policies
-    "create_policy": _write("POST", "v1/policies", body_model=wire.PolicyBody, name="name", document="document", code="code"),
-    "attach_policy": _write("POST", "v1/policies/attach", body_model=wire.AttachBody, idempotent=True, aztp_id="aztpId", code="code"),
-    "detach_policy": _write("POST", "v1/policies/detach", body_model=wire.AttachBody, aztp_id="aztpId", code="code"),
-    "get_policies": Route("GET", "aztp/get-identity-access-policy", {"aztp_id": "aztpId"}, idempotent=True,
-                          writes=False, parse=_as_list),
-    "check_permissions": Route("GET", "aztp/get-identity-action-permissions", idempotent=True, writes=False,
-                               build=_build_check_permissions),
-    "oiap_evaluate": Route("POST", "oiap/evaluate", {"aztp_id": "aztp_id", "requested_resource": "requested_resource",
-                                                     "user_id": "user_id"}, body_model=wire.OiapBody, idempotent=True, writes=False),
+    "create_policy": _write(
+        "POST",
+        "v1/policies",
+        body_model=wire.PolicyBody,
+        name="name",
+        document="document",
+        code="code",
+    ),
+    "attach_policy": _write(
+        "POST",
+        "v1/policies/attach",
+        body_model=wire.AttachBody,
+        idempotent=True,
+        aztp_id="aztpId",
+        code="code",
+    ),
+    "detach_policy": _write(
+        "POST", "v1/policies/detach", body_model=wire.AttachBody, aztp_id="aztpId", code="code"
+    ),
+    "get_policies": Route(
+        "GET",
+        "aztp/get-identity-access-policy",
+        {"aztp_id": "aztpId"},
+        idempotent=True,
+        writes=False,
+        parse=_as_list,
+    ),
+    "check_permissions": Route(
+        "GET",
+        "aztp/get-identity-action-permissions",
+        idempotent=True,
+        writes=False,
+        build=_build_check_permissions,
+    ),
+    "oiap_evaluate": Route(
+        "POST",
+        "oiap/evaluate",
+        {"aztp_id": "aztp_id", "requested_resource": "requested_resource", "user_id": "user_id"},
+        body_model=wire.OiapBody,
+        idempotent=True,
+        writes=False,
+    ),
     # flows
-    "create_flow": _write("POST", "identity-flow/create", body_model=wire.CreateFlowBody, name="name", description="description",
-                          discoverable="discoverable", tags="tags", metadata="metadata"),
-    "update_flow": Route("PUT", "identity-flow/update/{flow_id}", body_model=wire.UpdateFlowBody, idempotent=True, build=_build_update_flow),
+    "create_flow": _write(
+        "POST",
+        "identity-flow/create",
+        body_model=wire.CreateFlowBody,
+        name="name",
+        description="description",
+        discoverable="discoverable",
+        tags="tags",
+        metadata="metadata",
+    ),
+    "update_flow": Route(
+        "PUT",
+        "identity-flow/update/{flow_id}",
+        body_model=wire.UpdateFlowBody,
+        idempotent=True,
+        build=_build_update_flow,
+    ),
     "delete_flow": _write("DELETE", "identity-flow/delete/{flow_id}"),
     "get_flow": _read("GET", "v1/flows/{flow_id}"),
     "list_flows": Route("GET", "v1/flows", idempotent=True, writes=False, parse=_as_list),
-    "ensure_flow": _write("POST", "v1/flows/ensure", body_model=wire.EnsureFlowBody, idempotent=True, name="name", discoverable="discoverable",
-                          description="description"),
-    "add_identity_to_flow": Route("POST", "identity-flow/add-identity-to-flow", body_model=wire.AddToFlowBody, idempotent=True,
-                                  build=_build_add_to_flow),
-    "remove_identity_from_flow": _write("POST", "identity-flow/remove-identity-from-flow", body_model=wire.RemoveFromFlowBody, idempotent=True,
-                                        flow_id="identityFlowId", aztp_id="aztpId"),
-    "revoke_flow_identity": _write("POST", "aztp/revoke-identity-for-flow", body_model=wire.RevokeFlowBody, aztp_id="aztpId",
-                                   flow_id="identityFlowId", reason="reason"),
-    "reinstate_flow_identity": _write("POST", "v1/flows/reinstate", body_model=wire.ReinstateBody, aztp_id="aztpId", flow_id="identityFlowId"),
+    "ensure_flow": _write(
+        "POST",
+        "v1/flows/ensure",
+        body_model=wire.EnsureFlowBody,
+        idempotent=True,
+        name="name",
+        discoverable="discoverable",
+        description="description",
+    ),
+    "add_identity_to_flow": Route(
+        "POST",
+        "identity-flow/add-identity-to-flow",
+        body_model=wire.AddToFlowBody,
+        idempotent=True,
+        build=_build_add_to_flow,
+    ),
+    "remove_identity_from_flow": _write(
+        "POST",
+        "identity-flow/remove-identity-from-flow",
+        body_model=wire.RemoveFromFlowBody,
+        idempotent=True,
+        flow_id="identityFlowId",
+        aztp_id="aztpId",
+    ),
+    "revoke_flow_identity": _write(
+        "POST",
+        "aztp/revoke-identity-for-flow",
+        body_model=wire.RevokeFlowBody,
+        aztp_id="aztpId",
+        flow_id="identityFlowId",
+        reason="reason",
+    ),
+    "reinstate_flow_identity": _write(
+        "POST",
+        "v1/flows/reinstate",
+        body_model=wire.ReinstateBody,
+        aztp_id="aztpId",
+        flow_id="identityFlowId",
+    ),
     "flow_health": _read("GET", "v1/flows/{flow_id}/health"),
-    "service_health": Route("GET", "identity-flow/health", idempotent=True, writes=False, envelope=False),
+    "service_health": Route(
+        "GET", "identity-flow/health", idempotent=True, writes=False, envelope=False
+    ),
     # audit
-    "audit_entries": Route("GET", "v1/audit", {"limit": "limit", "action": "action"}, idempotent=True, writes=False,
-                           parse=_as_list),
+    "audit_entries": Route(
+        "GET",
+        "v1/audit",
+        {"limit": "limit", "action": "action"},
+        idempotent=True,
+        writes=False,
+        parse=_as_list,
+    ),
     "verify_audit": _read("GET", "v1/audit/verify"),
     # federation
-    "federate": _write("POST", "v1/federation", body_model=wire.FederationBody, idempotent=True, trust_domain="trustDomain"),
+    "federate": _write(
+        "POST",
+        "v1/federation",
+        body_model=wire.FederationBody,
+        idempotent=True,
+        trust_domain="trustDomain",
+    ),
     "unfederate": _write("DELETE", "v1/federation/{trust_domain}"),
 }
 
@@ -256,8 +452,12 @@ ROUTES: dict[str, Route] = {
 STATE_ROUTE = Route("GET", "v1/state", idempotent=True, writes=False)
 #: A decision taken by the server. Safe to repeat, but sent once: a decision must not wait
 #: out retries (the replica's fallback passes ``attempts=1``).
-DECIDE_ROUTE = Route("POST", "v1/decisions", body_model=wire.DecideBody, idempotent=True, writes=False)
+DECIDE_ROUTE = Route(
+    "POST", "v1/decisions", body_model=wire.DecideBody, idempotent=True, writes=False
+)
 #: Decisions taken locally, sent in batches for the server's audit log.
-DECISION_AUDIT_ROUTE = Route("POST", "v1/decisions/audit", body_model=wire.DecisionAuditBody, writes=False)
+DECISION_AUDIT_ROUTE = Route(
+    "POST", "v1/decisions/audit", body_model=wire.DecisionAuditBody, writes=False
+)
 #: The change feed (server-sent events).
 FEED_PATH = "v1/state/changes"

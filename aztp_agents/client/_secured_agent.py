@@ -30,18 +30,24 @@ class SecuredAgent:
 
     async def verify(self, identity_flow_id: str | None = None) -> bool:
         # Whichever client issued it (async or blocking), verification is awaited here.
-        return await run_async(self._client.backend, self._client._verify_identity(self, identity_flow_id))
+        return await run_async(
+            self._client.backend, self._client._verify_identity(self, identity_flow_id)
+        )
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
         attr = getattr(self._agent, name)
         if callable(attr) and asyncio.iscoroutinefunction(attr):
+
             @functools.wraps(attr)
             async def guarded(*args: Any, **kwargs: Any) -> Any:
                 if not await self.verify():
-                    raise PermissionError(f"identity verification failed for {self.identity.aztp_id}")
+                    raise PermissionError(
+                        f"identity verification failed for {self.identity.aztp_id}"
+                    )
                 return await attr(*args, **kwargs)
+
             return guarded
         return attr
 

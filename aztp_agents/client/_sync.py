@@ -48,7 +48,10 @@ class SyncAztp(ClientBase):
     # ----------------------------------------------------------------- identities
 
     def secure_connect(
-        self, crew_agent: object | None = None, name: str | None = None, config: Mapping[str, Any] | None = None
+        self,
+        crew_agent: object | None = None,
+        name: str | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> SecuredAgent:
         """Issue (or re-connect) the identity ``name`` and wrap ``crew_agent`` with it."""
         return self._run(self._secure_connect(crew_agent, name, config))
@@ -64,19 +67,38 @@ class SyncAztp(ClientBase):
         return self._run(self._verify(aztp_id, identity_flow_id))
 
     def verify_identity_using_agent_name(
-        self, name: str, trust_domain: str = "aztp.network", workload: str = "workload",
-        environment: str = "production", method: str = "node",
+        self,
+        name: str,
+        trust_domain: str = "aztp.network",
+        workload: str = "workload",
+        environment: str = "production",
+        method: str = "node",
     ) -> bool:
-        return self._run(self._verify_identity_using_agent_name(name, trust_domain, workload, environment, method))
+        return self._run(
+            self._verify_identity_using_agent_name(
+                name, trust_domain, workload, environment, method
+            )
+        )
 
     def verify_authorize_identity_connection(
-        self, fromAgentID: str | None = None, toAgentID: str | None = None, policyCode: str | None = None,
-        *, from_aztp_id: str | None = None, to_aztp_id: str | None = None, policy_code: str | None = None,
+        self,
+        fromAgentID: str | None = None,
+        toAgentID: str | None = None,
+        policyCode: str | None = None,
+        *,
+        from_aztp_id: str | None = None,
+        to_aztp_id: str | None = None,
+        policy_code: str | None = None,
     ) -> bool:
-        return self._run(self._verify_authorize_identity_connection(
-            fromAgentID or from_aztp_id, toAgentID or to_aztp_id, policyCode or policy_code))
+        return self._run(
+            self._verify_authorize_identity_connection(
+                fromAgentID or from_aztp_id, toAgentID or to_aztp_id, policyCode or policy_code
+            )
+        )
 
-    def authorize(self, from_aztp_id: str, to_aztp_id: str, policy_code: str | None = None) -> dict[str, Any]:
+    def authorize(
+        self, from_aztp_id: str, to_aztp_id: str, policy_code: str | None = None
+    ) -> dict[str, Any]:
         """Like :meth:`verify_authorize_identity_connection` but with the reason (``no_link``,
         ``policy_denied``, ...) and message."""
         return self._run(self._authorize(from_aztp_id, to_aztp_id, policy_code))
@@ -104,7 +126,9 @@ class SyncAztp(ClientBase):
     def list_identities(self) -> list[dict[str, Any]]:
         return self._run(self._list_identities())
 
-    def discover_identity(self, trust_domain: str | None = None, requestor_identity: str | None = None) -> str:
+    def discover_identity(
+        self, trust_domain: str | None = None, requestor_identity: str | None = None
+    ) -> str:
         return self._run(self._discover_identity(trust_domain, requestor_identity))
 
     def revoke_identity(self, aztp_id: str, reason: str | None = None) -> str:
@@ -125,17 +149,29 @@ class SyncAztp(ClientBase):
 
     # ----------------------------------------------------------------- links
 
-    def link_identities(self, source_identity: str, target_identity: str, relationship_type: str = "linked",
-                              metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        return self._run(self._link_identities(source_identity, target_identity, relationship_type, metadata))
+    def link_identities(
+        self,
+        source_identity: str,
+        target_identity: str,
+        relationship_type: str = "linked",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return self._run(
+            self._link_identities(source_identity, target_identity, relationship_type, metadata)
+        )
 
-    def unlink_identities(self, source_identity: str, target_identity: str,
-                                relationship_type: str | None = None) -> dict[str, Any]:
-        return self._run(self._unlink_identities(source_identity, target_identity, relationship_type))
+    def unlink_identities(
+        self, source_identity: str, target_identity: str, relationship_type: str | None = None
+    ) -> dict[str, Any]:
+        return self._run(
+            self._unlink_identities(source_identity, target_identity, relationship_type)
+        )
 
     # ----------------------------------------------------------------- policies
 
-    def create_policy(self, name: str, document: Mapping[str, Any], code: str | None = None) -> dict[str, Any]:
+    def create_policy(
+        self, name: str, document: Mapping[str, Any], code: str | None = None
+    ) -> dict[str, Any]:
         return self._run(self._create_policy(name, document, code))
 
     def attach_policy(self, aztp_id: str, code: str) -> dict[str, Any]:
@@ -147,7 +183,9 @@ class SyncAztp(ClientBase):
     def get_policy(self, aztp_id: str) -> list[dict[str, Any]]:
         return self._run(self._get_policy(aztp_id))
 
-    def check_identity_policy_permissions(self, aztp_id: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def check_identity_policy_permissions(
+        self, aztp_id: str, options: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         return self._run(self._check_identity_policy_permissions(aztp_id, options))
 
     def oiap_evaluate(self, aztp_id: str, requested_resource: str, user_id: str) -> dict[str, Any]:
@@ -163,14 +201,28 @@ class SyncAztp(ClientBase):
         """Per-flow health: share of members valid in the flow (healthy >= 90 %, warning >= 70 %)."""
         return self._run(self._get_flow_health(flow_id))
 
-    def create_flow(self, name: str, description: str | None = None, discoverable: str = "public",
-                          tags: Sequence[str] | None = None, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def create_flow(
+        self,
+        name: str,
+        description: str | None = None,
+        discoverable: str = "public",
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         return self._run(self._create_flow(name, description, discoverable, tags, metadata))
 
-    def update_flow(self, flow_id: str, name: str | None = None, description: str | None = None,
-                          discoverable: str | None = None, tags: Sequence[str] | None = None,
-                          metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        return self._run(self._update_flow(flow_id, name, description, discoverable, tags, metadata))
+    def update_flow(
+        self,
+        flow_id: str,
+        name: str | None = None,
+        description: str | None = None,
+        discoverable: str | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return self._run(
+            self._update_flow(flow_id, name, description, discoverable, tags, metadata)
+        )
 
     def delete_flow(self, flow_id: str) -> dict[str, Any]:
         return self._run(self._delete_flow(flow_id))
@@ -191,7 +243,9 @@ class SyncAztp(ClientBase):
     def remove_identity_from_flow(self, identity_flow_id: str, aztp_id: str) -> dict[str, Any]:
         return self._run(self._remove_identity_from_flow(identity_flow_id, aztp_id))
 
-    def revoke_flow_identity(self, aztp_id: str, identity_flow_id: str, reason: str | None = None) -> dict[str, Any]:
+    def revoke_flow_identity(
+        self, aztp_id: str, identity_flow_id: str, reason: str | None = None
+    ) -> dict[str, Any]:
         return self._run(self._revoke_flow_identity(aztp_id, identity_flow_id, reason))
 
     def reinstate_flow_identity(self, aztp_id: str, identity_flow_id: str) -> dict[str, Any]:

@@ -108,13 +108,17 @@ def typed_error(response: httpx.Response, op: str) -> AztpError:
     if not isinstance(message, str) or not message:
         message = f"the server answered {op} with HTTP {status}"
     if status >= 500:
-        return AuthorityUnavailableError(f"the AZTP server failed on {op} (HTTP {status}): {message}")
+        return AuthorityUnavailableError(
+            f"the AZTP server failed on {op} (HTTP {status}): {message}"
+        )
     if not data.get("retryAfter") and "retry-after" in response.headers:
         data["retryAfter"] = response.headers["retry-after"]
     return error_from_wire(status, data.get("code"), message, data)
 
 
-def _unavailable(base_url: str, op: str, exc: BaseException, *, idempotent: bool) -> AuthorityUnavailableError:
+def _unavailable(
+    base_url: str, op: str, exc: BaseException, *, idempotent: bool
+) -> AuthorityUnavailableError:
     what = type(exc).__name__
     detail = str(exc) if isinstance(exc, httpx.TransportError) else ""
     tail = "" if idempotent else " (the operation may or may not have been applied)"
@@ -136,8 +140,12 @@ def _csr_subject(kwargs: Mapping[str, Any]) -> str:
             pass
     try:
         td = kwargs.get("trust_domain") or "csr.invalid"
-        return AztpId.build(td, kwargs["name"], environment=kwargs.get("environment") or "production",
-                            method=kwargs.get("method") or "node").spiffe_id
+        return AztpId.build(
+            td,
+            kwargs["name"],
+            environment=kwargs.get("environment") or "production",
+            method=kwargs.get("method") or "node",
+        ).spiffe_id
     except Exception:
         return "spiffe://csr.invalid/workload"
 
@@ -170,7 +178,9 @@ class _TransportBase:
         if self.closed:
             raise AuthorityUnavailableError("this remote client is closed")
 
-    def prepare(self, op: str, route: Route, kwargs: dict[str, Any]) -> tuple[WireRequest, dict[str, Any]]:
+    def prepare(
+        self, op: str, route: Route, kwargs: dict[str, Any]
+    ) -> tuple[WireRequest, dict[str, Any]]:
         """The request for ``op``, and what is added to the answer locally (the private key)."""
         local: dict[str, Any] = {}
         kwargs = dict(kwargs)
@@ -180,14 +190,22 @@ class _TransportBase:
             local["privateKey"] = cred.private_key_to_pem(key)
         return route.request(op, kwargs), local
 
-    def finish(self, op: str, route: Route, response: httpx.Response, local: dict[str, Any],
-               kwargs: dict[str, Any]) -> Any:
+    def finish(
+        self,
+        op: str,
+        route: Route,
+        response: httpx.Response,
+        local: dict[str, Any],
+        kwargs: dict[str, Any],
+    ) -> Any:
         """The value of an answer (what the embedded authority returns), or its error."""
         if response.status_code >= 400:
             raise typed_error(response, op)
         body = _json_body(response)
         if body is None:
-            raise AuthorityUnavailableError(f"the AZTP server gave an unusable answer to {op} (not JSON)")
+            raise AuthorityUnavailableError(
+                f"the AZTP server gave an unusable answer to {op} (not JSON)"
+            )
         data = body
         if route.envelope and isinstance(body, Mapping) and "data" in body and "success" in body:
             data = body["data"]
@@ -198,8 +216,10 @@ class _TransportBase:
                 raise AuthorityUnavailableError(f"the AZTP server gave an unusable answer to {op}")
             if data.get("certificate"):
                 if not _key_matches(str(data["certificate"]), local["privateKey"]):
-                    raise CredentialError(f"the AZTP server's certificate for {op} does not certify the key made "
-                                          "here (did it ignore the CSR?); not using it")
+                    raise CredentialError(
+                        f"the AZTP server's certificate for {op} does not certify the key made "
+                        "here (did it ignore the CSR?); not using it"
+                    )
                 data = {**data, **local}
             else:
                 data = {**data, "privateKey": ""}
@@ -207,8 +227,12 @@ class _TransportBase:
 
     @staticmethod
     def _request_args(method: str, request: WireRequest, timeout: float | None) -> dict[str, Any]:
-        args: dict[str, Any] = {"method": method, "url": request.path, "params": request.query or None,
-                                "json": request.body if method not in ("GET", "DELETE") else None}
+        args: dict[str, Any] = {
+            "method": method,
+            "url": request.path,
+            "params": request.query or None,
+            "json": request.body if method not in ("GET", "DELETE") else None,
+        }
         if timeout is not None:
             args["timeout"] = timeout
         return args
@@ -220,12 +244,18 @@ class _TransportBase:
         return response
 
     def _attempts(self, route: Route, attempts: int | None) -> int:
-        return attempts if attempts is not None else (self.config.retries if route.idempotent else 1)
+        return (
+            attempts if attempts is not None else (self.config.retries if route.idempotent else 1)
+        )
 
     def _retry_policy(self, attempts: int) -> dict[str, Any]:
         backoff = self.config.backoff
-        return {"stop": stop_after_attempt(attempts), "reraise": True, "retry": retry_if_exception(_retryable),
-                "wait": wait_exponential_jitter(initial=backoff, max=2.0, jitter=backoff / 2)}
+        return {
+            "stop": stop_after_attempt(attempts),
+            "reraise": True,
+            "retry": retry_if_exception(_retryable),
+            "wait": wait_exponential_jitter(initial=backoff, max=2.0, jitter=backoff / 2),
+        }
 
     @contextlib.contextmanager
     def _errors(self, op: str, route: Route) -> Iterator[None]:
@@ -239,15 +269,26 @@ class _TransportBase:
 
     def _client_args(self, event_hooks: Hooks | None) -> dict[str, Any]:
         c = self.config
-        return {"base_url": c.base_url, "headers": dict(c.headers), "timeout": c.timeouts, "verify": c.verify,
-                "limits": _LIMITS, "event_hooks": {k: list(v) for k, v in (event_hooks or {}).items()}}
+        return {
+            "base_url": c.base_url,
+            "headers": dict(c.headers),
+            "timeout": c.timeouts,
+            "verify": c.verify,
+            "limits": _LIMITS,
+            "event_hooks": {k: list(v) for k, v in (event_hooks or {}).items()},
+        }
 
 
 class SyncTransport(_TransportBase):
     """Blocking sends over one pooled ``httpx.Client``."""
 
-    def __init__(self, config: TransportConfig, *, transport: httpx.BaseTransport | None = None,
-                 event_hooks: Hooks | None = None) -> None:
+    def __init__(
+        self,
+        config: TransportConfig,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        event_hooks: Hooks | None = None,
+    ) -> None:
         super().__init__(config)
         self._transport = transport
         self._client = httpx.Client(transport=transport, **self._client_args(event_hooks))
@@ -259,8 +300,15 @@ class SyncTransport(_TransportBase):
     def _once(self, method: str, request: WireRequest, timeout: float | None) -> httpx.Response:
         return self._checked(self._client.request(**self._request_args(method, request, timeout)))
 
-    def send(self, op: str, route: Route, request: WireRequest, *, timeout: float | None = None,
-             attempts: int | None = None) -> httpx.Response:
+    def send(
+        self,
+        op: str,
+        route: Route,
+        request: WireRequest,
+        *,
+        timeout: float | None = None,
+        attempts: int | None = None,
+    ) -> httpx.Response:
         """Send ``request`` (retried if the route is idempotent); a 4xx answer is returned."""
         self.check_open()
         n = self._attempts(route, attempts)
@@ -282,9 +330,11 @@ class SyncTransport(_TransportBase):
         """A separate client for a long-lived event stream (its own connection and read bound)."""
         c = self.config
         return httpx.Client(
-            base_url=c.base_url, headers={**c.headers, "accept": "text/event-stream"},
+            base_url=c.base_url,
+            headers={**c.headers, "accept": "text/event-stream"},
             timeout=httpx.Timeout(c.timeout, connect=min(c.timeout, 5.0), read=read_timeout),
-            verify=c.verify, transport=self._transport,
+            verify=c.verify,
+            transport=self._transport,
         )
 
     def close(self) -> None:
@@ -296,12 +346,19 @@ class AsyncTransport(_TransportBase):
     """Coroutine sends over one pooled ``httpx.AsyncClient`` per event loop (a client belongs
     to the loop it was made on)."""
 
-    def __init__(self, config: TransportConfig, *, transport: httpx.AsyncBaseTransport | None = None,
-                 event_hooks: Hooks | None = None) -> None:
+    def __init__(
+        self,
+        config: TransportConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        event_hooks: Hooks | None = None,
+    ) -> None:
         super().__init__(config)
         self._transport = transport
         self._event_hooks = event_hooks
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
 
     def _client(self) -> httpx.AsyncClient:
@@ -309,23 +366,35 @@ class AsyncTransport(_TransportBase):
         with self._lock:
             client = self._clients.get(loop)
             if client is None or client.is_closed:
-                client = httpx.AsyncClient(transport=self._transport, **self._client_args(self._event_hooks))
+                client = httpx.AsyncClient(
+                    transport=self._transport, **self._client_args(self._event_hooks)
+                )
                 self._clients[loop] = client
             return client
 
-    async def _once(self, client: httpx.AsyncClient, method: str, request: WireRequest,
-                    timeout: float | None) -> httpx.Response:
+    async def _once(
+        self, client: httpx.AsyncClient, method: str, request: WireRequest, timeout: float | None
+    ) -> httpx.Response:
         return self._checked(await client.request(**self._request_args(method, request, timeout)))
 
-    async def send(self, op: str, route: Route, request: WireRequest, *, timeout: float | None = None,
-                   attempts: int | None = None) -> httpx.Response:
+    async def send(
+        self,
+        op: str,
+        route: Route,
+        request: WireRequest,
+        *,
+        timeout: float | None = None,
+        attempts: int | None = None,
+    ) -> httpx.Response:
         """:meth:`SyncTransport.send` on this loop."""
         self.check_open()
         client = self._client()
         n = self._attempts(route, attempts)
         with self._errors(op, route):
             if n > 1:
-                return await AsyncRetrying(**self._retry_policy(n))(self._once, client, route.method, request, timeout)
+                return await AsyncRetrying(**self._retry_policy(n))(
+                    self._once, client, route.method, request, timeout
+                )
             return await self._once(client, route.method, request, timeout)
 
     async def call(self, op: str, route: Route, kwargs: dict[str, Any]) -> Any:

@@ -12,13 +12,33 @@ from aztp_agents.remote import ROUTES
 
 AZTP = "aztp://a.test/workload/production/node/x"
 SAMPLE: dict[str, Any] = {
-    "aztp_id": AZTP, "source": AZTP, "target": AZTP, "parent_identity": AZTP, "flow_id": "0" * 24,
-    "reason": "r", "policy_code": "policy:0650537f8614", "code": "policy:0650537f8614", "name": "n",
-    "cert_pem": "-----BEGIN CERTIFICATE-----", "csr_pem": "-----BEGIN CERTIFICATE REQUEST-----",
-    "audience": "aud", "ttl": 60, "relationship_type": "linked", "metadata": {"k": 1}, "description": "d",
-    "document": {"Statement": [{"Effect": "Allow", "Action": "tool:*"}]}, "requested_resource": "r",
-    "user_id": "u", "discoverable": "private", "tags": ["t"], "trust_domain": "a.test", "is_global": True,
-    "environment": "production", "method": "node", "hostname": "h", "extra": {"k": "v"},
+    "aztp_id": AZTP,
+    "source": AZTP,
+    "target": AZTP,
+    "parent_identity": AZTP,
+    "flow_id": "0" * 24,
+    "reason": "r",
+    "policy_code": "policy:0650537f8614",
+    "code": "policy:0650537f8614",
+    "name": "n",
+    "cert_pem": "-----BEGIN CERTIFICATE-----",
+    "csr_pem": "-----BEGIN CERTIFICATE REQUEST-----",
+    "audience": "aud",
+    "ttl": 60,
+    "relationship_type": "linked",
+    "metadata": {"k": 1},
+    "description": "d",
+    "document": {"Statement": [{"Effect": "Allow", "Action": "tool:*"}]},
+    "requested_resource": "r",
+    "user_id": "u",
+    "discoverable": "private",
+    "tags": ["t"],
+    "trust_domain": "a.test",
+    "is_global": True,
+    "environment": "production",
+    "method": "node",
+    "hostname": "h",
+    "extra": {"k": "v"},
 }
 #: The keyword arguments of the routes whose request is built by hand.
 BUILT = {
@@ -29,7 +49,9 @@ BUILT = {
 }
 
 
-@pytest.mark.parametrize("op", sorted(op for op, route in ROUTES.items() if route.method not in ("GET", "DELETE")))
+@pytest.mark.parametrize(
+    "op", sorted(op for op, route in ROUTES.items() if route.method not in ("GET", "DELETE"))
+)
 def test_every_body_is_its_wire_model(op: str) -> None:
     route = ROUTES[op]
     assert route.body_model is not None, f"{op}: no wire model for its body"
@@ -39,4 +61,3 @@ def test_every_body_is_its_wire_model(op: str) -> None:
     unknown = set(request.body) - set(route.body_model.model_fields)
     assert not unknown, f"{op} sends fields its wire model ignores: {sorted(unknown)}"
     route.body_model.model_validate(request.body)
-
