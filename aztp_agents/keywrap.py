@@ -29,7 +29,9 @@ class KeyWrapper:
 
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
-            raise StoreError("the master key must be 32 bytes (base64 of 32 random bytes in AZTP_MASTER_KEY)")
+            raise StoreError(
+                "the master key must be 32 bytes (base64 of 32 random bytes in AZTP_MASTER_KEY)"
+            )
         self._aead = AESGCM(key)
 
     @classmethod
@@ -75,7 +77,7 @@ class KeyWrapper:
     def unwrap(self, stored: str, *, context: str) -> str:
         if not stored.startswith(_PREFIX):
             return stored  # written before encryption at rest (plain PEM)
-        raw = base64.b64decode(stored[len(_PREFIX):])
+        raw = base64.b64decode(stored[len(_PREFIX) :])
         try:
             return self._aead.decrypt(raw[:12], raw[12:], context.encode()).decode()
         except InvalidTag:

@@ -14,7 +14,9 @@ __all__ = ["TokenBuckets"]
 class TokenBuckets:
     """``rate`` tokens per second, at most ``burst`` banked, one bucket per key."""
 
-    def __init__(self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be > 0 and burst >= 1")
         self.rate = rate

@@ -1,351 +1,124 @@
-"""Request and response models of the HTTP API (pydantic v2).
+"""Request and response models of the HTTP API, as the server's routes import them.
 
-Request bodies are validated strictly (``"true"`` is not a boolean, ``1`` is not a string), so
-a wrong type is a 400 before anything reaches the authority. Unknown fields are ignored: real
-clients send more than we read. Responses are built by the authority as plain dicts; the
-response models here document them in the OpenAPI document (they are not used to filter).
+The models are defined once, in :mod:`aztp_agents.wire`, for server and client alike; this
+module keeps the server's names (``IdentityDoc`` and ``FlowDoc`` are the wire's
+``IdentityRecord`` and ``FlowRecord``).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, Literal, TypeVar
-
-from pydantic import BaseModel, ConfigDict, Field
-
-from ..decisions import Reason
-
-T = TypeVar("T")
-
-EXAMPLE_ID = "aztp://example.org/workload/production/node/my-agent"
-#: PEM is ASCII by definition (RFC 7468).
-PEM_PATTERN = r"^[\x00-\x7f]*$"
-
-AztpIdField = Annotated[str, Field(min_length=1, max_length=2048, examples=[EXAMPLE_ID])]
-FlowIdField = Annotated[str, Field(min_length=1, max_length=128, examples=["66e0f1c2a3b4c5d6e7f80912"])]
-Text = Annotated[str, Field(max_length=4096)]
-ShortText = Annotated[str, Field(max_length=256)]
-Discoverable = Literal["public", "private"]
-Tags = Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=128)]
-ReasonValue = Literal[tuple(r.value for r in Reason)]  # type: ignore[valid-type]
-
-
-class Body(BaseModel):
-    """Base of every request body: strict types, unknown fields ignored."""
-
-    model_config = ConfigDict(strict=True, extra="ignore")
-
-
-# ------------------------------------------------------------------ WIRE.md (official client)
-
-
-class IssueMetadata(Body):
-    hostname: ShortText | None = None
-    environment: Annotated[str, Field(max_length=64)] | None = None
-    extra: dict[str, Any] | None = None
-    trustDomain: Annotated[str, Field(max_length=255)] | None = None
-    parentIdentity: AztpIdField | None = None
-
-
-class IssueIdentityBody(Body):
-    """``POST aztp/issue-identity`` as the official client sends it."""
-
-    workloadId: Annotated[str, Field(min_length=1, max_length=256, examples=["my-agent"])]
-    agentId: ShortText | None = "aztp"
-    timestamp: ShortText | None = None
-    isGlobalIdentity: bool = False
-    method: Annotated[str, Field(max_length=64)] | None = "node"
-    metadata: IssueMetadata | None = None
-
-
-class VerifyBody(Body):
-    aztpId: AztpIdField
-    identityFlowId: FlowIdField | None = None
-
-
-class AuthorizeBody(Body):
-    aztpId: AztpIdField
-    requestAztpId: AztpIdField
-    policyCode: ShortText | None = None
-
-
-class RevokeBody(Body):
-    aztpId: AztpIdField
-    reason: Text | None = None
-
-
-class ReissueBody(Body):
-    aztpId: AztpIdField
-    csr: Annotated[str, Field(max_length=16384, pattern=PEM_PATTERN)] | None = Field(
-        default=None, description="Optional PEM CSR: the new X.509-SVID is issued for its key."
-    )
-
-
-class LinkBody(Body):
-    sourceIdentity: AztpIdField
-    targetIdentity: AztpIdField
-    relationshipType: Annotated[str, Field(min_length=1, max_length=64)] = "linked"
-    metadata: dict[str, Any] | None = None
-
-
-class CreateFlowBody(Body):
-    name: Annotated[str, Field(min_length=1, max_length=256)]
-    discoverable: Discoverable = "public"
-    description: Text | None = None
-    tags: Tags | None = None
-    metadata: dict[str, Any] | None = None
-
-
-class UpdateFlowBody(Body):
-    name: Annotated[str, Field(min_length=1, max_length=256)] | None = None
-    description: Text | None = None
-    discoverable: Discoverable | None = None
-    tags: Tags | None = None
-    metadata: dict[str, Any] | None = None
-
-
-class IdentityRef(Body):
-    aztpId: AztpIdField
-
-
-class AddToFlowBody(Body):
-    identityFlowId: FlowIdField
-    identity: IdentityRef | None = None
-    aztpId: AztpIdField | None = Field(default=None, description="Alternative to identity.aztpId.")
-
-
-class RemoveFromFlowBody(Body):
-    identityFlowId: FlowIdField
-    aztpId: AztpIdField
-
-
-class RevokeFlowBody(Body):
-    aztpId: AztpIdField
-    identityFlowId: FlowIdField
-    reason: Text | None = None
-
-
-class OiapBody(Body):
-    aztp_id: AztpIdField
-    requested_resource: Annotated[str, Field(min_length=1, max_length=2048)]
-    user_id: Annotated[str, Field(min_length=1, max_length=256)]
-
-
-# ------------------------------------------------------------------ extensions (/v1)
-
-
-Csr = Annotated[str, Field(min_length=1, max_length=16384, pattern=PEM_PATTERN,
-                           description="PEM certificate signing request")]
-Ttl = Annotated[int, Field(ge=1, le=86400)]
-
-
-class NewIdentityBody(Body):
-    name: Annotated[str, Field(min_length=1, max_length=256, examples=["my-agent"])]
-    isGlobalIdentity: bool = False
-    trustDomain: Annotated[str, Field(max_length=255)] | None = None
-    parentIdentity: AztpIdField | None = None
-    environment: Annotated[str, Field(max_length=64)] | None = None
-    method: Annotated[str, Field(max_length=64)] | None = None
-    hostname: ShortText | None = None
-    extra: dict[str, Any] | None = None
-    csr: Csr | None = None
-    ttl: Ttl = 3600
-
-
-class CredentialBody(Body):
-    aztpId: AztpIdField
-    csr: Csr
-    ttl: Ttl = 3600
-
-
-class VerifyCredentialBody(Body):
-    certificate: Annotated[str, Field(min_length=1, max_length=16384, pattern=PEM_PATTERN,
-                                      description="PEM X.509-SVID (leaf first, optional chain)")]
-
-
-class JwtSvidBody(Body):
-    aztpId: AztpIdField
-    audience: Annotated[str, Field(min_length=1, max_length=1024)] | Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=1024)]], Field(min_length=1, max_length=32)
-    ]
-    ttl: Annotated[int, Field(ge=1, le=3600)] = 300
-
-
-class UnlinkBody(Body):
-    sourceIdentity: AztpIdField
-    targetIdentity: AztpIdField
-    relationshipType: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-
-
-class ReinstateBody(Body):
-    aztpId: AztpIdField
-    identityFlowId: FlowIdField
-
-
-class EnsureFlowBody(Body):
-    name: Annotated[str, Field(min_length=1, max_length=256)]
-    discoverable: Discoverable = "private"
-    description: Text | None = None
-
-
-class PolicyBody(Body):
-    name: Annotated[str, Field(min_length=1, max_length=256)]
-    document: dict[str, Any] = Field(examples=[{"Statement": [{"Effect": "Allow", "Action": "tool:*"}]}])
-    code: Annotated[str, Field(min_length=8, max_length=128, examples=["policy:0650537f8614"])] | None = None
-
-
-class AttachBody(Body):
-    aztpId: AztpIdField
-    code: Annotated[str, Field(min_length=1, max_length=128)]
-
-
-class FederationBody(Body):
-    trustDomain: Annotated[str, Field(min_length=1, max_length=255)]
-
-
-class DecideBody(Body):
-    flowId: FlowIdField
-    agent: AztpIdField
-    tool: AztpIdField
-    toolName: ShortText | None = None
-    context: dict[str, Any] | None = None
-    enforce: bool = True
-
-
-class DecisionRecord(Body):
-    allowed: bool
-    reason: ReasonValue
-    agent: AztpIdField | None = None
-    tool: AztpIdField | None = None
-    flow: FlowIdField | None = None
-    toolName: ShortText | None = None
-    revision: int = 0
-    latencyUs: float = 0.0
-    audit: bool = False
-    enforced: bool = True
-    context: dict[str, Any] | None = None
-
-
-class DecisionAuditBody(Body):
-    decisions: Annotated[list[DecisionRecord], Field(max_length=1000)]
-
-
-# ------------------------------------------------------------------ responses (documentation)
-
-
-class Envelope(BaseModel, Generic[T]):
-    """Every answer: ``{success, message, data}``."""
-
-    success: bool
-    message: str
-    data: T
-
-
-class ErrorData(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    code: str
-
-
-class ErrorEnvelope(BaseModel):
-    success: Literal[False]
-    message: str
-    data: ErrorData
-
-
-class Loose(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class WorkloadInfo(Loose):
-    workloadId: str
-
-
-class IdentityDoc(Loose):
-    """The identity record of seed 001."""
-
-    id: str = Field(alias="_id")
-    userId: str
-    aztpId: str
-    name: str
-    parentIdentity: str | None
-    selectors: list[str]
-    workloadInfo: WorkloadInfo
-    status: Literal["active", "revoked"]
-    environment: str
-    isGlobalIdentity: bool
-    identityType: Literal["global", "component"]
-    createdAt: str
-    updatedAt: str
-
-
-class IssuedIdentity(IdentityDoc):
-    """``aztp/issue-identity``: the identity record plus ``valid`` (and ``error`` if not)."""
-
-    valid: bool
-    error: str | None = None
-
-
-class FoundIdentity(IdentityDoc):
-    """``aztp/get-identity``: the identity record, which also carries the seed's envelope
-    (``success``, ``message``, ``data``) so that the official client's answer is what the
-    seeds show (``json.loads(await client.get_identity(agent))["data"]["aztpId"]``)."""
-
-    success: bool
-    message: str
-    data: IdentityDoc
-
-
-class IssueAnswer(Loose):
-    identity: IdentityDoc
-    valid: bool
-    certificate: str
-    caCertificate: str
-
-
-class Verification(Loose):
-    valid: bool
-    reason: str
-    message: str
-
-
-class FlowMember(Loose):
-    aztpId: str
-    status: Literal["active", "revoked"]
-
-
-class FlowDoc(Loose):
-    id: str = Field(alias="_id")
-    name: str
-    description: str | None
-    discoverable: Discoverable
-    tags: list[str]
-    identities: list[FlowMember]
-
-
-class PolicyInfo(Loose):
-    code: str
-    policyName: str
-    policyStatement: dict[str, Any]
-
-
-class DecisionDoc(Loose):
-    allowed: bool
-    reason: ReasonValue
-    revision: int
-
-
-class StateDoc(BaseModel):
-    """What an enforcement point needs to decide locally (one organization)."""
-
-    revision: int
-    organization: str
-    identities: dict[str, str]
-    flows: dict[str, str]
-    members: dict[str, list[str]]
-    flowRevoked: dict[str, list[str]]
-    links: list[list[str]]
-    policies: dict[str, list[dict[str, Any]]]
-
-
-class Health(Loose):
-    status: str
+from ..wire import (
+    EXAMPLE_ID,
+    PEM_PATTERN,
+    AddToFlowBody,
+    AttachBody,
+    AuthorizeBody,
+    AztpIdField,
+    Body,
+    CreateFlowBody,
+    CredentialBody,
+    Csr,
+    DecideBody,
+    DecisionAuditBody,
+    DecisionDoc,
+    DecisionRecord,
+    Discoverable,
+    EnsureFlowBody,
+    Envelope,
+    ErrorData,
+    ErrorEnvelope,
+    FederationBody,
+    FlowIdField,
+    FlowMember,
+    FoundIdentity,
+    Health,
+    IdentityRef,
+    IssueAnswer,
+    IssuedIdentity,
+    IssueIdentityBody,
+    IssueMetadata,
+    JwtSvidBody,
+    LinkBody,
+    Loose,
+    NewIdentityBody,
+    OiapBody,
+    PolicyBody,
+    PolicyInfo,
+    ReasonValue,
+    ReinstateBody,
+    ReissueBody,
+    RemoveFromFlowBody,
+    RevokeBody,
+    RevokeFlowBody,
+    ShortText,
+    StateDoc,
+    Tags,
+    Text,
+    Ttl,
+    UnlinkBody,
+    UpdateFlowBody,
+    Verification,
+    VerifyBody,
+    VerifyCredentialBody,
+    WorkloadInfo,
+)
+from ..wire import FlowRecord as FlowDoc
+from ..wire import IdentityRecord as IdentityDoc
+
+__all__ = [
+    "EXAMPLE_ID",
+    "PEM_PATTERN",
+    "AddToFlowBody",
+    "AttachBody",
+    "AuthorizeBody",
+    "AztpIdField",
+    "Body",
+    "CreateFlowBody",
+    "CredentialBody",
+    "Csr",
+    "DecideBody",
+    "DecisionAuditBody",
+    "DecisionDoc",
+    "DecisionRecord",
+    "Discoverable",
+    "EnsureFlowBody",
+    "Envelope",
+    "ErrorData",
+    "ErrorEnvelope",
+    "FederationBody",
+    "FlowDoc",
+    "FlowIdField",
+    "FlowMember",
+    "FoundIdentity",
+    "Health",
+    "IdentityDoc",
+    "IdentityRef",
+    "IssueAnswer",
+    "IssueIdentityBody",
+    "IssueMetadata",
+    "IssuedIdentity",
+    "JwtSvidBody",
+    "LinkBody",
+    "Loose",
+    "NewIdentityBody",
+    "OiapBody",
+    "PolicyBody",
+    "PolicyInfo",
+    "ReasonValue",
+    "ReinstateBody",
+    "ReissueBody",
+    "RemoveFromFlowBody",
+    "RevokeBody",
+    "RevokeFlowBody",
+    "ShortText",
+    "StateDoc",
+    "Tags",
+    "Text",
+    "Ttl",
+    "UnlinkBody",
+    "UpdateFlowBody",
+    "Verification",
+    "VerifyBody",
+    "VerifyCredentialBody",
+    "WorkloadInfo",
+]

@@ -29,7 +29,6 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.remote import Server, make_tls, start_server
 
 from aztp_agents import Aztp
 from aztp_agents.errors import (
@@ -46,9 +45,11 @@ from aztp_agents.errors import (
 )
 from aztp_agents.guard import Guard
 from aztp_agents.remote import ROUTES, RemoteBackend
+from tests.support.remote import Server, make_tls, start_server
 
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("aztp_agents.server") is None, reason="the server (aztp_agents.server) is not built yet"
+    importlib.util.find_spec("aztp_agents.server") is None,
+    reason="the server (aztp_agents.server) is not built yet",
 )
 
 TD = "seed.test"
@@ -92,24 +93,61 @@ def remote(server: Server, org_key: str) -> Iterator[Aztp]:
 # ============================================================================ seed 000 scenario
 
 FLOWS = [
-    {"name": "development-flow", "description": "Development environment workflow", "discoverable": "public",
-     "tags": ["development", "testing", "env:dev"],
-     "metadata": {"environment": "development", "project": "aztp-testing", "created_by": "functional_test",
-                  "version": "1.0"}},
-    {"name": "production-flow", "description": "Production deployment workflow", "discoverable": "private",
-     "tags": ["production", "critical", "env:prod"],
-     "metadata": {"environment": "production", "project": "aztp-testing", "security_level": "high",
-                  "astha-flow": {"id": "flow_123", "folderId": "folder_456"}}},
-    {"name": "testing-flow", "description": "Automated testing workflow", "discoverable": "public",
-     "tags": ["testing", "automation", "ci/cd"],
-     "metadata": {"environment": "testing", "automation": True, "test_suite": "integration"}},
+    {
+        "name": "development-flow",
+        "description": "Development environment workflow",
+        "discoverable": "public",
+        "tags": ["development", "testing", "env:dev"],
+        "metadata": {
+            "environment": "development",
+            "project": "aztp-testing",
+            "created_by": "functional_test",
+            "version": "1.0",
+        },
+    },
+    {
+        "name": "production-flow",
+        "description": "Production deployment workflow",
+        "discoverable": "private",
+        "tags": ["production", "critical", "env:prod"],
+        "metadata": {
+            "environment": "production",
+            "project": "aztp-testing",
+            "security_level": "high",
+            "astha-flow": {"id": "flow_123", "folderId": "folder_456"},
+        },
+    },
+    {
+        "name": "testing-flow",
+        "description": "Automated testing workflow",
+        "discoverable": "public",
+        "tags": ["testing", "automation", "ci/cd"],
+        "metadata": {"environment": "testing", "automation": True, "test_suite": "integration"},
+    },
 ]
 
 _HEX24 = re.compile(r"^[0-9a-f]{24}$")
 _HEX24_IN = re.compile(r"\b[0-9a-f]{24}\b")
 _ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
-_VOLATILE = {"issuedAt", "expiresAt", "latencyUs", "revision", "serial", "hostname", "timestamp", "token", "kid",
-             "x5c", "x", "y", "spiffe_sequence", "entries", "seq", "hash", "prev_hash"}
+_VOLATILE = {
+    "issuedAt",
+    "expiresAt",
+    "latencyUs",
+    "revision",
+    "serial",
+    "hostname",
+    "timestamp",
+    "token",
+    "kid",
+    "x5c",
+    "x",
+    "y",
+    "spiffe_sequence",
+    "entries",
+    "seq",
+    "hash",
+    "prev_hash",
+}
 
 
 def normalize(value: Any) -> Any:
@@ -171,33 +209,75 @@ async def seed_scenario(c: Aztp) -> list[tuple[str, Any]]:
     for agent in (agent1, agent2):
         ident = agent.identity
         assert ident.valid and _key_matches_cert(ident.private_key, ident.certificate)
-        rec("secure_connect", {"aztpId": ident.aztp_id, "workloadId": ident.workload_id, "valid": ident.valid,
-                               "spiffeId": ident.spiffe_id, "status": ident.status})
+        rec(
+            "secure_connect",
+            {
+                "aztpId": ident.aztp_id,
+                "workloadId": ident.workload_id,
+                "valid": ident.valid,
+                "spiffeId": ident.spiffe_id,
+                "status": ident.status,
+            },
+        )
     id1 = json.loads(await c.get_identity(agent1))["data"]["aztpId"]
     id2 = json.loads(await c.get_identity(agent2))["data"]["aztpId"]
     assert id1 == f"aztp://{TD}/workload/production/node/service1"
     rec("get_identity", json.loads(await c.get_identity(agent1)))
     rec("get_identity_by_name", json.loads(await c.get_identity_by_name("service2")))
     again = await c.secure_connect({}, "service1", config={"isGlobalIdentity": False})
-    assert again.identity.aztp_id == id1 and again.identity.certificate != agent1.identity.certificate
+    assert (
+        again.identity.aztp_id == id1 and again.identity.certificate != agent1.identity.certificate
+    )
 
-    flow = await c.create_flow(name="identity-management-demo", description="Demonstration of identity management in flows",
-                               discoverable="public", tags=["demo", "testing"],
-                               metadata={"project": "identity-demo", "environment": "development"})
+    flow = await c.create_flow(
+        name="identity-management-demo",
+        description="Demonstration of identity management in flows",
+        discoverable="public",
+        tags=["demo", "testing"],
+        metadata={"project": "identity-demo", "environment": "development"},
+    )
     fid = flow["_id"]
     assert len((await c.add_identity_to_flow(fid, id1))["identities"]) == 1
     rec("add_identity_to_flow", await c.add_identity_to_flow(fid, id2))
-    assert rec("verify_in_flow", [await c.verify_identity_by_aztp_id(i, identity_flow_id=fid) for i in (id1, id2)]) == [True, True]
-    assert len(rec("remove_identity_from_flow", await c.remove_identity_from_flow(fid, id1))["identities"]) == 1
-    assert rec("verify_after_removal", await c.verify_identity_by_aztp_id(id1, identity_flow_id=fid)) is False
+    assert rec(
+        "verify_in_flow",
+        [await c.verify_identity_by_aztp_id(i, identity_flow_id=fid) for i in (id1, id2)],
+    ) == [True, True]
+    assert (
+        len(
+            rec("remove_identity_from_flow", await c.remove_identity_from_flow(fid, id1))[
+                "identities"
+            ]
+        )
+        == 1
+    )
+    assert (
+        rec("verify_after_removal", await c.verify_identity_by_aztp_id(id1, identity_flow_id=fid))
+        is False
+    )
     assert len((await c.add_identity_to_flow(fid, id1))["identities"]) == 2
 
-    rec("revoke_flow_identity", await c.revoke_flow_identity(
-        aztp_id=id2, identity_flow_id=fid, reason="Testing flow-specific revocation in documentation demo"))
-    assert rec("flow_verify_after_revoke", await c.verify_identity_by_aztp_id(id2, identity_flow_id=fid)) is False
+    rec(
+        "revoke_flow_identity",
+        await c.revoke_flow_identity(
+            aztp_id=id2,
+            identity_flow_id=fid,
+            reason="Testing flow-specific revocation in documentation demo",
+        ),
+    )
+    assert (
+        rec(
+            "flow_verify_after_revoke",
+            await c.verify_identity_by_aztp_id(id2, identity_flow_id=fid),
+        )
+        is False
+    )
     assert rec("global_verify_after_flow_revoke", await c.verify_identity_by_aztp_id(id2)) is True
     rec("verify_detail", await c.verify(id2, fid))
-    assert rec("revoke_flow_twice", await _error(c.revoke_flow_identity(id2, fid, "again")))[0] == "AlreadyRevokedError"
+    assert (
+        rec("revoke_flow_twice", await _error(c.revoke_flow_identity(id2, fid, "again")))[0]
+        == "AlreadyRevokedError"
+    )
 
     rec("link_identities", await c.link_identities(id1, id2, "linked", {"purpose": "demo"}))
     assert rec("authorize", await c.verify_authorize_identity_connection(id1, id2)) is True
@@ -214,24 +294,40 @@ async def seed_scenario(c: Aztp) -> list[tuple[str, Any]]:
     rec("update_flow", await c.update_flow(fid, description="updated", tags=["demo", "updated"]))
     rec("flow_health", await c.get_flow_health(fid))
     rec("reinstate_flow_identity", await c.reinstate_flow_identity(id2, fid))
-    assert rec("verify_reinstated", await c.verify_identity_by_aztp_id(id2, identity_flow_id=fid)) is True
+    assert (
+        rec("verify_reinstated", await c.verify_identity_by_aztp_id(id2, identity_flow_id=fid))
+        is True
+    )
     rec("discover_identity", json.loads(await c.discover_identity()))
     rec("discover_in_td", json.loads(await c.discover_identity(TD, id1)))
     assert rec("get_policy_empty", await c.get_policy(id1)) == []
 
     code = "policy:0650537f8614"
-    doc = {"Statement": [{"Effect": "Allow", "Action": "tool:*"}, {"Effect": "Deny", "Action": "tool:delete"}]}
+    doc = {
+        "Statement": [
+            {"Effect": "Allow", "Action": "tool:*"},
+            {"Effect": "Deny", "Action": "tool:delete"},
+        ]
+    }
     rec("create_policy", await c.create_policy("tool-access", doc, code=code))
     rec("attach_policy", await c.attach_policy(id1, code))
     policies = rec("get_policy", await c.get_policy(id1))
     statement = Aztp.get_policy_value(policies, "code", code)
-    assert Aztp.is_action_allowed(statement, "tool:read") and not Aztp.is_action_allowed(statement, "tool:delete")
-    rec("check_permissions", await c.check_identity_policy_permissions(
-        id1, {"policy_code": code, "actions": ["tool:read", "tool:delete"]}))
+    assert Aztp.is_action_allowed(statement, "tool:read") and not Aztp.is_action_allowed(
+        statement, "tool:delete"
+    )
+    rec(
+        "check_permissions",
+        await c.check_identity_policy_permissions(
+            id1, {"policy_code": code, "actions": ["tool:read", "tool:delete"]}
+        ),
+    )
     rec("oiap_evaluate", await c.oiap_evaluate(id1, "documents", "user-1"))
     rec("detach_policy", await c.detach_policy(id1, code))
     rec("unlink_identities", await c.unlink_identities(id1, id2))
-    assert rec("authorize_unlinked", await c.verify_authorize_identity_connection(id1, id2)) is False
+    assert (
+        rec("authorize_unlinked", await c.verify_authorize_identity_connection(id1, id2)) is False
+    )
 
     token = await c.fetch_jwt_svid(id1, "spiffe://seed.test/api")
     claims = _claims(token)
@@ -241,7 +337,10 @@ async def seed_scenario(c: Aztp) -> list[tuple[str, Any]]:
     rec("trust_bundle_one", sorted(await c.get_trust_bundle(TD)))
     cred = await c.issue_credential(id1, ttl=600)
     assert _key_matches_cert(cred.private_key, cred.certificate)
-    rec("issue_credential", {"aztpId": cred.aztp_id, "valid": cred.valid, "spiffeId": cred.spiffe_id})
+    rec(
+        "issue_credential",
+        {"aztpId": cred.aztp_id, "valid": cred.valid, "spiffeId": cred.spiffe_id},
+    )
 
     rec("list_flows", sorted(f["name"] for f in await c.list_flows()))
     rec("get_flow", await c.get_flow(fid))
@@ -269,7 +368,12 @@ def guard_scenario(c: Aztp) -> list[tuple[str, Any]]:
     out.append(("after_flow_revoke", guard.check(agent, search, "search").reason.value))
     asyncio.run(c.reinstate_flow_identity(search, guard.flow_id))
     out.append(("after_reinstate", guard.check(agent, search, "search").reason.value))
-    out.append(("unknown_tool", guard.check(agent, f"aztp://{TD}/workload/production/node/ghost", "x").reason.value))
+    out.append(
+        (
+            "unknown_tool",
+            guard.check(agent, f"aztp://{TD}/workload/production/node/ghost", "x").reason.value,
+        )
+    )
     c.backend.call("revoke_identity", aztp_id=agent, reason="test")
     out.append(("after_revoke", guard.check(agent, search, "search").reason.value))
     return out
@@ -279,7 +383,9 @@ _TRANSCRIPTS: dict[str, list[tuple[str, Any]]] = {}
 
 
 @pytest.fixture
-def seed_client(request: pytest.FixtureRequest, make_client: Callable[..., Aztp], server: Server) -> Iterator[Aztp]:
+def seed_client(
+    request: pytest.FixtureRequest, make_client: Callable[..., Aztp], server: Server
+) -> Iterator[Aztp]:
     if request.param == "embedded":
         yield make_client(trust_domain=TD)
         return
@@ -292,8 +398,13 @@ def seed_client(request: pytest.FixtureRequest, make_client: Callable[..., Aztp]
 @pytest.mark.parametrize("seed_client", ["embedded", "remote"], indirect=True)
 def test_seed_000_scenario(seed_client: Aztp) -> None:
     transcript = asyncio.run(seed_scenario(seed_client)) + guard_scenario(seed_client)
-    expected_guard = [("allowed", "allowed"), ("after_flow_revoke", "tool_revoked_in_flow"),
-                      ("after_reinstate", "allowed"), ("unknown_tool", "tool_unknown"), ("after_revoke", "agent_revoked")]
+    expected_guard = [
+        ("allowed", "allowed"),
+        ("after_flow_revoke", "tool_revoked_in_flow"),
+        ("after_reinstate", "allowed"),
+        ("unknown_tool", "tool_unknown"),
+        ("after_revoke", "agent_revoked"),
+    ]
     assert transcript[-5:] == expected_guard
     _TRANSCRIPTS["remote" if seed_client.is_remote else "embedded"] = normalize(transcript)
     if len(_TRANSCRIPTS) == 2:
@@ -306,11 +417,13 @@ def test_seed_000_scenario(seed_client: Aztp) -> None:
 def test_every_facade_operation_has_a_route() -> None:
     import inspect
 
-    from aztp_agents import client as client_module
     from aztp_agents import guard as guard_module
+    from aztp_agents.client import _base as client_module
 
     source = inspect.getsource(client_module) + inspect.getsource(guard_module)
-    ops = set(re.findall(r"""_call\(\s*"([a-z_]+)\"""", source)) | set(re.findall(r"""\.call\(\s*"([a-z_]+)\"""", source))
+    ops = set(re.findall(r"""_call\(\s*"([a-z_]+)\"""", source)) | set(
+        re.findall(r"""\.call\(\s*"([a-z_]+)\"""", source)
+    )
     assert ops and ops <= set(ROUTES), sorted(ops - set(ROUTES))
 
 
@@ -322,14 +435,32 @@ def test_private_key_never_crosses_the_wire(server: Server, org_key: str) -> Non
 
     def on_response(response: httpx.Response) -> None:
         response.read()
-        seen.append((response.request.method, response.request.url.path, response.request.content, response.content))
+        seen.append(
+            (
+                response.request.method,
+                response.request.url.path,
+                response.request.content,
+                response.content,
+            )
+        )
 
     async def aon_response(response: httpx.Response) -> None:
         await response.aread()
-        seen.append((response.request.method, response.request.url.path, response.request.content, response.content))
+        seen.append(
+            (
+                response.request.method,
+                response.request.url.path,
+                response.request.content,
+                response.content,
+            )
+        )
 
-    backend = RemoteBackend(server.url, api_key=org_key, event_hooks={"response": [on_response]},
-                            async_event_hooks={"response": [aon_response]})
+    backend = RemoteBackend(
+        server.url,
+        api_key=org_key,
+        event_hooks={"response": [on_response]},
+        async_event_hooks={"response": [aon_response]},
+    )
     client = Aztp(backend=backend)
     try:
         sync_agent = client.secure_connect_sync(None, "keys-sync")
@@ -341,14 +472,29 @@ def test_private_key_never_crosses_the_wire(server: Server, org_key: str) -> Non
         asyncio.run(client.reissue_identity(aztp_id))  # async path, too
     finally:
         client.close()
-    for key_pem, cert_pem in ((sync_agent.identity.private_key, sync_agent.identity.certificate),
-                              (async_agent.identity.private_key, async_agent.identity.certificate),
-                              (cred.private_key, cred.certificate),
-                              (reissued["privateKey"], reissued["certificate"])):
+    for key_pem, cert_pem in (
+        (sync_agent.identity.private_key, sync_agent.identity.certificate),
+        (async_agent.identity.private_key, async_agent.identity.certificate),
+        (cred.private_key, cred.certificate),
+        (reissued["privateKey"], reissued["certificate"]),
+    ):
         assert "PRIVATE KEY" in key_pem and _key_matches_cert(key_pem, cert_pem)
-    assert len({sync_agent.identity.private_key, async_agent.identity.private_key, cred.private_key,
-                reissued["privateKey"]}) == 4
-    issuing = [s for s in seen if s[1].endswith(("/v1/identities", "/credential", "reissue-revoked-identity"))]
+    assert (
+        len(
+            {
+                sync_agent.identity.private_key,
+                async_agent.identity.private_key,
+                cred.private_key,
+                reissued["privateKey"],
+            }
+        )
+        == 4
+    )
+    issuing = [
+        s
+        for s in seen
+        if s[1].endswith(("/v1/identities", "/credential", "reissue-revoked-identity"))
+    ]
     assert len(issuing) == 5
     for _method, _path, request_body, _answer in issuing:
         assert b"CERTIFICATE REQUEST" in request_body
@@ -369,7 +515,9 @@ _REVOKER = textwrap.dedent("""
 """)
 
 
-def _remote_guard(url: str, key: str, flow: str, **kwargs: Any) -> tuple[Guard, str, str, RemoteBackend]:
+def _remote_guard(
+    url: str, key: str, flow: str, **kwargs: Any
+) -> tuple[Guard, str, str, RemoteBackend]:
     backend = RemoteBackend(url, api_key=key, **kwargs)
     guard = Guard(flow, client=Aztp(backend=backend))
     enrolled = guard.enroll("agent", ["tool"])
@@ -382,12 +530,19 @@ def test_revocation_by_another_process_reaches_the_guard(server: Server, org_key
     try:
         assert guard.check(agent, tool, "tool").allowed
         before = backend.feed_revision
-        done = subprocess.run([sys.executable, "-c", _REVOKER, server.url, tool, guard.flow_id],
-                              capture_output=True, text=True, timeout=60, env={**os.environ, "AZTP_API_KEY": org_key})
+        done = subprocess.run(
+            [sys.executable, "-c", _REVOKER, server.url, tool, guard.flow_id],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "AZTP_API_KEY": org_key},
+        )
         assert done.returncode == 0 and "acked" in done.stdout, done.stderr
         acked = time.monotonic()
         while backend.feed_revision <= before:  # the feed delivers the new revision ...
-            assert time.monotonic() - acked < 2.0, "the change feed did not deliver the revocation within 2 s"
+            assert time.monotonic() - acked < 2.0, (
+                "the change feed did not deliver the revocation within 2 s"
+            )
             time.sleep(0.001)
         decision = guard.check(agent, tool, "tool")  # ... and the next decision honours it
         assert not decision.allowed and decision.reason.value == "tool_revoked_in_flow"
@@ -397,13 +552,17 @@ def test_revocation_by_another_process_reaches_the_guard(server: Server, org_key
         guard.client.close()
 
 
-def test_revocation_acknowledged_here_is_never_followed_by_an_allow(server: Server, org_key: str) -> None:
+def test_revocation_acknowledged_here_is_never_followed_by_an_allow(
+    server: Server, org_key: str
+) -> None:
     guard, agent, tool, backend = _remote_guard(server.url, org_key, "read-your-writes")
     writer = Aztp(api_key=org_key, base_url=server.url)  # another client in this process
     try:
         for _ in range(20):
             assert guard.check(agent, tool, "tool").allowed
-            writer.backend.call("revoke_flow_identity", aztp_id=tool, flow_id=guard.flow_id, reason="x")
+            writer.backend.call(
+                "revoke_flow_identity", aztp_id=tool, flow_id=guard.flow_id, reason="x"
+            )
             assert guard.check(agent, tool, "tool").reason.value == "tool_revoked_in_flow"
             asyncio.run(writer.reinstate_flow_identity(tool, guard.flow_id))
         assert backend.stats["fallback"] == 0
@@ -413,8 +572,11 @@ def test_revocation_acknowledged_here_is_never_followed_by_an_allow(server: Serv
 
 
 def test_async_decisions_are_local_and_audited(server: Server, org_key: str) -> None:
-    guard, agent, tool, backend = _remote_guard(server.url, org_key, "async-flow", audit_interval=0.05)
+    guard, agent, tool, backend = _remote_guard(
+        server.url, org_key, "async-flow", audit_interval=0.05
+    )
     try:
+
         async def run() -> list[Any]:
             return [await guard.acheck(agent, tool, "tool", context={"run": i}) for i in range(25)]
 
@@ -431,7 +593,9 @@ def test_async_decisions_are_local_and_audited(server: Server, org_key: str) -> 
 
 
 def test_feed_down_fails_closed_within_the_stale_bound(lone_server: Server) -> None:
-    guard, agent, tool, backend = _remote_guard(lone_server.url, lone_server.key, "outage", stale_after=1.5)
+    guard, agent, tool, backend = _remote_guard(
+        lone_server.url, lone_server.key, "outage", stale_after=1.5
+    )
     try:
         assert guard.check(agent, tool, "tool").allowed
         lone_server.kill()
@@ -447,7 +611,9 @@ def test_feed_down_fails_closed_within_the_stale_bound(lone_server: Server) -> N
         assert denied_after <= 2.0
         for _ in range(10):  # and it stays closed
             assert guard.check(agent, tool, "tool").reason.value == "authority_unavailable"
-        assert asyncio.run(guard.acheck(agent, tool, "tool")).reason.value == "authority_unavailable"
+        assert (
+            asyncio.run(guard.acheck(agent, tool, "tool")).reason.value == "authority_unavailable"
+        )
         assert lone_server.key not in decision.detail
     finally:
         started = time.monotonic()
@@ -493,22 +659,41 @@ def _mock(handler: Callable[[httpx.Request], httpx.Response], **kwargs: Any) -> 
     async def ahandler(request: httpx.Request) -> httpx.Response:
         return handler(request)
 
-    return RemoteBackend("http://aztp.invalid", api_key="aztp_secret-key-value", transport=httpx.MockTransport(handler),
-                         async_transport=httpx.MockTransport(ahandler), backoff=0.001, **kwargs)
+    return RemoteBackend(
+        "http://aztp.invalid",
+        api_key="aztp_secret-key-value",
+        transport=httpx.MockTransport(handler),
+        async_transport=httpx.MockTransport(ahandler),
+        backoff=0.001,
+        **kwargs,
+    )
 
 
 def _answer(status: int, message: str, code: str, **headers: str) -> httpx.Response:
-    return httpx.Response(status, json={"success": False, "message": message, "data": {"code": code}}, headers=headers)
+    return httpx.Response(
+        status, json={"success": False, "message": message, "data": {"code": code}}, headers=headers
+    )
 
 
-@pytest.mark.parametrize(("status", "code", "error"), [
-    (400, "invalid_request", ValidationError), (401, "unauthenticated", AuthenticationError),
-    (403, "forbidden", PermissionDeniedError), (404, "not_found", NotFoundError), (409, "conflict", ConflictError),
-    (409, "already_revoked", AlreadyRevokedError), (429, "rate_limited", RateLimitedError),
-    (413, "too_large", ValidationError), (503, "store_error", AuthorityUnavailableError),
-])
+@pytest.mark.parametrize(
+    ("status", "code", "error"),
+    [
+        (400, "invalid_request", ValidationError),
+        (401, "unauthenticated", AuthenticationError),
+        (403, "forbidden", PermissionDeniedError),
+        (404, "not_found", NotFoundError),
+        (409, "conflict", ConflictError),
+        (409, "already_revoked", AlreadyRevokedError),
+        (429, "rate_limited", RateLimitedError),
+        (413, "too_large", ValidationError),
+        (503, "store_error", AuthorityUnavailableError),
+    ],
+)
 def test_status_mapping(status: int, code: str, error: type[AztpError]) -> None:
-    backend = _mock(lambda request: _answer(status, f"server says {code}", code, **{"retry-after": "3"}), retries=1)
+    backend = _mock(
+        lambda request: _answer(status, f"server says {code}", code, **{"retry-after": "3"}),
+        retries=1,
+    )
     try:
         with pytest.raises(error, match=f"server says {code}") as info:
             backend.call("get_flow", flow_id="abc")
@@ -526,11 +711,15 @@ def test_retries_only_for_idempotent_calls() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         calls[request.url.path] = calls.get(request.url.path, 0) + 1
-        if request.url.path.endswith("/unreachable") or ("revoke" in request.url.path and "connect" in failing):
+        if request.url.path.endswith("/unreachable") or (
+            "revoke" in request.url.path and "connect" in failing
+        ):
             raise httpx.ConnectError("connection refused", request=request)
         if calls[request.url.path] <= failing["fail"]:
             return _answer(503, "busy", "store_error")
-        return httpx.Response(200, json={"success": True, "message": "ok", "data": {"_id": "f", "identities": []}})
+        return httpx.Response(
+            200, json={"success": True, "message": "ok", "data": {"_id": "f", "identities": []}}
+        )
 
     backend = _mock(handler, retries=3)
     try:
@@ -542,11 +731,18 @@ def test_retries_only_for_idempotent_calls() -> None:
             backend.call("revoke_identity", aztp_id="aztp://a.test/workload/production/node/x")
         assert calls["/aztp/revoke-identity"] == 1
         # POST marked idempotent: retried.
-        assert backend.call("add_identity_to_flow", flow_id="f1", aztp_id="aztp://a.test/workload/production/node/x")
+        assert backend.call(
+            "add_identity_to_flow", flow_id="f1", aztp_id="aztp://a.test/workload/production/node/x"
+        )
         assert calls["/identity-flow/add-identity-to-flow"] == 3
         # 4xx: never retried.
         failing["fail"] = 0
-        backend2 = _mock(lambda r: (calls.__setitem__("404", calls.get("404", 0) + 1), _answer(404, "nope", "not_found"))[1])
+        backend2 = _mock(
+            lambda r: (
+                calls.__setitem__("404", calls.get("404", 0) + 1),
+                _answer(404, "nope", "not_found"),
+            )[1]
+        )
         with pytest.raises(NotFoundError):
             backend2.call("get_flow", flow_id="zz")
         assert calls["404"] == 1
@@ -554,13 +750,19 @@ def test_retries_only_for_idempotent_calls() -> None:
         # Connection errors: retried for idempotent calls, not for the others; async path too.
         failing["connect"] = 1
         with pytest.raises(AuthorityUnavailableError, match="may or may not"):
-            backend.call("revoke_flow_identity", aztp_id="aztp://a.test/workload/production/node/x", flow_id="f")
+            backend.call(
+                "revoke_flow_identity",
+                aztp_id="aztp://a.test/workload/production/node/x",
+                flow_id="f",
+            )
         assert calls["/aztp/revoke-identity-for-flow"] == 1
         with pytest.raises(AuthorityUnavailableError):
             asyncio.run(backend.acall("get_flow", flow_id="unreachable"))
         assert calls["/v1/flows/unreachable"] == 3
         with pytest.raises(AuthorityUnavailableError):
-            asyncio.run(backend.acall("revoke_identity", aztp_id="aztp://a.test/workload/production/node/x"))
+            asyncio.run(
+                backend.acall("revoke_identity", aztp_id="aztp://a.test/workload/production/node/x")
+            )
         assert calls["/aztp/revoke-identity"] == 2
     finally:
         backend.close()
@@ -572,11 +774,15 @@ def test_every_route_is_marked_and_reads_are_idempotent() -> None:
             assert route.idempotent, op
         if route.method == "GET":
             assert not route.writes, op
-    assert not ROUTES["revoke_identity"].idempotent and not ROUTES["revoke_flow_identity"].idempotent
+    assert (
+        not ROUTES["revoke_identity"].idempotent and not ROUTES["revoke_flow_identity"].idempotent
+    )
     assert not ROUTES["create_flow"].idempotent and not ROUTES["delete_flow"].idempotent
 
 
-def test_nothing_secret_in_logs(server: Server, org_key: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_nothing_secret_in_logs(
+    server: Server, org_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     guard, agent, tool, backend = _remote_guard(server.url, org_key, "logs")
     try:
@@ -606,7 +812,9 @@ def test_tls_verification_is_on_by_default_and_takes_a_ca_bundle(tmp_path: Path)
     try:
         assert srv.url.startswith("https://")
         untrusted = RemoteBackend(srv.url, api_key=srv.key, retries=1)  # system CAs only
-        with pytest.raises(AuthorityUnavailableError, match=r"could not reach.*CERTIFICATE_VERIFY_FAILED"):
+        with pytest.raises(
+            AuthorityUnavailableError, match=r"could not reach.*CERTIFICATE_VERIFY_FAILED"
+        ):
             untrusted.call("list_flows")
         untrusted.close()
         guard, agent, tool, backend = _remote_guard(srv.url, srv.key, "tls-flow", verify=str(ca))
@@ -647,7 +855,9 @@ def test_async_path_never_blocks_the_event_loop(server: Server, org_key: str) ->
             reasons.append((await guard.acheck(agent, tool, "tool")).reason.value)
             await client.reinstate_flow_identity(tool, flow_id)
             reasons.append((await guard.acheck(agent, tool, "tool")).reason.value)
-            agent_b = await client.secure_connect(None, "async-issued")  # key pair + CSR on the loop
+            agent_b = await client.secure_connect(
+                None, "async-issued"
+            )  # key pair + CSR on the loop
             assert agent_b.identity.private_key
         return reasons
 
