@@ -23,13 +23,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 
-def median_ci(ratios: Sequence[float], *, resamples: int = 4000, seed: int = 7) -> tuple[float, float, float]:
+def median_ci(
+    ratios: Sequence[float], *, resamples: int = 4000, seed: int = 7
+) -> tuple[float, float, float]:
     """``(median, low, high)``: the median of ``ratios`` and a percentile-bootstrap 95 %
     interval for it (fixed seed, so a run's printout is reproducible from its data)."""
     rng = random.Random(seed)
     n = len(ratios)
     medians = sorted(statistics.median(rng.choices(ratios, k=n)) for _ in range(resamples))
-    return statistics.median(ratios), medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
+    return (
+        statistics.median(ratios),
+        medians[int(0.025 * resamples)],
+        medians[int(0.975 * resamples) - 1],
+    )
 
 
 def pct(ratio: float) -> str:

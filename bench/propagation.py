@@ -80,9 +80,22 @@ def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "aztp_agents.server", "--home", str(home), "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "aztp_agents.server",
+            "--home",
+            str(home),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -131,8 +144,12 @@ def main() -> int:
             raise SystemExit("the change feed did not connect")
 
         revoker = subprocess.Popen(
-            [sys.executable, "-c", REVOKER, url, tool, guard.flow_id], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            text=True, bufsize=1, env={**os.environ, "AZTP_API_KEY": key},
+            [sys.executable, "-c", REVOKER, url, tool, guard.flow_id],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            env={**os.environ, "AZTP_API_KEY": key},
         )
         acks: queue.Queue[tuple[str, int, float]] = queue.Queue()
 
@@ -161,7 +178,9 @@ def main() -> int:
             limit = time.monotonic() + CYCLE_LIMIT_S
             while ack is None or flipped is None:
                 if time.monotonic() > limit:
-                    raise TimeoutError(f"{ack_op}: no {'allow' if allowed else 'deny'} within {CYCLE_LIMIT_S} s")
+                    raise TimeoutError(
+                        f"{ack_op}: no {'allow' if allowed else 'deny'} within {CYCLE_LIMIT_S} s"
+                    )
                 if ack is None:
                     try:
                         op, status, ack = acks.get_nowait()
@@ -211,25 +230,39 @@ def main() -> int:
         for _ in range(50):
             if time.monotonic() - started > TIME_LIMIT_S:
                 break
-            backend.call("revoke_flow_identity", aztp_id=tool, flow_id=guard.flow_id, reason="bench")
+            backend.call(
+                "revoke_flow_identity", aztp_id=tool, flow_id=guard.flow_id, reason="bench"
+            )
             if guard.check(agent, tool, "tool").allowed:
                 local_stale += 1
             backend.call("reinstate_flow_identity", aztp_id=tool, flow_id=guard.flow_id)
             local_cycles += 1
 
-        print(f"revocations by another process over HTTP: {cycles} (revoke in flow, then reinstate)")
-        print(f"revoke acknowledged -> first deny here: p50 {statistics.median(delays):.2f} ms, "
-              f"p99 {pct(delays, 99):.2f} ms, max {max(delays):.2f} ms  (target p99 <= {TARGET_P99_MS:.0f} ms: "
-              f"{'met' if pct(delays, 99) <= TARGET_P99_MS else 'NOT met'})")
-        print(f"  of which ack -> change feed event received here: p50 {statistics.median(feed_delays):.2f} ms, "
-              f"p99 {pct(feed_delays, 99):.2f} ms (negative: the event came before the revoker had its answer)")
-        print(f"decisions while revocations were in flight: {decisions}; stale allows after acknowledgement: "
-              f"{stale_ack}; allows after the feed delivered the revocation: {stale_delivery} (must be 0)")
-        print(f"revocations acknowledged in this process: {local_cycles}; allows after them: {local_stale} (must be 0)")
-        print(f"bound: a decision here never allows once the change feed delivered the revocation (server poll "
-              f"~5 ms + one event + one GET /v1/state, measured above); if the feed is silent for more than "
-              f"stale_after = {backend.stale_after:.1f} s, decisions go to the server (POST /v1/decisions) and "
-              f"deny if it cannot answer")
+        print(
+            f"revocations by another process over HTTP: {cycles} (revoke in flow, then reinstate)"
+        )
+        print(
+            f"revoke acknowledged -> first deny here: p50 {statistics.median(delays):.2f} ms, "
+            f"p99 {pct(delays, 99):.2f} ms, max {max(delays):.2f} ms  (target p99 <= {TARGET_P99_MS:.0f} ms: "
+            f"{'met' if pct(delays, 99) <= TARGET_P99_MS else 'NOT met'})"
+        )
+        print(
+            f"  of which ack -> change feed event received here: p50 {statistics.median(feed_delays):.2f} ms, "
+            f"p99 {pct(feed_delays, 99):.2f} ms (negative: the event came before the revoker had its answer)"
+        )
+        print(
+            f"decisions while revocations were in flight: {decisions}; stale allows after acknowledgement: "
+            f"{stale_ack}; allows after the feed delivered the revocation: {stale_delivery} (must be 0)"
+        )
+        print(
+            f"revocations acknowledged in this process: {local_cycles}; allows after them: {local_stale} (must be 0)"
+        )
+        print(
+            f"bound: a decision here never allows once the change feed delivered the revocation (server poll "
+            f"~5 ms + one event + one GET /v1/state, measured above); if the feed is silent for more than "
+            f"stale_after = {backend.stale_after:.1f} s, decisions go to the server (POST /v1/decisions) and "
+            f"deny if it cannot answer"
+        )
         print(f"backend: {backend.stats}")
         ok = stale_delivery == 0 and local_stale == 0
         return 0 if ok else 1

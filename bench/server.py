@@ -56,12 +56,19 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", a
 
 
 def _request(path: str, host: str, body: bytes, headers: dict[str, str]) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", f"Host: {host}", "Content-Type: application/json",
-             f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items())]
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bytes:
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> bytes:
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     status = head[9:12]
@@ -75,7 +82,9 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     return payload
 
 
-async def load(port: int, request: bytes, total: int, concurrency: int, expect: bytes) -> dict[str, float]:
+async def load(
+    port: int, request: bytes, total: int, concurrency: int, expect: bytes
+) -> dict[str, float]:
     """Send ``total`` requests over ``concurrency`` keep-alive connections; rate and latency."""
     conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(concurrency)]
     for reader, writer in conns:  # warm-up, and check the answer once per connection
@@ -100,8 +109,11 @@ async def load(port: int, request: bytes, total: int, concurrency: int, expect: 
     for _, writer in conns:
         writer.close()
     latencies.sort()
-    return {"rps": len(latencies) / elapsed, "p50_ms": latencies[len(latencies) // 2] * 1e3,
-            "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3}
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50_ms": latencies[len(latencies) // 2] * 1e3,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3,
+    }
 
 
 async def raw_round_trip_us(port: int, request: bytes, n: int = 2000) -> float:
@@ -170,9 +182,15 @@ def remote_guard_us(url: str, key: str, n: int = 20_000) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=4000, help="requests per server and round (default 4000)")
-    parser.add_argument("--concurrency", type=int, default=16, help="keep-alive connections (default 16)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best is kept (default 3)")
+    parser.add_argument(
+        "--requests", type=int, default=4000, help="requests per server and round (default 4000)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=16, help="keep-alive connections (default 16)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds; the best is kept (default 3)"
+    )
     args = parser.parse_args()
     try:
         import uvloop
@@ -193,22 +211,35 @@ def main() -> int:
         assert key is not None
 
         hello_port = free_port()
-        hello = subprocess.Popen([sys.executable, "-c", HELLO, str(hello_port)], stdin=subprocess.DEVNULL)
+        hello = subprocess.Popen(
+            [sys.executable, "-c", HELLO, str(hello_port)], stdin=subprocess.DEVNULL
+        )
         try:
             hello_url = f"http://127.0.0.1:{hello_port}"
             _wait(hello_url, hello)
             with live_server(home) as srv:
                 port = int(srv.url.rsplit(":", 1)[1])
                 body = json.dumps({"aztpId": AGENT}).encode()
-                ours_req = _request("/aztp/verify-identity", f"127.0.0.1:{port}", body, {"api_access_key": key})
-                hello_req = _request("/aztp/verify-identity", f"127.0.0.1:{hello_port}", body, {"api_access_key": key})
+                ours_req = _request(
+                    "/aztp/verify-identity", f"127.0.0.1:{port}", body, {"api_access_key": key}
+                )
+                hello_req = _request(
+                    "/aztp/verify-identity",
+                    f"127.0.0.1:{hello_port}",
+                    body,
+                    {"api_access_key": key},
+                )
                 flow_body = json.dumps({"aztpId": AGENT, "identityFlowId": flow_id}).encode()
-                flow_req = _request("/aztp/verify-identity", f"127.0.0.1:{port}", flow_body, {"api_access_key": key})
+                flow_req = _request(
+                    "/aztp/verify-identity", f"127.0.0.1:{port}", flow_body, {"api_access_key": key}
+                )
                 best: dict[str, dict[str, float]] = {}
                 for _ in range(args.rounds):
-                    for name, p, req, expect in (("hello", hello_port, hello_req, b'"hello"'),
-                                                 ("ours", port, ours_req, b'"valid":true'),
-                                                 ("flow", port, flow_req, b'"valid":true')):
+                    for name, p, req, expect in (
+                        ("hello", hello_port, hello_req, b'"hello"'),
+                        ("ours", port, ours_req, b'"valid":true'),
+                        ("flow", port, flow_req, b'"valid":true'),
+                    ):
                         res = asyncio.run(load(p, req, args.requests, args.concurrency, expect))
                         if name not in best or res["rps"] > best[name]["rps"]:
                             best[name] = res
@@ -221,21 +252,32 @@ def main() -> int:
             hello.wait(10)
 
     ratio = min(best["ours"]["rps"], best["flow"]["rps"]) / best["hello"]["rps"]
-    print(f"server bench: {args.requests} requests x {args.rounds} rounds, {args.concurrency} connections, "
-          f"uvicorn 1 worker each, {os.cpu_count()} CPUs")
+    print(
+        f"server bench: {args.requests} requests x {args.rounds} rounds, {args.concurrency} connections, "
+        f"uvicorn 1 worker each, {os.cpu_count()} CPUs"
+    )
     print(f"{'server':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
-    for name, label in (("hello", "starlette hello-world"), ("ours", "aztp-agents POST verify-identity"),
-                        ("flow", "  same, with identityFlowId")):
+    for name, label in (
+        ("hello", "starlette hello-world"),
+        ("ours", "aztp-agents POST verify-identity"),
+        ("flow", "  same, with identityFlowId"),
+    ):
         r = best[name]
         print(f"{label:34} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}")
-    print(f"throughput ratio ours/hello (lower of the two verify rows) = {ratio:.2f}x (target >= {TARGET}x): {'OK' if ratio >= TARGET else 'BELOW TARGET'}")
-    print(f"loopback HTTP round trip to the hello-world, median: raw socket {raw_rtt:.1f} us, "
-          f"httpx.Client {rtt:.1f} us")
+    print(
+        f"throughput ratio ours/hello (lower of the two verify rows) = {ratio:.2f}x (target >= {TARGET}x): {'OK' if ratio >= TARGET else 'BELOW TARGET'}"
+    )
+    print(
+        f"loopback HTTP round trip to the hello-world, median: raw socket {raw_rtt:.1f} us, "
+        f"httpx.Client {rtt:.1f} us"
+    )
     guard_ratio = guard_us / rtt
-    print(f"warm remote guard decision (Guard on Aztp(base_url=...), replicated state): {guard_us:.2f} us "
-          f"= {guard_ratio:.3f}x one loopback HTTP round trip with an HTTP client (target <= {GUARD_TARGET}x): "
-          f"{'OK' if guard_ratio <= GUARD_TARGET else 'ABOVE TARGET'}; "
-          f"= {guard_us / raw_rtt:.3f}x a bare socket exchange (no HTTP client at all)")
+    print(
+        f"warm remote guard decision (Guard on Aztp(base_url=...), replicated state): {guard_us:.2f} us "
+        f"= {guard_ratio:.3f}x one loopback HTTP round trip with an HTTP client (target <= {GUARD_TARGET}x): "
+        f"{'OK' if guard_ratio <= GUARD_TARGET else 'ABOVE TARGET'}; "
+        f"= {guard_us / raw_rtt:.3f}x a bare socket exchange (no HTTP client at all)"
+    )
     if "Traceback" in log:
         print(log, file=sys.stderr)
         return 1

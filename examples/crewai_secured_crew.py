@@ -45,21 +45,35 @@ def build_crew() -> Crew:
         goal="Find what AZTP is",
         backstory="Thorough and careful.",
         tools=[web_search],
-        llm=ScriptedCrewLLM([tool_call("web_search", query="AZTP identity flows"), "AZTP gives agents identities."]),
+        llm=ScriptedCrewLLM(
+            [tool_call("web_search", query="AZTP identity flows"), "AZTP gives agents identities."]
+        ),
     )
     writer = Agent(
         role="Writer",
         goal="Write a short report",
         backstory="Clear and brief.",
         tools=[write_report],
-        llm=ScriptedCrewLLM([tool_call("write_report", text="AZTP in one paragraph"), "Report done."]),
+        llm=ScriptedCrewLLM(
+            [tool_call("write_report", text="AZTP in one paragraph"), "Report done."]
+        ),
     )
     return Crew(
         name="research crew",
         agents=[researcher, writer],
         tasks=[
-            Task(name="research", description="Research AZTP", expected_output="notes", agent=researcher),
-            Task(name="write", description="Write the report", expected_output="a report", agent=writer),
+            Task(
+                name="research",
+                description="Research AZTP",
+                expected_output="notes",
+                agent=researcher,
+            ),
+            Task(
+                name="write",
+                description="Write the report",
+                expected_output="a report",
+                agent=writer,
+            ),
         ],
     )
 
@@ -88,7 +102,9 @@ def main() -> None:
 
     print("\nRevoke the researcher in this flow only, then run again")
     flow_id = guard_of(crew).flow_id
-    asyncio.run(client.revoke_flow_identity(identity_of(researcher), flow_id, "suspicious behaviour"))
+    asyncio.run(
+        client.revoke_flow_identity(identity_of(researcher), flow_id, "suspicious behaviour")
+    )
     crew.kickoff()
     show_decisions(client, seen)
     observation = researcher.last_messages and [

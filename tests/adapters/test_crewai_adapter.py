@@ -82,18 +82,32 @@ def make_tool(name: str = "web_search", on_call: Any = None) -> CountingTool:
 
 
 def make_agent(role: str, tools: list[Any], llm: Any, **kw: Any) -> Agent:
-    return Agent(role=role, goal=f"{role} goal", backstory=f"{role} backstory", tools=tools, llm=llm, **kw)
+    return Agent(
+        role=role, goal=f"{role} goal", backstory=f"{role} backstory", tools=tools, llm=llm, **kw
+    )
 
 
 def calls(*names: str, native: bool = False, final: str = "done") -> Any:
-    return scripted_crew_llm(*[(n, {"query": f"q{i}"}) for i, n in enumerate(names)], final=final, native=native)
+    return scripted_crew_llm(
+        *[(n, {"query": f"q{i}"}) for i, n in enumerate(names)], final=final, native=native
+    )
 
 
-def one_agent_crew(tool: CountingTool, n_calls: int = 2, *, role: str = "Researcher", native: bool = False,
-                   name: str = "crew") -> tuple[Crew, Agent]:
+def one_agent_crew(
+    tool: CountingTool,
+    n_calls: int = 2,
+    *,
+    role: str = "Researcher",
+    native: bool = False,
+    name: str = "crew",
+) -> tuple[Crew, Agent]:
     llm = calls(*[tool.name] * n_calls, native=native)
     a = make_agent(role, [tool], llm)
-    return Crew(name=name, agents=[a], tasks=[Task(description=f"{role} task", expected_output="x", agent=a)]), a
+    return Crew(
+        name=name,
+        agents=[a],
+        tasks=[Task(description=f"{role} task", expected_output="x", agent=a)],
+    ), a
 
 
 def decisions(client: Aztp) -> list[dict[str, Any]]:
@@ -141,8 +155,10 @@ def _quiet_crewai() -> Any:
 @pytest.mark.parametrize("native", [False, True])
 def test_scripted_llm_drives_a_real_crew(native: bool) -> None:
     search, write = make_tool("web_search"), make_tool("write_report")
-    llm = ScriptedCrewLLM([tool_call("web_search", query="a"), tool_call("write_report", query="b"), "report"],
-                          native=native)
+    llm = ScriptedCrewLLM(
+        [tool_call("web_search", query="a"), tool_call("write_report", query="b"), "report"],
+        native=native,
+    )
     a = make_agent("Researcher", [search, write], llm)
     out = Crew(agents=[a], tasks=[Task(description="t", expected_output="x", agent=a)]).kickoff()
     assert out.raw == "report"
@@ -161,13 +177,20 @@ def test_core_and_testing_module_do_not_import_crewai() -> None:
 @pytest.mark.parametrize("native", [False, True])
 def test_secured_two_agent_crew_runs_and_audits_allowed(client: Aztp, native: bool) -> None:
     search, write = make_tool("web_search"), make_tool("write_report")
-    researcher = make_agent("Senior Researcher", [search], calls("web_search", "web_search", native=native))
+    researcher = make_agent(
+        "Senior Researcher", [search], calls("web_search", "web_search", native=native)
+    )
     writer = make_agent("Writer", [write], calls("write_report", native=native))
     c = Crew(
         name="research crew",
         agents=[researcher, writer],
         tasks=[
-            Task(name="research", description="Research AZTP", expected_output="notes", agent=researcher),
+            Task(
+                name="research",
+                description="Research AZTP",
+                expected_output="notes",
+                agent=researcher,
+            ),
             Task(name="write", description="Write it up", expected_output="report", agent=writer),
         ],
     )
@@ -187,8 +210,13 @@ def test_secured_two_agent_crew_runs_and_audits_allowed(client: Aztp, native: bo
     flow_id = guard_of(c).flow_id
     assert {e["data"]["flowId"] for e in entries} == {flow_id}
     ctx = entries[0]["data"]["context"]
-    assert ctx == {"framework": "crewai", "crew": "research crew", "task": "research",
-                   "agent": "Senior Researcher", "tool": "web_search"}
+    assert ctx == {
+        "framework": "crewai",
+        "crew": "research crew",
+        "task": "research",
+        "agent": "Senior Researcher",
+        "tool": "web_search",
+    }
     assert entries[2]["data"]["context"]["task"] == "write"
     flow = run(client.get_flow(flow_id))
     assert flow["name"] == "prod"
@@ -200,8 +228,13 @@ def test_identity_names_are_unique_within_a_crew(client: Aztp) -> None:
     t1, t2 = make_tool("web_search"), make_tool("web_search")
     a1 = make_agent("Researcher", [t1], calls("web_search"))
     a2 = make_agent("Researcher", [t2], calls("web_search"))
-    c = Crew(agents=[a1, a2], tasks=[Task(description="a", expected_output="x", agent=a1),
-                                     Task(description="b", expected_output="x", agent=a2)])
+    c = Crew(
+        agents=[a1, a2],
+        tasks=[
+            Task(description="a", expected_output="x", agent=a1),
+            Task(description="b", expected_output="x", agent=a2),
+        ],
+    )
     secure_crew(c, flow="prod", client=client)
     assert identity_of(a1).endswith("/agent/researcher")
     assert identity_of(a2).endswith("/agent/researcher-2")
@@ -261,7 +294,9 @@ def test_flow_revocation_between_two_calls_blocks_the_second(client: Aztp, nativ
 
 
 @pytest.mark.parametrize("native", [False, True])
-def test_denial_text_reaches_the_agent_and_allowed_calls_leave_no_after_hook(client: Aztp, native: bool) -> None:
+def test_denial_text_reaches_the_agent_and_allowed_calls_leave_no_after_hook(
+    client: Aztp, native: bool
+) -> None:
     """The after-hook that hands the agent the denial text is registered only while a denial
     waits for it (CrewAI's dispatch of a hook point is not free), and is gone again after."""
     from crewai.hooks import get_after_tool_call_hooks
@@ -277,7 +312,9 @@ def test_denial_text_reaches_the_agent_and_allowed_calls_leave_no_after_hook(cli
     run(client.revoke_flow_identity(identity_of(a), guard_of(c).flow_id, "paused"))
     c.kickoff()
     assert search.executions == 2
-    assert recorder.saw("AZTP DENIED [agent_revoked_in_flow]") and recorder.saw("The tool was not run.")
+    assert recorder.saw("AZTP DENIED [agent_revoked_in_flow]") and recorder.saw(
+        "The tool was not run."
+    )
     assert ours not in get_after_tool_call_hooks()
     run(client.reinstate_flow_identity(identity_of(a), guard_of(c).flow_id))
     c.kickoff()
@@ -310,10 +347,17 @@ def test_deny_policy_on_the_tool_action_blocks_with_policy_denied(client: Aztp) 
     a = make_agent("Researcher", [search, write], calls("web_search", "write_report"))
     c = Crew(agents=[a], tasks=[Task(description="t", expected_output="x", agent=a)])
     secure_crew(c, flow="prod", client=client)
-    policy = run(client.create_policy("no-search", {"Statement": [
-        {"Effect": "Deny", "Action": "tool:web_search"},
-        {"Effect": "Allow", "Action": "tool:*"},
-    ]}))
+    policy = run(
+        client.create_policy(
+            "no-search",
+            {
+                "Statement": [
+                    {"Effect": "Deny", "Action": "tool:web_search"},
+                    {"Effect": "Allow", "Action": "tool:*"},
+                ]
+            },
+        )
+    )
     run(client.attach_policy(identity_of(a), policy["code"]))
     c.kickoff()
     assert (search.executions, write.executions) == (0, 1)
@@ -413,7 +457,9 @@ def test_guard_that_breaks_its_contract_still_blocks(client: Aztp, answer: Any) 
 
 
 def test_decision_with_non_bool_verdict_blocks(client: Aztp) -> None:
-    weird = Decision(allowed="yes", reason=Reason.ALLOWED, agent=None, tool=None, flow=None, revision=0)  # type: ignore[arg-type]
+    weird = Decision(
+        allowed="yes", reason=Reason.ALLOWED, agent=None, tool=None, flow=None, revision=0
+    )  # type: ignore[arg-type]
     search = make_tool()
     c, _ = one_agent_crew(search, 1)
     secure_crew(c, flow="prod", guard=ExplodingGuard(Guard("prod", client), weird))
@@ -436,7 +482,9 @@ def test_observe_mode_logs_the_would_be_denial_and_runs_the_tool(
     assert search.executions == 1
     entry = decisions(client)[-1]["data"]
     assert (entry["allowed"], entry["reason"], entry["enforced"]) == (False, "tool_revoked", False)
-    assert any("would deny" in r.getMessage() and "tool_revoked" in r.getMessage() for r in caplog.records)
+    assert any(
+        "would deny" in r.getMessage() and "tool_revoked" in r.getMessage() for r in caplog.records
+    )
 
 
 # --- isolation between crews ----------------------------------------------------------------
@@ -456,12 +504,16 @@ def test_two_secured_crews_in_different_flows_enforce_independently(client: Aztp
     plain.kickoff()  # an unsecured crew is not touched (and not audited)
     assert (t_a.executions, t_b.executions, t_plain.executions) == (0, 2, 2)
     by_flow = Counter((e["data"]["flowId"], e["data"]["reason"]) for e in decisions(client))
-    assert by_flow == {(guard_of(crew_a).flow_id, "agent_revoked_in_flow"): 2,
-                       (guard_of(crew_b).flow_id, "allowed"): 2}
+    assert by_flow == {
+        (guard_of(crew_a).flow_id, "agent_revoked_in_flow"): 2,
+        (guard_of(crew_b).flow_id, "allowed"): 2,
+    }
 
 
 @pytest.mark.parametrize("runner", ["kickoff_async", "akickoff"])
-def test_two_secured_crews_enforce_independently_when_run_concurrently(client: Aztp, runner: str) -> None:
+def test_two_secured_crews_enforce_independently_when_run_concurrently(
+    client: Aztp, runner: str
+) -> None:
     barrier = threading.Barrier(2, timeout=10)
 
     def meet_then_call(messages: Any) -> Any:
@@ -471,7 +523,9 @@ def test_two_secured_crews_enforce_independently_when_run_concurrently(client: A
     def crew_with(tool: CountingTool, name: str) -> tuple[Crew, Agent]:
         llm = ScriptedCrewLLM([meet_then_call, tool_call("web_search", query="y"), "done"])
         a = make_agent("Analyst", [tool], llm)
-        return Crew(name=name, agents=[a], tasks=[Task(description="t", expected_output="x", agent=a)]), a
+        return Crew(
+            name=name, agents=[a], tasks=[Task(description="t", expected_output="x", agent=a)]
+        ), a
 
     t_a, t_b = make_tool(), make_tool()
     crew_a, agent_a = crew_with(t_a, "A")
@@ -512,7 +566,8 @@ def test_audit_context_follows_inputs_interpolated_at_each_kickoff(client: Aztp)
     c.kickoff(inputs={"topic": "SPIFFE", "field": "Identity"})
     contexts = [e["data"]["context"] for e in decisions(client)]
     assert [(x["task"], x["agent"]) for x in contexts] == [
-        ("Research AZTP", "Security Researcher")] * 2 + [("Research SPIFFE", "Identity Researcher")] * 2
+        ("Research AZTP", "Security Researcher")
+    ] * 2 + [("Research SPIFFE", "Identity Researcher")] * 2
     assert search.executions == 4
 
 
@@ -529,7 +584,9 @@ def test_securing_again_in_another_flow_takes_effect_at_the_next_call(client: Az
     c.kickoff()
     assert search.executions == 1
     assert [(e["data"]["flowId"], e["data"]["reason"]) for e in decisions(client)] == [
-        (prod, "allowed"), (staging, "agent_revoked_in_flow")]
+        (prod, "allowed"),
+        (staging, "agent_revoked_in_flow"),
+    ]
 
 
 def test_hooks_cleared_by_someone_else_are_reinstalled_at_kickoff(client: Aztp) -> None:
@@ -582,8 +639,11 @@ def test_secured_decorator_on_a_function_and_the_universal_decorator(client: Azt
     r1, r2 = researcher(), reviewer()
     assert identity_of(r1).endswith("/agent/researcher")
     assert aztp_agents.identity_of(r2).endswith("/agent/reviewer")
-    whole = aztp_agents.secured(Crew(agents=[r1], tasks=[Task(description="t", expected_output="x", agent=r1)]),
-                                flow="prod", client=client)
+    whole = aztp_agents.secured(
+        Crew(agents=[r1], tasks=[Task(description="t", expected_output="x", agent=r1)]),
+        flow="prod",
+        client=client,
+    )
     assert guard_of(whole) is not None
     with pytest.raises(TypeError, match="return a crewai Agent or Crew"):
         secured(flow="prod", client=client)(lambda: 42)()
@@ -635,18 +695,28 @@ def test_secured_on_crewbase_agent_methods_in_either_order(client: Aztp) -> None
 def test_hierarchical_crew_manager_gets_an_identity(client: Aztp) -> None:
     search = make_tool()
     worker = make_agent("Researcher", [search], calls("web_search"))
-    manager_llm = ScriptedCrewLLM([
-        tool_call("Delegate work to coworker", task="research", context="c", coworker="Researcher"),
-        "managed",
-    ])
-    c = Crew(agents=[worker], tasks=[Task(description="research", expected_output="x")],
-             process=Process.hierarchical, manager_llm=manager_llm)
+    manager_llm = ScriptedCrewLLM(
+        [
+            tool_call(
+                "Delegate work to coworker", task="research", context="c", coworker="Researcher"
+            ),
+            "managed",
+        ]
+    )
+    c = Crew(
+        agents=[worker],
+        tasks=[Task(description="research", expected_output="x")],
+        process=Process.hierarchical,
+        manager_llm=manager_llm,
+    )
     secure_crew(c, flow="prod", client=client)
     c.kickoff()
     assert search.executions == 1
     entries = decisions(client)
     assert [(e["data"]["toolName"], e["data"]["reason"]) for e in entries] == [
-        ("delegate_work_to_coworker", "allowed"), ("web_search", "allowed")]
+        ("delegate_work_to_coworker", "allowed"),
+        ("web_search", "allowed"),
+    ]
     assert entries[0]["subject"].endswith("/agent/crew-manager")
 
 

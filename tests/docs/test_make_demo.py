@@ -23,9 +23,17 @@ def test_make_demo_on_a_fresh_clone(tmp_path: Path) -> None:
         pytest.skip("needs make, git and a git checkout")
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH", "AZTP_"))}
-    env["AZTP_HOME"] = str(tmp_path / "home")  # the demo makes its own home; nothing lands in ~/.aztp
-    done = subprocess.run(["make", "demo"], cwd=clone, env=env, capture_output=True, text=True, timeout=840)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH", "AZTP_"))
+    }
+    env["AZTP_HOME"] = str(
+        tmp_path / "home"
+    )  # the demo makes its own home; nothing lands in ~/.aztp
+    done = subprocess.run(
+        ["make", "demo"], cwd=clone, env=env, capture_output=True, text=True, timeout=840
+    )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
     assert (clone / ".venv" / "bin" / "python").exists()
