@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from aztp_agents.server.testing import free_port
 from tests.support.cli import SCRIPT, Run, close_embedded, script
-from tests.support.remote import free_port
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from aztp_agents.cli import app
+from aztp_agents.server.testing import free_port
 from tests.support.cli import Run
-from tests.support.remote import free_port
 
 BAD_INPUT: list[tuple[list[str], int, str]] = [
     (["identity", "show", "ghost"], 3, "no identity named 'ghost'"),
