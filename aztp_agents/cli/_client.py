@@ -6,7 +6,8 @@ have one named door each, so the next step can replace them by a typed client AP
 touching any command:
 
 * :func:`embedded_authority`: the admin commands (organizations, users, API keys) work on the
-  embedded store's :class:`~aztp_agents.authority.Authority` itself;
+  embedded store's :class:`~aztp_agents.authority.Authority` itself, through the typed
+  :func:`~aztp_agents.client.open_embedded` backend;
 * :func:`authorize_connection`: ``verify --to`` needs the whole answer (reason and message) of
   the connection check, not just the boolean of ``verify_authorize_identity_connection``.
 """
@@ -70,8 +71,10 @@ def embedded_authority(ctx: typer.Context, what: str) -> tuple[Authority, Princi
         "--home DIR and without --url",
         home_explicit=state.home_explicit,
     )
-    client = client_for(State(home=state.home, api_key=None if state.url else state.api_key))
-    backend: Any = client.backend
+    from ..client import open_embedded, resolve_home
+
+    api_key = None if state.url else state.api_key
+    backend = open_embedded(resolve_home(state.home), None, api_key=api_key, user=None)
     return backend.authority, backend.principal
 
 

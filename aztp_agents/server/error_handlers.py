@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from ..errors import AuthenticationError, AztpError, InvalidIdError, RateLimitedError
+from ..errors import AuthenticationError, AztpError, RateLimitedError
 from .responses import error
 
 __all__ = ["install_error_handlers"]
@@ -29,12 +29,9 @@ _HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too
 
 
 async def _aztp_error(request: Request, exc: AztpError) -> Response:
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = exc.wire_fields()  # what the client's error_from_wire reads back
     headers = None
-    if isinstance(exc, InvalidIdError):
-        extra["rule"] = exc.rule
     if isinstance(exc, RateLimitedError):
-        extra["retryAfter"] = exc.retry_after
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
     if isinstance(exc, AuthenticationError):
         headers = {"WWW-Authenticate": 'Bearer, ApiKey header="api_access_key"'}
