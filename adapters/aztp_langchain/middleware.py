@@ -225,6 +225,7 @@ class AztpMiddleware(AgentMiddleware):
             self._flow_id,
             decision.tool,
             request.tool_call.get("id"),
+            request.tool,
         )
         try:
             return handler(request)
@@ -249,6 +250,7 @@ class AztpMiddleware(AgentMiddleware):
             self._flow_id,
             decision.tool,
             request.tool_call.get("id"),
+            request.tool,
         )
         try:
             return await handler(request)
