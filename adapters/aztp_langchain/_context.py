@@ -121,9 +121,7 @@ def enter_call(
     tool object about to run); undo with :func:`pop`. Made for the per-call path: the Caller
     is built with ``tuple.__new__`` and the contextvars are set through bound methods (each
     Python call there costs more than its instructions)."""
-    caller = _new_tuple(
-        Caller, (agent_id, agent_name, flow_id, tool_id, tool_call_id, tool, False)
-    )
+    caller = _new_tuple(Caller, (agent_id, agent_name, flow_id, tool_id, tool_call_id, tool, False))
     return _set_caller(caller), _set_agent(agent_id)
 
 

@@ -306,8 +306,9 @@ def test_acting_as_decides_the_calls_of_its_own_run_but_not_of_runs_nested_below
     that runs inside it binds its own caller, and a sub-agent below decides as itself."""
     counter = Counter()
     supervisor, analyst = supervisor_over_analyst(client, counter, "secure_tools", "secure_tools")
-    boss = secure_tools([counting_tool("ask_analyst", counter)], flow="prod", agent="boss",
-                        client=client)[0].agent_id
+    boss = secure_tools(
+        [counting_tool("ask_analyst", counter)], flow="prod", agent="boss", client=client
+    )[0].agent_id
 
     async def arun() -> Any:
         with acting_as(boss):
@@ -353,4 +354,35 @@ def test_tools_without_an_agent_take_the_caller_of_the_running_tool_call(client:
     assert audit_rows(client) == [
         (supervisor.agent_id, "delegate", "allowed"),
         (supervisor.agent_id, "helper", "allowed"),
+    ]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_middleware_decision_covers_only_the_call_it_decided(client: Aztp, mode: str) -> None:
+    """The supervisor's ``stats`` tool (call id ``call_0_0``) runs the analyst, whose secured
+    ``stats`` is called with the same tool identity and the same call id: still decided, as
+    the analyst (revoked), not taken as already covered by the supervisor's decision."""
+    counter = Counter()
+    analyst = build(
+        client,
+        "analyst",
+        "secure_tools",
+        [[call("stats", query="q3")], "analysis done"],
+        [counting_tool("stats", counter)],
+    )
+    supervisor = build(
+        client,
+        "supervisor",
+        "middleware",
+        [[call("stats", query="q3")], "report done"],
+        [asker("stats", lambda: analyst, counter)],
+    )
+    revoke(client, analyst)
+
+    invoke(supervisor.graph, mode)
+
+    assert counter["stats"] == 1  # the supervisor's body only
+    assert audit_rows(client) == [
+        (supervisor.agent_id, "stats", "allowed"),
+        (analyst.agent_id, "stats", "agent_revoked_in_flow"),
     ]
