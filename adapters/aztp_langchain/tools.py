@@ -17,6 +17,7 @@ from aztp_agents.decisions import Decision
 from aztp_agents.guard import Guard
 
 from ._common import (
+    cannot_run_sync,
     check_options,
     denied_error,
     denied_text,
@@ -233,6 +234,9 @@ class SecuredTool(BaseTool):
     # -- calls: ``invoke``/``ainvoke`` end here too, through BaseTool.run/arun --
 
     def run(self, tool_input: Any, *args: Any, **kwargs: Any) -> Any:
+        unsupported = cannot_run_sync(self.inner)
+        if unsupported is not None:  # it cannot run on this path: nothing to decide
+            raise unsupported
         tool_call_id = kwargs.get("tool_call_id")
         decision, caller = self._aztp.decide(self, self.name, tool_call_id)
         if decision is not None:
@@ -260,6 +264,9 @@ class SecuredTool(BaseTool):
 
     def _run(self, *args: Any, **kwargs: Any) -> Any:
         # Only reached by code that calls ``_run`` directly; still decided first.
+        unsupported = cannot_run_sync(self.inner)
+        if unsupported is not None:
+            raise unsupported
         decision, caller = self._aztp.decide(self, self.name, None)
         if decision is not None and decision.blocks:
             raise denied_error(decision)
