@@ -6,9 +6,9 @@ loop each see their own caller and never swap.
 
 Who decides a secured tool's call (the rule; ``tools._Binding`` applies it):
 
-1. A call the enforcement point that runs it has already decided (the agent's
-   ``AztpMiddleware``) is not decided again. That covers exactly one call: the tool object
-   and tool-call id the middleware decided, consumed by the first secured tool that runs it.
+1. An ``AztpMiddleware`` decides its agent's calls as that agent, whatever the context holds,
+   and a secured tool it runs is not decided again. Its decision covers exactly one call: the
+   tool object and tool-call id it decided, consumed by the first secured tool that runs it.
 2. Inside :func:`acting_as` the named agent decides every secured tool called in the block,
    even a tool secured for another agent: an explicit override, at that level only.
 3. Otherwise a tool secured for an agent decides as that agent. The caller of a tool call
