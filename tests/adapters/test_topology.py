@@ -26,6 +26,7 @@ from langchain.agents import create_agent
 from langchain_core.tools import BaseTool, StructuredTool
 
 from aztp_agents import Aztp, secured
+from aztp_agents.guard import bind_agent
 from tests.support.langchain import (
     MODES,
     USER,
@@ -94,11 +95,7 @@ def asker(name: str, inner: Callable[[], Agent], counter: Counter, runner: str =
     no context), in a thread that runs in a copy of the body's context, or (async) in an
     asyncio task (which copies the context too)."""
 
-    def body(query: str, limit: int = 3) -> str:
-        counter.hit(name)
-        graph = inner().graph
-        if runner in ("direct", "task"):
-            return last_answer(graph.invoke(USER))
+    def in_thread(graph: Any) -> str:
         box: dict[str, Any] = {}
 
         def target() -> None:
@@ -112,13 +109,20 @@ def asker(name: str, inner: Callable[[], Agent], counter: Counter, runner: str =
         thread.join(60)
         return last_answer(box["result"])
 
+    def body(query: str, limit: int = 3) -> str:
+        counter.hit(name)
+        graph = inner().graph
+        if runner in ("thread", "copied-thread"):
+            return in_thread(graph)
+        return last_answer(graph.invoke(USER))
+
     async def abody(query: str, limit: int = 3) -> str:
         counter.hit(name)
         graph = inner().graph
         if runner == "task":
             return last_answer(await asyncio.create_task(graph.ainvoke(USER)))
         if runner in ("thread", "copied-thread"):
-            return await asyncio.to_thread(body, query, limit)
+            return await asyncio.to_thread(in_thread, graph)
         return last_answer(await graph.ainvoke(USER))
 
     return StructuredTool.from_function(
@@ -221,6 +225,8 @@ def test_a_revoked_nested_agent_is_denied_even_when_its_supervisor_may_call_the_
 def test_the_nested_run_decides_as_itself_in_threads_and_tasks(
     client: Aztp, runner: str, mode: str
 ) -> None:
+    """The nested run in the tool body itself, in a plain thread (no caller in its context),
+    in a thread running a copy of the body's context, and (async) in an asyncio task."""
     if runner == "task" and mode == "sync":
         pytest.skip("a task needs the async run")
     counter = Counter()
@@ -231,7 +237,7 @@ def test_the_nested_run_decides_as_itself_in_threads_and_tasks(
 
     invoke(supervisor.graph, mode)
 
-    assert counter["stats"] == 0
+    assert counter.counts == {"ask_analyst": 1}
     assert audit_rows(client) == [
         (supervisor.agent_id, "ask_analyst", "allowed"),
         (analyst.agent_id, "stats", "agent_revoked_in_flow"),
@@ -385,4 +391,42 @@ def test_a_middleware_decision_covers_only_the_call_it_decided(client: Aztp, mod
     assert audit_rows(client) == [
         (supervisor.agent_id, "stats", "allowed"),
         (analyst.agent_id, "stats", "agent_revoked_in_flow"),
+    ]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_core_bind_agent_names_a_caller_but_overrides_no_tool_agent(
+    client: Aztp, mode: str
+) -> None:
+    """``aztp_agents.guard.bind_agent`` around a run: tools with no agent decide as the bound
+    agent; a tool secured for an agent still decides as that agent."""
+    counter = Counter()
+    analyst = build(
+        client,
+        "analyst",
+        "secure_tools",
+        [[call("stats", query="q3")], "analysis done"],
+        [counting_tool("stats", counter)],
+    )
+    (shared,) = secure_tools([counting_tool("lookup", counter)], flow="prod", client=client)
+    boss = secure_tools(
+        [counting_tool("lookup", counter)], flow="prod", agent="boss", client=client
+    )[0].agent_id
+
+    async def both() -> None:
+        with bind_agent(boss):
+            await analyst.graph.ainvoke(USER)
+            await shared.ainvoke({"query": "x"})
+
+    if mode == "sync":
+        with bind_agent(boss):
+            analyst.graph.invoke(USER)
+            shared.invoke({"query": "x"})
+    else:
+        asyncio.run(both())
+
+    assert counter.counts == {"stats": 1, "lookup": 1}
+    assert audit_rows(client) == [
+        (analyst.agent_id, "stats", "allowed"),
+        (boss, "lookup", "allowed"),
     ]
