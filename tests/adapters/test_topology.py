@@ -430,3 +430,51 @@ def test_a_core_bind_agent_names_a_caller_but_overrides_no_tool_agent(
         (analyst.agent_id, "stats", "allowed"),
         (boss, "lookup", "allowed"),
     ]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("supervisor_kind", SUPERVISOR_KINDS)
+def test_after_the_nested_run_the_parents_caller_is_back(
+    client: Aztp, supervisor_kind: str, mode: str
+) -> None:
+    """In the supervisor's tool body, a tool with no agent of its own, called after the
+    analyst's run returned, is decided as the supervisor again (not as the analyst)."""
+    counter = Counter()
+    (helper,) = secure_tools([counting_tool("helper", counter)], flow="prod", client=client)
+    analyst = build(
+        client,
+        "analyst",
+        "secure_tools",
+        [[call("stats", query="q3")], "analysis done"],
+        [counting_tool("stats", counter)],
+    )
+
+    def body(query: str, limit: int = 3) -> str:
+        answer = last_answer(analyst.graph.invoke(USER))
+        return f"{answer} / {helper.invoke({'query': query})}"
+
+    async def abody(query: str, limit: int = 3) -> str:
+        answer = last_answer(await analyst.graph.ainvoke(USER))
+        return f"{answer} / {await helper.ainvoke({'query': query})}"
+
+    ask = StructuredTool.from_function(
+        func=body, coroutine=abody, name="ask_analyst", description="Ask.", args_schema=QueryArgs
+    )
+    supervisor = build(
+        client,
+        "supervisor",
+        supervisor_kind,
+        [[call("ask_analyst", query="q3")], "report done"],
+        [ask, counting_tool("helper", counter)],  # the supervisor is linked to helper
+    )
+
+    result = invoke(supervisor.graph, mode)
+
+    assert [m.content for m in tool_messages(result, "ask_analyst")] == [
+        "analysis done / helper: 3 results for q3"
+    ]
+    assert audit_rows(client) == [
+        (supervisor.agent_id, "ask_analyst", "allowed"),
+        (analyst.agent_id, "stats", "allowed"),
+        (supervisor.agent_id, "helper", "allowed"),
+    ]
