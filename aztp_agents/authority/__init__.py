@@ -100,6 +100,7 @@ class Authority:
     local_principal = _delegate(Tenants.local_principal, "tenants")
     create_org = _delegate(Tenants.create_org, "tenants")
     create_user = _delegate(Tenants.create_user, "tenants")
+    add_trust_domain = _delegate(Tenants.add_trust_domain, "tenants")
     org_by_name = _delegate(Tenants.org_by_name, "tenants")
     principal_for = _delegate(Tenants.principal_for, "tenants")
     create_api_key = _delegate(Tenants.create_api_key, "tenants")

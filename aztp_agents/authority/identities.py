@@ -18,6 +18,7 @@ from ..errors import (
 from ..ids import AztpId, TrustDomain, validate_name
 from ..store import schema as t
 from ._context import (
+    LOCAL_ORG,
     Component,
     Principal,
     json_value,
@@ -80,6 +81,13 @@ class Identities(Component):
                 )
                 action = "identity.issue"
             else:
+                self._check_reconnect(
+                    row,
+                    trust_domain=trust_domain,
+                    environment=environment,
+                    method=method,
+                    parent_identity=parent_identity,
+                )
                 now = now_iso()
                 conn.execute(
                     update(t.identities)
@@ -103,6 +111,39 @@ class Identities(Component):
             )
         self.ctx.invalidate()
         return answer
+
+    @staticmethod
+    def _check_reconnect(
+        row: Any,
+        *,
+        trust_domain: str | None,
+        environment: str,
+        method: str,
+        parent_identity: str | None,
+    ) -> None:
+        """A reconnect names the identity it had: settings that say otherwise are an error
+        (ignoring them would hand back an identity the caller did not ask for)."""
+        td = TrustDomain.parse(trust_domain).name if trust_domain else row.trust_domain
+        wanted = AztpId.build(td, row.name, environment=environment, method=method or "node")
+        if parent_identity is not None:
+            parent_identity = str(need_aztp_id(parent_identity, "parentIdentity"))
+        conflicts = [
+            f"{label} {asked!r} (it has {had!r})"
+            for label, asked, had in (
+                ("trust domain", wanted.trust_domain.name, row.trust_domain),
+                ("environment", wanted.environment, row.environment),
+                ("method", wanted.method, row.method),
+            )
+            if asked != had
+        ]
+        if parent_identity is not None and parent_identity != row.parent_identity:
+            conflicts.append(f"parentIdentity {parent_identity!r} (it has {row.parent_identity!r})")
+        if conflicts:
+            raise ConflictError(
+                f"{row.name!r} is already issued as {row.aztp_id}; this reconnect asks for "
+                + ", ".join(conflicts)
+                + ": reconnect with its settings, or issue another name"
+            )
 
     @staticmethod
     def _named(conn: Connection, p: Principal, name: str) -> Any:
@@ -129,7 +170,7 @@ class Identities(Component):
         """A new identity record (its trust domain claimed for the organization if new)."""
         now = now_iso()
         td = TrustDomain.parse(trust_domain).name if trust_domain else p.default_trust_domain
-        self.ctx.trust.claim(conn, p.org_id, td)
+        self.ctx.trust.claim(conn, p.org_id, td, assign=p.org_name == LOCAL_ORG)
         aztp = AztpId.build(td, name, environment=environment, method=method or "node")
         if parent_identity is not None:
             parent_identity = str(need_aztp_id(parent_identity, "parentIdentity"))

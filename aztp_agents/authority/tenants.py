@@ -87,7 +87,7 @@ class Tenants(Component):
                         id=user_id, org_id=org_id, name=user_name, created_at=now
                     )
                 )
-                self.ctx.trust.claim(conn, org_id, td)
+                self.ctx.trust.claim(conn, org_id, td, assign=True)
                 if with_key:
                     key = self._new_key(conn, org_id, user_id)
                 self.ctx.audit(
@@ -100,6 +100,20 @@ class Tenants(Component):
             ) from None
         self.ctx.invalidate()
         return principal, key
+
+    def add_trust_domain(self, org_id: str, trust_domain: str) -> dict[str, Any]:
+        """An operator assigns ``trust_domain`` to the organization (its CA is made now).
+        Idempotent for the organization that holds it; refused if another one does."""
+        td = TrustDomain.parse(trust_domain).name
+        with self.ctx.store.write() as conn:
+            held = conn.execute(
+                select(t.trust_domains.c.org_id).where(t.trust_domains.c.name == td)
+            ).first()
+            self.ctx.trust.claim(conn, org_id, td, assign=True)
+            if held is None:
+                self.ctx.audit(conn, org_id, None, "org.trust_domain.add", td, {"trustDomain": td})
+        self.ctx.invalidate()
+        return {"trustDomain": td, "assigned": held is None}
 
     def create_user(self, org_id: str, name: str) -> Principal:
         name = need_str(name, "user name", max_len=128)

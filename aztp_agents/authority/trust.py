@@ -29,7 +29,12 @@ class Trust(Component):
         super().__init__(ctx)
         self._cas: dict[str, cred.CertificateAuthority] = {}
 
-    def claim(self, conn: Connection, org_id: str, td: str) -> None:
+    def claim(self, conn: Connection, org_id: str, td: str, *, assign: bool) -> None:
+        """Make sure ``td`` is the organization's, with a CA. A trust domain nobody holds yet
+        becomes the organization's only with ``assign``: an operator assigning it (``org
+        create``, ``org add-trust-domain``) or the embedded default organization, which takes
+        the domains its single user configures. Otherwise a tenant could take any name (and
+        with it every identity another organization would issue there)."""
         row = conn.execute(
             select(t.trust_domains.c.org_id).where(t.trust_domains.c.name == td)
         ).first()
@@ -39,6 +44,12 @@ class Trust(Component):
                     f"trust domain {td!r} belongs to another organization; use one of your own"
                 )
             return
+        if not assign:
+            raise PermissionDeniedError(
+                f"trust domain {td!r} is not assigned to this organization; issue in one of "
+                "its own, or ask the operator to assign it "
+                f"('aztp-agents org add-trust-domain ORG {td}')"
+            )
         ca = cred.CertificateAuthority.generate(td)
         cert_pem, key_pem = ca.to_pem()
         conn.execute(

@@ -76,6 +76,29 @@ def org_create(
     _show_new_key(ctx, as_json, result)
 
 
+@org_app.command("add-trust-domain")
+def org_add_trust_domain(
+    ctx: typer.Context,
+    org: Annotated[str, typer.Argument(help="Organization name.")],
+    trust_domain: Annotated[str, typer.Argument(help="Trust domain to assign to it.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Assign another trust domain to an organization (its CA is made now). Organizations on a
+    shared store issue identities only in trust domains assigned to them."""
+    authority, _ = embedded_authority(ctx, "org add-trust-domain")
+    result = {"org": org, **authority.add_trust_domain(authority.org_by_name(org), trust_domain)}
+    emit(
+        ctx,
+        as_json,
+        result,
+        lambda: say(
+            f"trust domain {result['trustDomain']} "
+            + ("assigned to" if result["assigned"] else "already belongs to")
+            + f" {org}"
+        ),
+    )
+
+
 @keys_app.command("create")
 def keys_create(
     ctx: typer.Context,

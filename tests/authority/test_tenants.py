@@ -12,7 +12,9 @@ import pytest
 from aztp_agents import Aztp
 from aztp_agents.errors import (
     ConflictError,
+    InvalidIdError,
     PermissionDeniedError,
+    ValidationError,
 )
 from tests.authority.helpers import TD, db_state, issue, run
 
@@ -59,6 +61,56 @@ def test_a_trust_domain_belongs_to_one_organization(
         == "aztp://neighbour.example/workload/production/node/owner-agent"
     )
     assert set(run(neighbour.get_trust_bundle())) == {"neighbour.example"}
+
+
+def test_a_tenant_issues_only_in_trust_domains_assigned_to_it(
+    client: Aztp, authority: Any, make_client: Callable[..., Aztp]
+) -> None:
+    _, key = authority.create_org("tenant", "tenant.example")
+    tenant = make_client(api_key=key, trust_domain=None)
+    # An unclaimed domain is not the tenant's to take (it would own it from then on).
+    for td in ("google.com", "aztp.local"):
+        with pytest.raises(PermissionDeniedError, match="not assigned to this organization"):
+            run(tenant.secure_connect({}, "squat", config={"trustDomain": td}))
+    _, other_key = authority.create_org("other", "other.example")
+    authority.add_trust_domain(authority.org_by_name("other"), "google.com")  # still free
+    assert set(run(make_client(api_key=other_key, trust_domain=None).get_trust_bundle())) == {
+        "other.example",
+        "google.com",
+    }
+    # The operator assigns one: then the tenant issues there.
+    authority.add_trust_domain(authority.org_by_name("tenant"), "tenant-two.example")
+    agent = run(tenant.secure_connect({}, "two", config={"trustDomain": "tenant-two.example"}))
+    assert agent.identity.aztp_id.startswith("aztp://tenant-two.example/")
+    with pytest.raises(PermissionDeniedError, match="another organization"):
+        authority.add_trust_domain(authority.org_by_name("tenant"), "google.com")
+    # The embedded default organization keeps taking the domains its user configures.
+    mine = run(client.secure_connect({}, "mine", config={"trustDomain": "mine.example"}))
+    assert mine.identity.aztp_id.startswith("aztp://mine.example/")
+
+
+def test_a_reconnect_with_other_settings_is_an_error(
+    client: Aztp, authority: Any, principal: Any, make_client: Callable[..., Aztp]
+) -> None:
+    first = run(client.secure_connect({}, "settled", config={"environment": "staging"}))
+    parent = run(client.secure_connect({}, "parent-agent")).identity.aztp_id
+    _, key = authority.create_org("rival", "rival.example")
+    for config, says in (
+        ({"environment": "staging", "trustDomain": "rival.example"}, "trust domain"),
+        ({"environment": "production"}, "environment"),
+        ({"environment": "not a segment!"}, "environment"),
+        ({"environment": "staging", "parentIdentity": parent}, "parentIdentity"),
+        ({"environment": "staging", "parentIdentity": "not-an-id"}, "aztp://"),
+    ):
+        with pytest.raises(
+            (ConflictError, PermissionDeniedError, ValidationError, InvalidIdError), match=says
+        ):
+            run(client.secure_connect({}, "settled", config=config))
+    with pytest.raises(ConflictError, match="method"):  # the wire's ``method`` field
+        authority.secure_connect(principal, "settled", environment="staging", method="pod")
+    again = run(client.secure_connect({}, "settled", config={"environment": "staging"}))
+    assert again.identity.aztp_id == first.identity.aztp_id
+    assert key  # the rival's domain was never taken over
 
 
 def test_verification_is_audited(client: Aztp) -> None:

@@ -382,8 +382,8 @@ class Isolation(RuleBasedStateMachine):
             "POST", "/v1/identities", json_body={"name": name, "trustDomain": td}
         )
         if aid(a.td, name) in self.world.idents:
-            # a re-connect by name: our own identity, in our own trust domain
-            assert status == 200 and body["data"]["identity"]["aztpId"] == aid(a.td, name), body
+            # a re-connect by name that asks for another trust domain: an error, not ignored
+            assert status == 409 and "trust domain" in body["message"], body
         else:
             assert status == 403 and "another organization" in body["message"], body
 
