@@ -80,3 +80,59 @@ def test_policy_codes_and_documents_are_checked(client: Aztp) -> None:
     (a,) = issue(client, "attach-target")
     with pytest.raises(NotFoundError):
         run(client.attach_policy(a, "policy:000000000000"))
+
+
+# =========================================================================================
+# An allow-list restricts (issue 13.3): with policies attached a call needs a matching Allow
+# =========================================================================================
+
+
+def test_an_allow_list_policy_restricts_the_tool_call_and_the_check_agrees(client: Aztp) -> None:
+    """``Allow tool:web_search`` alone on an agent: the guard allows web_search only, and
+    ``check_identity_policy_permissions`` answers the same for each tool."""
+    from aztp_agents import Guard, Reason
+
+    guard = Guard(flow="allow-list", client=client)
+    crew = guard.enroll("agent/allow-listed", ["tool/web-search", "tool/send-email"])
+    agent = crew.agent_id
+    search, email = crew.tools["tool/web-search"], crew.tools["tool/send-email"]
+    # No policy attached: the link alone authorizes.
+    assert guard.check(agent, email, "send_email").allowed
+    assert run(client.check_identity_policy_permissions(agent, {"actions": "tool:send_email"}))[
+        "actions"
+    ] == {"tool:send_email": True}
+
+    only_search = run(
+        client.create_policy(
+            "only-search", {"Statement": {"Effect": "Allow", "Action": "tool:web_search"}}
+        )
+    )
+    run(client.attach_policy(agent, only_search["code"]))
+    assert guard.check(agent, search, "web_search").allowed
+    denied = guard.check(agent, email, "send_email")
+    assert not denied.allowed and denied.reason is Reason.POLICY_DENIED
+    assert "no attached policy allows" in denied.describe()
+    checked = run(
+        client.check_identity_policy_permissions(
+            agent, {"actions": ["tool:web_search", "tool:send_email"]}
+        )
+    )
+    assert checked["actions"] == {"tool:web_search": True, "tool:send_email": False}
+
+    # The policies attached to the agent and to the tool count together (as IAM's identity
+    # and resource policies do): a Deny on either side wins, an Allow on either side allows.
+    tool_denies = run(
+        client.create_policy("search-off", {"Statement": {"Effect": "Deny", "Action": "tool:*"}})
+    )
+    run(client.attach_policy(search, tool_denies["code"]))
+    assert guard.check(agent, search, "web_search").reason is Reason.POLICY_DENIED
+    run(client.detach_policy(agent, only_search["code"]))
+    assert guard.check(agent, email, "send_email").allowed  # nothing attached to either
+    tool_allows = run(
+        client.create_policy(
+            "email-ok", {"Statement": {"Effect": "Allow", "Action": "tool:invoke"}}
+        )
+    )
+    run(client.attach_policy(email, tool_allows["code"]))
+    run(client.attach_policy(agent, only_search["code"]))
+    assert guard.check(agent, email, "send_email").allowed  # the tool's own Allow matches
