@@ -309,6 +309,7 @@ ROUTES: dict[str, Route] = {
         target="targetIdentity",
         relationship_type="relationshipType",
         metadata="metadata",
+        flow_id="identityFlowId",
     ),
     "unlink_identities": _write(
         "POST",

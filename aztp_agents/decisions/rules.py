@@ -127,7 +127,8 @@ def _decide(
     )
     if failure is not None:
         return failure, False, None
-    if (agent, tool) not in snap.links:
+    # An organization-wide link, or one declared for this flow; a grant of another flow is none.
+    if (agent, tool) not in snap.links and (agent, tool) not in snap.flow_links.get(flow_id, ()):
         return Reason.NO_LINK, False, None
     denied, audit, detail = _policy_reason(
         snap, (agent, tool), tool_actions(tool_name), tool, context
@@ -145,7 +146,8 @@ def authorize_connection(
     policy: tuple[Statement, ...] | None = None,
     context: Mapping[str, Any] | None = None,
 ) -> Verdict:
-    """Both identities valid, a link allows source -> target, and the policy (if any) allows
+    """Both identities valid, an organization-wide link allows source -> target (a grant
+    scoped to a flow holds in that flow's tool calls only), and the policy (if any) allows
     action ``connect`` on ``target`` (with a policy, nothing matching is a deny)."""
     failure = _check_member(snap, source, None, _AGENT) or _check_member(snap, target, None, _TOOL)
     if failure is not None:
