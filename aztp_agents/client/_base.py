@@ -274,6 +274,10 @@ class ClientBase:
             )
         )
 
+    def _list_links(self, aztp_id: str | None) -> Plan[list[dict[str, Any]]]:
+        aztp = None if aztp_id is None else _need_aztp(aztp_id)
+        return list((yield _call("list_links", aztp_id=aztp)))
+
     # ----------------------------------------------------------------- policies
 
     def _create_policy(
