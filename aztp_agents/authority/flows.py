@@ -17,7 +17,6 @@ from ..errors import (
     AlreadyRevokedError,
     ConflictError,
     NotFoundError,
-    PermissionDeniedError,
     ValidationError,
 )
 from ..store import schema as t
@@ -115,11 +114,17 @@ class Flows(Component):
         try:
             with self.ctx.store.write() as conn:
                 clash = conn.execute(
-                    select(t.flows.c.id).where(t.flows.c.org_id == p.org_id, t.flows.c.name == name)
+                    select(t.flows.c.id, t.flows.c.discoverable, t.flows.c.owner_user_id).where(
+                        t.flows.c.org_id == p.org_id, t.flows.c.name == name
+                    )
                 ).first()
                 if clash is not None:
+                    # Flow names are organization-wide, so that a name is taken cannot be
+                    # hidden; which flow took it (its id) is told only to who may see it.
+                    seen = clash.discoverable == "public" or clash.owner_user_id == p.user_id
                     raise ConflictError(
-                        f"a flow named {name!r} already exists in this organization (id {clash.id})"
+                        f"a flow named {name!r} already exists in this organization"
+                        + (f" (id {clash.id})" if seen else "")
                     )
                 conn.execute(
                     insert(t.flows).values(
@@ -168,10 +173,9 @@ class Flows(Component):
             row = conn.execute(
                 select(t.flows).where(t.flows.c.org_id == p.org_id, t.flows.c.name == name)
             ).first()
-            if row is None:
+            # Another user's private flow is, to this caller, as if it did not exist.
+            if row is None or (row.discoverable != "public" and row.owner_user_id != p.user_id):
                 return None
-            if row.discoverable != "public" and row.owner_user_id != p.user_id:
-                raise PermissionDeniedError(f"flow {name!r} is another user's private flow")
             return self._flow_doc(conn, row)
 
     def ensure_flow(

@@ -152,6 +152,15 @@ def test_private_flow_visible_only_to_its_creator(
         with pytest.raises(NotFoundError):
             run(op)
     assert run(bob.verify(a, private))["reason"] == "flow_unknown"  # as if it did not exist
+    # Its name is taken (names are organization-wide), but nothing else about it is told:
+    # not its id, not that it is private, the same answer for create and ensure.
+    with pytest.raises(ConflictError) as created:
+        run(bob.create_flow("alice-private"))
+    with pytest.raises(ConflictError) as ensured:  # what Guard(flow="alice-private") asks
+        bob.backend.call("ensure_flow", name="alice-private", discoverable="private")
+    answers = [str(created.value), str(ensured.value)]
+    assert answers[0] == answers[1]
+    assert private not in answers[0] and "private" not in answers[0].replace("alice-private", "")
     assert run(client.verify_identity_by_aztp_id(a, private)) is True
     # The public flow is the organization's: bob sees it and can work with it.
     run(bob.add_identity_to_flow(public, a))
