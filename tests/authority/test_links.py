@@ -181,12 +181,12 @@ def test_links_of_a_store_older_than_flow_scopes_stay_organization_wide(
     organization-wide meaning."""
     import sqlite3
 
-    from tests.conftest import _close_embedded
+    from tests.support.cli import close_embedded
 
     client = make_client()
     a, b = issue(client, "old-a", "old-b")
     run(client.link_identities(a, b, "tool_access"))
-    _close_embedded(aztp_home)
+    close_embedded(aztp_home)
     con = sqlite3.connect(aztp_home / "aztp.db")
     with con:
         con.execute("DROP TABLE link_flows")
