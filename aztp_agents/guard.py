@@ -163,13 +163,16 @@ class Guard:
         return aztp_id
 
     def link(self, agent_id: str, tool_id: str) -> None:
-        """Authorize ``agent_id`` to call ``tool_id`` (a directed link; idempotent)."""
+        """Authorize ``agent_id`` to call ``tool_id`` in this guard's flow only (a directed,
+        flow-scoped link; idempotent). A grant declared for one flow's crew is no grant in
+        another flow."""
         self.client.backend.call(
             "link_identities",
             source=agent_id,
             target=tool_id,
             relationship_type=TOOL_RELATIONSHIP,
             metadata={"flow": self.flow},
+            flow_id=self.flow_id,
         )
 
     def enroll(self, agent_name: str, tool_names: Sequence[str]) -> Enrollment:

@@ -9,6 +9,12 @@ Evaluation over every statement that matches the action (and resource, and condi
 * otherwise an ``Allow`` or ``Audit`` allows (``Audit`` also marks the decision),
 * nothing matching is *not* an allow (``Outcome.NO_MATCH``).
 
+:func:`authorize` is the one rule for the policies *attached* to the identities of a request
+(IAM semantics): with none attached nothing restricts (``Outcome.UNRESTRICTED``, the link
+alone decides); with some attached the request needs a matching Allow (or Audit), and a
+matching Deny wins. The tool-call decision and ``check_identity_policy_permissions`` both
+decide through it.
+
 Actions and resources match with shell-style wildcards (``tool:*``, ``*``,
 ``aztp://example.org/workload/*``). Matching is case-sensitive, as AZTP IDs are.
 """
@@ -32,8 +38,10 @@ __all__ = [
     "Outcome",
     "PolicyDocument",
     "Statement",
+    "authorize",
     "evaluate",
     "parse_document",
+    "requested_actions",
 ]
 
 
@@ -47,6 +55,8 @@ class Outcome(str, enum.Enum):
     ALLOW = "allow"
     DENY = "deny"
     NO_MATCH = "no_match"
+    #: No policy is attached at all: nothing restricts (only :func:`authorize` answers this).
+    UNRESTRICTED = "unrestricted"
 
 
 def _as_list(value: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -156,7 +166,13 @@ class Evaluation:
 
     @property
     def allowed(self) -> bool:
+        """A matching Allow or Audit (and no matching Deny)."""
         return self.outcome is Outcome.ALLOW
+
+    @property
+    def permitted(self) -> bool:
+        """What :func:`authorize` answers: allowed, or no policy attached to restrict it."""
+        return self.outcome is Outcome.ALLOW or self.outcome is Outcome.UNRESTRICTED
 
 
 def evaluate(
@@ -186,3 +202,33 @@ def evaluate(
     if not matched:
         return Evaluation(Outcome.NO_MATCH)
     return Evaluation(Outcome.ALLOW, any(s.effect is Effect.AUDIT for s in matched), tuple(matched))
+
+
+_UNRESTRICTED = Evaluation(Outcome.UNRESTRICTED)
+
+
+def authorize(
+    statements: Sequence[Statement],
+    actions: str | Sequence[str],
+    resource: str | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> Evaluation:
+    """The rule for the policies attached to a request's identities (IAM semantics).
+
+    ``statements``: every statement of every policy attached. None attached: nothing
+    restricts (``UNRESTRICTED``, :attr:`Evaluation.permitted`). Otherwise :func:`evaluate`:
+    a matching Deny denies, a matching Allow/Audit permits, and nothing matching (``NO_MATCH``)
+    does *not* permit, so an allow-list restricts.
+    """
+    if not statements:
+        return _UNRESTRICTED
+    return evaluate(statements, actions, resource, context)
+
+
+def requested_actions(action: str) -> tuple[str, ...]:
+    """What asking about ``action`` asks: ``tool:NAME`` is what a call of tool NAME asks for
+    (``tool:invoke`` and ``tool:NAME``, as the tool-call decision asks); anything else is
+    asked as it is."""
+    if action.startswith("tool:") and action != "tool:invoke":
+        return ("tool:invoke", action)
+    return (action,)

@@ -97,6 +97,9 @@ class LinkBody(Body):
     targetIdentity: AztpIdField
     relationshipType: Annotated[str, Field(min_length=1, max_length=64)] = "linked"
     metadata: dict[str, Any] | None = None
+    #: Our extension: the link holds in this flow only (a grant an adapter declares for a
+    #: crew). Absent: organization-wide, the AZTP API's meaning.
+    identityFlowId: FlowIdField | None = None
 
 
 class CreateFlowBody(Body):
@@ -419,6 +422,8 @@ class StateDoc(BaseModel):
     members: dict[str, list[str]]
     flow_revoked: dict[str, list[str]] = Field(alias="flowRevoked")
     links: list[list[str]]
+    #: flow_id -> the links that hold in that flow only (adapters' grants).
+    flow_links: dict[str, list[list[str]]] = Field(default_factory=dict, alias="flowLinks")
     policies: dict[str, list[dict[str, Any]]]
 
 

@@ -68,11 +68,17 @@ async def main() -> None:
     await client.add_identity_to_flow(flow_id, shell)
     show("the tool in the flow, but no link to it", guard.check(agent, shell, "shell"))
 
+    # With a policy attached, a call needs a matching Allow: this allow-list leaves out refund.
     policy = await client.create_policy(
-        "no-refunds", {"Statement": [{"Effect": "Deny", "Action": "tool:refund"}]}
+        "lookups-only", {"Statement": [{"Effect": "Allow", "Action": "tool:lookup_order"}]}
     )
     await client.attach_policy(agent, policy["code"])
-    show("a policy denies tool:refund", guard.check(agent, refund, "refund"))
+    show("an allow-list without tool:refund", guard.check(agent, refund, "refund"))
+    no_refunds = await client.create_policy(
+        "no-refunds", {"Statement": [{"Effect": "Deny", "Action": "tool:refund"}]}
+    )
+    await client.attach_policy(refund, no_refunds["code"])
+    show("a Deny on the tool (Deny wins)", guard.check(agent, refund, "refund"))
 
     await client.revoke_flow_identity(lookup, flow_id, reason="vendor API compromised")
     show("the tool revoked in this flow", guard.check(agent, lookup, "lookup_order"))

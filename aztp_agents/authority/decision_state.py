@@ -46,15 +46,27 @@ def load_state(store: Store, org_id: str) -> DecisionState:
             )
         ):
             revoked[r.flow_id].add(r.aztp_id)
-        links: set[tuple[str, str]] = set()
+        scopes: dict[str, list[str]] = {}
         for r in conn.execute(
-            select(t.links.c.source, t.links.c.target, t.links.c.relationship_type).where(
-                t.links.c.org_id == org_id
+            select(t.link_flows.c.link_id, t.link_flows.c.flow_id).where(
+                t.link_flows.c.org_id == org_id
             )
         ):
-            links.add((r.source, r.target))
+            scopes.setdefault(r.link_id, []).append(r.flow_id)
+        links: set[tuple[str, str]] = set()
+        flow_links: dict[str, set[tuple[str, str]]] = {}
+        for r in conn.execute(
+            select(
+                t.links.c.id, t.links.c.source, t.links.c.target, t.links.c.relationship_type
+            ).where(t.links.c.org_id == org_id)
+        ):
+            pairs = [(r.source, r.target)]
             if r.relationship_type in SYMMETRIC:
-                links.add((r.target, r.source))
+                pairs.append((r.target, r.source))
+            if r.id not in scopes:  # organization-wide
+                links.update(pairs)
+            for flow_id in scopes.get(r.id, ()):
+                flow_links.setdefault(flow_id, set()).update(pairs)
         policies: dict[str, list[Statement]] = {}
         for r in conn.execute(
             select(t.policy_attachments.c.aztp_id, t.policies.c.document)
@@ -69,6 +81,7 @@ def load_state(store: Store, org_id: str) -> DecisionState:
         members={k: frozenset(v) for k, v in members.items()},
         flow_revoked={k: frozenset(v) for k, v in revoked.items()},
         links=frozenset(links),
+        flow_links={k: frozenset(v) for k, v in flow_links.items()},
         policies={k: tuple(v) for k, v in policies.items()},
         flows=flows,
         flow_owners={r.id: r.owner_user_id for r in flow_rows},

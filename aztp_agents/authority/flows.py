@@ -29,6 +29,7 @@ from ._context import (
     need_str,
     opt_text,
 )
+from .links import drop_flow_scopes
 
 __all__ = ["Flows"]
 
@@ -271,6 +272,7 @@ class Flows(Component):
             row = self._flow_row(conn, p, flow_id)
             conn.execute(delete(t.flow_members).where(t.flow_members.c.flow_id == row.id))
             conn.execute(delete(t.flow_revocations).where(t.flow_revocations.c.flow_id == row.id))
+            drop_flow_scopes(conn, row.id)
             conn.execute(delete(t.flows).where(t.flows.c.id == row.id))
             self.ctx.audit(conn, p.org_id, p.user_id, "flow.delete", row.id, {"name": row.name})
         self.ctx.invalidate()

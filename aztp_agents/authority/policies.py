@@ -18,7 +18,7 @@ from ..errors import (
     NotFoundError,
     ValidationError,
 )
-from ..policy import Statement, evaluate, parse_document
+from ..policy import Statement, authorize, evaluate, parse_document, requested_actions
 from ..store import schema as t
 from ._context import (
     Component,
@@ -131,23 +131,37 @@ class Policies(Component):
         policy_code: str | None = None,
         actions: Sequence[str] | str | None = None,
         trust_domain: str | None = None,
+        resource: str | None = None,
     ) -> dict[str, Any]:
-        """For each action: is it allowed by the identity's policies (or the one named)?"""
+        """For each action: do the identity's policies (or the one named) permit it?
+
+        The same rule as the tool-call decision (:func:`aztp_agents.policy.authorize`): with no
+        policy attached nothing restricts (``restricted`` is False and every action is
+        permitted); with policies attached an action needs a matching Allow, and a Deny wins.
+        ``tool:NAME`` is asked as a call of tool NAME is (``tool:invoke`` and ``tool:NAME``),
+        on ``resource`` (the tool's AZTP ID) when given.
+        """
         policies = self.get_policies(p, aztp_id)
         if policy_code:
             policies = [x for x in policies if policy_code in (x["code"], x["policyName"])]
             if not policies:
                 raise NotFoundError(f"policy {policy_code!r} is not attached to {aztp_id}")
+        if resource is not None:
+            resource = str(need_aztp_id(resource))
         statements = [s for x in policies for s in parse_document(x["policyStatement"]).statement]
         if isinstance(actions, str):
             actions = [a.strip() for a in actions.split(",") if a.strip()]
         if not actions:
             actions = sorted({a for s in statements for a in s.action})
-        result = {a: evaluate(statements, a).allowed for a in actions}
+        result = {
+            a: authorize(statements, requested_actions(a), resource).permitted for a in actions
+        }
         return {
             "aztpId": aztp_id,
             "policyCode": policy_code,
             "trustDomain": trust_domain,
+            "resource": resource,
+            "restricted": bool(statements),
             "actions": result,
             "allowed": bool(result) and all(result.values()),
         }

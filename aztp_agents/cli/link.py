@@ -1,4 +1,4 @@
-"""``aztp-agents link`` and ``unlink``: which identities may connect to which."""
+"""``aztp-agents link``, ``unlink`` and ``links``: which identities may connect to which."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 from ._app import app
 from ._client import run
 from ._options import JsonOpt
-from ._output import emit, say
+from ._output import console, emit, say, table
 from ._resolve import aztp_id, json_object
 
 if TYPE_CHECKING:
@@ -80,3 +80,45 @@ def unlink(
             f"removed {answer['removed']} link(s) {answer['sourceIdentity']} -> {answer['targetIdentity']}"
         ),
     )
+
+
+@app.command("links")
+def links(
+    ctx: typer.Context,
+    identity: Annotated[
+        str | None,
+        typer.Argument(metavar="[IDENTITY]", help="Only the links of this identity (ID or name)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List links and the scope of each: 'organization' (made through the API or `link`;
+    holds everywhere) or 'flow' (a grant an adapter declared for a crew; holds in those flows
+    only)."""
+
+    async def go(client: Aztp) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        aztp = None if identity is None else await aztp_id(client, identity)
+        found = await client.list_links(aztp)
+        names = {}
+        if any(x["identityFlowIds"] for x in found):
+            names = {f["_id"]: f["name"] for f in await client.list_flows()}
+        return found, names
+
+    found, names = run(ctx, go)
+
+    def human() -> None:
+        if not found:
+            say("no links")
+            return
+        rows = [
+            (
+                x["sourceIdentity"],
+                x["targetIdentity"],
+                x["relationshipType"],
+                x["scope"],
+                ", ".join(names.get(f, f) for f in x["identityFlowIds"]) or "-",
+            )
+            for x in found
+        ]
+        console().print(table("links", ["source", "target", "type", "scope", "flows"], rows))
+
+    emit(ctx, as_json, found, human)

@@ -182,6 +182,12 @@ class Aztp(ClientBase):
             self._unlink_identities(source_identity, target_identity, relationship_type)
         )
 
+    async def list_links(self, aztp_id: str | None = None) -> list[dict[str, Any]]:
+        """The organization's links (or those of ``aztp_id``), each with its ``scope``:
+        ``organization`` (made through the AZTP API; holds everywhere) or ``flow`` (a grant an
+        adapter declared for a crew; holds in ``identityFlowIds`` only)."""
+        return await self._run(self._list_links(aztp_id))
+
     # ----------------------------------------------------------------- policies
 
     async def create_policy(

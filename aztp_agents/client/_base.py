@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from ..errors import ValidationError
 from ..ids import AztpId
-from ..policy import Outcome, evaluate, parse_document
+from ..policy import authorize, parse_document, requested_actions
 from ..wire import FlowRecord, Identity, IdentityRecord
 from ._backend import Backend
 from ._embedded import open_embedded, resolve_home
@@ -274,6 +274,10 @@ class ClientBase:
             )
         )
 
+    def _list_links(self, aztp_id: str | None) -> Plan[list[dict[str, Any]]]:
+        aztp = None if aztp_id is None else _need_aztp(aztp_id)
+        return list((yield _call("list_links", aztp_id=aztp)))
+
     # ----------------------------------------------------------------- policies
 
     def _create_policy(
@@ -302,14 +306,17 @@ class ClientBase:
     @staticmethod
     def is_action_allowed(policy: Mapping[str, Any] | None, action: str) -> bool:
         """Whether ``policy`` allows ``action``: an explicit Deny wins (unlike the official
-        client, which ignores Deny); Allow or Audit allows; nothing matching is not an allow."""
+        client, which ignores Deny); Allow or Audit allows; nothing matching is not an allow.
+        The rule the tool-call decision uses (:func:`aztp_agents.policy.authorize`), with
+        ``tool:NAME`` asked as a call of tool NAME is (``tool:invoke`` too)."""
         if not policy or "Statement" not in policy:
             return False
         try:
             doc = parse_document(policy)
         except ValidationError:
             return False
-        return evaluate(doc.statement, action).outcome is Outcome.ALLOW
+        # A document with no statement allows nothing (it is not "no policy attached").
+        return bool(doc.statement) and authorize(doc.statement, requested_actions(action)).allowed
 
     def _check_identity_policy_permissions(
         self, aztp_id: str, options: Mapping[str, Any] | None
@@ -327,6 +334,7 @@ class ClientBase:
                     policy_code=opts.get("policy_code") or opts.get("policyCode"),
                     actions=opts.get("actions"),
                     trust_domain=opts.get("trust_domain") or opts.get("trustDomain"),
+                    resource=opts.get("resource"),
                 )
             )
         )

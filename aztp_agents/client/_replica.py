@@ -86,6 +86,10 @@ def snapshot_from_state(data: Mapping[str, Any]) -> Snapshot:
         members = {str(k): frozenset(v) for k, v in dict(data.get("members") or {}).items()}
         revoked = {str(k): frozenset(v) for k, v in dict(data.get("flowRevoked") or {}).items()}
         links = frozenset((str(a), str(b)) for a, b in data.get("links") or ())
+        flow_links = {
+            str(f): frozenset((str(a), str(b)) for a, b in pairs)
+            for f, pairs in dict(data.get("flowLinks") or {}).items()
+        }
         policies = {
             str(k): tuple(Statement.model_validate(s) for s in v)
             for k, v in dict(data.get("policies") or {}).items()
@@ -97,6 +101,7 @@ def snapshot_from_state(data: Mapping[str, Any]) -> Snapshot:
             members=members,
             flow_revoked=revoked,
             links=links,
+            flow_links=flow_links,
             policies=policies,
             flows=flows,
             public_flows=frozenset(flows),  # the server sends only the flows this user may see

@@ -182,6 +182,8 @@ def _build_check_permissions(kw: dict[str, Any]) -> WireRequest:
         query["action"] = actions if isinstance(actions, str) else ",".join(actions)
     if kw.get("trust_domain"):
         query["trust_domain"] = kw["trust_domain"]
+    if kw.get("resource"):
+        query["resource"] = kw["resource"]
     return WireRequest("aztp/get-identity-action-permissions", query=query)
 
 
@@ -307,6 +309,7 @@ ROUTES: dict[str, Route] = {
         target="targetIdentity",
         relationship_type="relationshipType",
         metadata="metadata",
+        flow_id="identityFlowId",
     ),
     "unlink_identities": _write(
         "POST",

@@ -167,6 +167,12 @@ class SyncAztp(ClientBase):
             self._unlink_identities(source_identity, target_identity, relationship_type)
         )
 
+    def list_links(self, aztp_id: str | None = None) -> list[dict[str, Any]]:
+        """The organization's links (or those of ``aztp_id``), each with its ``scope``:
+        ``organization`` (made through the AZTP API; holds everywhere) or ``flow`` (a grant an
+        adapter declared for a crew; holds in ``identityFlowIds`` only)."""
+        return self._run(self._list_links(aztp_id))
+
     # ----------------------------------------------------------------- policies
 
     def create_policy(

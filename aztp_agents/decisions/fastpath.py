@@ -92,15 +92,15 @@ def make(state: DecisionState, key: tuple[Any, ...], context: Mapping[str, Any] 
     context. A flow the user may not see is decided like one that does not exist."""
     user_id, flow_id, agent, tool, tool_name, enforce = key
     if not state.flow_visible(flow_id, user_id):
-        reason, marked = Reason.FLOW_UNKNOWN, False
+        reason, marked, detail = Reason.FLOW_UNKNOWN, False, None
     else:
-        reason, marked = decide_tool_call(
+        reason, marked, detail = decide_tool_call(
             state, flow_id=flow_id, agent=agent, tool=tool, tool_name=tool_name, context=context
         )
     allowed = reason is Reason.ALLOWED
     made = Made(
         (allowed, reason, agent, tool, flow_id, state.revision),
-        (tool_name, marked, enforce, state.organization or None, None),
+        (tool_name, marked, enforce, state.organization or None, detail),
         (allowed, reason.value, tool, tool_name, flow_id, state.revision, enforce),
     )
     if not (context and state.conditional):

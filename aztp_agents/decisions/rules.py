@@ -7,6 +7,10 @@ connection checks.
 Checks run in a fixed order and the first failure is the reason:
 ``agent_unknown``, ``agent_revoked``, ``agent_not_in_flow``, ``agent_revoked_in_flow``,
 the same four for the tool, ``no_link``, ``policy_denied``; otherwise ``allowed``.
+The policy check is :func:`aztp_agents.policy.authorize` over the policies attached to the
+agent and to the tool (the same rule ``check_identity_policy_permissions`` answers with):
+nothing attached leaves the link's allow; with policies attached the call needs a matching
+Allow, and a matching Deny wins.
 ``authority_unavailable`` is produced by enforcement points when the state cannot be had.
 """
 
@@ -15,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..policy import Outcome, Statement, evaluate
+from ..policy import Outcome, Statement, authorize, evaluate, requested_actions
 from .decision import Reason, Verdict
 from .state import DecisionState
 
@@ -64,8 +68,13 @@ def verify_in_snapshot(snap: DecisionState, aztp_id: str, flow_id: str | None = 
 
 
 def tool_actions(tool_name: str | None) -> tuple[str, ...]:
-    """The actions a tool call asks for: ``tool:invoke`` and ``tool:{tool_name}``."""
-    return ("tool:invoke", f"tool:{tool_name}") if tool_name else ("tool:invoke",)
+    """The actions a tool call asks for: ``tool:invoke`` and ``tool:{tool_name}`` (what
+    :func:`~aztp_agents.policy.requested_actions` says asking about ``tool:{tool_name}`` asks)."""
+    return requested_actions(f"tool:{tool_name}") if tool_name else ("tool:invoke",)
+
+
+#: Why ``policy_denied``: the :attr:`~.decision.Decision.detail` a denial carries.
+_DENY_MATCHED = "a Deny statement matches"
 
 
 def _policy_reason(
@@ -74,17 +83,18 @@ def _policy_reason(
     actions: tuple[str, ...],
     resource: str,
     context: Mapping[str, Any] | None,
-) -> tuple[Reason | None, bool]:
-    """Deny wins over everything attached to any subject; no match leaves the link's allow."""
+) -> tuple[Reason | None, bool, str | None]:
+    """Every policy attached to any subject counts: a Deny wins, and with any attached the
+    call needs a matching Allow; with none attached the link alone decides."""
     statements: list[Statement] = []
     for subject in subjects:
         statements.extend(snap.policies.get(subject, ()))
-    if not statements:
-        return None, False
-    result = evaluate(statements, actions, resource, context)
+    result = authorize(statements, actions, resource, context)
+    if result.permitted:
+        return None, result.audit, None
     if result.outcome is Outcome.DENY:
-        return Reason.POLICY_DENIED, False
-    return None, result.audit
+        return Reason.POLICY_DENIED, False, _DENY_MATCHED
+    return Reason.POLICY_DENIED, False, f"no attached policy allows {actions[-1]}"
 
 
 def decide_tool_call(
@@ -95,9 +105,10 @@ def decide_tool_call(
     tool: str,
     tool_name: str | None = None,
     context: Mapping[str, Any] | None = None,
-) -> tuple[Reason, bool]:
-    """Return ``(reason, audit_marked)`` for one tool call: the same state and arguments give
-    the same result (and the context matters only when ``snap.conditional``)."""
+) -> tuple[Reason, bool, str | None]:
+    """Return ``(reason, audit_marked, detail)`` for one tool call: the same state and
+    arguments give the same result (and the context matters only when ``snap.conditional``).
+    ``detail`` says why a policy denied (``None`` otherwise)."""
     return _decide(snap, flow_id, agent, tool, tool_name, context if snap.conditional else None)
 
 
@@ -108,20 +119,23 @@ def _decide(
     tool: str,
     tool_name: str | None,
     context: Mapping[str, Any] | None,
-) -> tuple[Reason, bool]:
+) -> tuple[Reason, bool, str | None]:
     if flow_id not in snap.flows:
-        return Reason.FLOW_UNKNOWN, False
+        return Reason.FLOW_UNKNOWN, False, None
     failure = _check_member(snap, agent, flow_id, _AGENT) or _check_member(
         snap, tool, flow_id, _TOOL
     )
     if failure is not None:
-        return failure, False
-    if (agent, tool) not in snap.links:
-        return Reason.NO_LINK, False
-    denied, audit = _policy_reason(snap, (agent, tool), tool_actions(tool_name), tool, context)
+        return failure, False, None
+    # An organization-wide link, or one declared for this flow; a grant of another flow is none.
+    if (agent, tool) not in snap.links and (agent, tool) not in snap.flow_links.get(flow_id, ()):
+        return Reason.NO_LINK, False, None
+    denied, audit, detail = _policy_reason(
+        snap, (agent, tool), tool_actions(tool_name), tool, context
+    )
     if denied is not None:
-        return denied, False
-    return Reason.ALLOWED, audit
+        return denied, False, detail
+    return Reason.ALLOWED, audit, None
 
 
 def authorize_connection(
@@ -132,7 +146,8 @@ def authorize_connection(
     policy: tuple[Statement, ...] | None = None,
     context: Mapping[str, Any] | None = None,
 ) -> Verdict:
-    """Both identities valid, a link allows source -> target, and the policy (if any) allows
+    """Both identities valid, an organization-wide link allows source -> target (a grant
+    scoped to a flow holds in that flow's tool calls only), and the policy (if any) allows
     action ``connect`` on ``target`` (with a policy, nothing matching is a deny)."""
     failure = _check_member(snap, source, None, _AGENT) or _check_member(snap, target, None, _TOOL)
     if failure is not None:

@@ -28,8 +28,10 @@ class DecisionState:
     * ``members``: flow_id -> the aztp_ids that are members of the flow
     * ``flow_revoked``: flow_id -> the aztp_ids revoked in that flow, kept even when the
       identity left the flow (a flow revocation survives remove + re-add)
-    * ``links``: the (source, target) pairs that authorize source -> target
-      (symmetric relationships are stored in both directions)
+    * ``links``: the (source, target) pairs that authorize source -> target everywhere
+      (organization-wide links; symmetric relationships are stored in both directions)
+    * ``flow_links``: flow_id -> the pairs authorized in that flow only (the grants adapters
+      declare for a crew of that flow)
     * ``policies``: aztp_id -> statements of every policy attached to it
     * ``flows``: flow_id -> name; ``flow_owners``: flow_id -> owner user id;
       ``public_flows``: the flows every user of the organization may see
@@ -41,6 +43,7 @@ class DecisionState:
     members: Mapping[str, frozenset[str]] = field(default_factory=lambda: _EMPTY)
     flow_revoked: Mapping[str, frozenset[str]] = field(default_factory=lambda: _EMPTY)
     links: frozenset[tuple[str, str]] = frozenset()
+    flow_links: Mapping[str, frozenset[tuple[str, str]]] = field(default_factory=lambda: _EMPTY)
     policies: Mapping[str, tuple[Statement, ...]] = field(default_factory=lambda: _EMPTY)
     flows: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     flow_owners: Mapping[str, str] = field(default_factory=lambda: _EMPTY)

@@ -238,6 +238,9 @@ def state_document(snap: Snapshot, user_id: str | None = None) -> dict[str, Any]
         "members": {f: sorted(m) for f, m in snap.members.items() if shown(f)},
         "flowRevoked": {f: sorted(m) for f, m in snap.flow_revoked.items() if shown(f)},
         "links": sorted([s, t] for s, t in snap.links),
+        "flowLinks": {
+            f: sorted([s, t] for s, t in pairs) for f, pairs in snap.flow_links.items() if shown(f)
+        },
         "policies": {
             aztp: [s.model_dump(mode="json", by_alias=True, exclude_defaults=True) for s in stmts]
             for aztp, stmts in snap.policies.items()

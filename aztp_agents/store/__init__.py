@@ -37,14 +37,20 @@ log = logging.getLogger(__name__)
 
 #: Version of the schema this code writes. Stores at an older version are migrated on open;
 #: a store at a newer version is refused (it was written by a newer aztp-agents).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _migrate_1(conn: Connection) -> None:
     schema.metadata.create_all(conn)
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1}
+def _migrate_2(conn: Connection) -> None:
+    """Flow-scoped links: the ``link_flows`` table. Existing links get no row, so they stay
+    organization-wide, as they were."""
+    schema.link_flows.create(conn, checkfirst=True)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1, 2: _migrate_2}
 
 
 class Store:

@@ -159,6 +159,18 @@ links = Table(
     UniqueConstraint("org_id", "source", "target", "relationship_type"),
 )
 
+#: The flows a link is scoped to. A link with no row here is organization-wide (links made
+#: through the AZTP API, and every link of a store older than schema version 2); a link with
+#: rows holds in those flows only (the grants an adapter declares for a crew of one flow).
+link_flows = Table(
+    "link_flows",
+    metadata,
+    Column("link_id", String(24), ForeignKey("links.id"), nullable=False),
+    Column("flow_id", String(24), ForeignKey("flows.id"), nullable=False, index=True),
+    Column("org_id", String(32), ForeignKey("orgs.id"), nullable=False, index=True),
+    PrimaryKeyConstraint("link_id", "flow_id"),
+)
+
 policies = Table(
     "policies",
     metadata,

@@ -364,6 +364,30 @@ def test_deny_policy_on_the_tool_action_blocks_with_policy_denied(client: Aztp) 
     assert reasons(client) == ["policy_denied", "allowed"]
 
 
+def test_allow_list_policy_on_the_agent_blocks_every_other_tool(client: Aztp) -> None:
+    """``Allow tool:web_search`` alone: the agent's other tool is denied (``policy_denied``,
+    no attached policy allows it) and its body never runs (issue 13.3)."""
+    search, email = make_tool("web_search"), make_tool("send_email")
+    a = make_agent("Researcher", [search, email], calls("send_email", "web_search"))
+    c = Crew(agents=[a], tasks=[Task(description="t", expected_output="x", agent=a)])
+    secure_crew(c, flow="prod", client=client)
+    policy = run(
+        client.create_policy(
+            "only-search", {"Statement": [{"Effect": "Allow", "Action": "tool:web_search"}]}
+        )
+    )
+    run(client.attach_policy(identity_of(a), policy["code"]))
+    c.kickoff()
+    assert (email.executions, search.executions) == (0, 1)
+    assert reasons(client) == ["policy_denied", "allowed"]
+    perms = run(
+        client.check_identity_policy_permissions(
+            identity_of(a), {"actions": ["tool:send_email", "tool:web_search"]}
+        )
+    )
+    assert perms["actions"] == {"tool:send_email": False, "tool:web_search": True}
+
+
 def test_agent_or_tool_without_identity_in_a_secured_crew_is_denied(client: Aztp) -> None:
     search = make_tool()
     c, a = one_agent_crew(search, 1)

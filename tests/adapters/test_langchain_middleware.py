@@ -109,8 +109,12 @@ def test_first_use_issues_agent_and_every_known_tool_enrolled_and_linked(
     flow = run(client.get_flow(flow_id))
     members = {i["aztpId"] for i in flow["identities"]}
     assert {mw.agent_id, *mw.tool_ids.values()} <= members
+    # The links are grants of this flow (issue 18.2), not organization-wide authorizations.
+    links = run(client.list_links(mw.agent_id))
+    assert {x["targetIdentity"] for x in links} == set(mw.tool_ids.values())
+    assert all(x["scope"] == "flow" and x["identityFlowIds"] == [flow_id] for x in links)
     for tool_id in mw.tool_ids.values():
-        assert run(client.verify_authorize_identity_connection(mw.agent_id, tool_id)) is True
+        assert run(client.verify_authorize_identity_connection(mw.agent_id, tool_id)) is False
 
 
 # --- denied ---------------------------------------------------------------------------------

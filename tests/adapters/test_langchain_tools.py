@@ -567,3 +567,33 @@ def test_a_sync_call_of_an_async_only_tool_is_not_audited_as_allowed(client: Azt
 
     assert asyncio.run(mcp.ainvoke({"query": "y"})) == "mcp results for y"
     assert counter.total == 1 and reasons(client) == ["allowed"]
+
+
+def test_a_grant_declared_in_one_flow_does_not_hold_in_another(client: Aztp) -> None:
+    """Issue 18.2: flow A gives the researcher ``delete_db``, flow B only ``search``. In flow B
+    the researcher calling B's shared ``delete_db`` is denied (``no_link``) and the body does
+    not run; in flow A the same call is allowed. The grants hold per flow."""
+    counter = Counter()
+    (delete_in_a,) = secure_tools(
+        [counting_tool("delete_db", counter)], flow="flow-a", agent="researcher", client=client
+    )
+    (search_in_b,) = secure_tools(
+        [counting_tool("search", counter)], flow="flow-b", agent="researcher", client=client
+    )
+    (delete_in_b,) = secure_tools(  # flow B's shared tool (an admin agent uses it there)
+        [counting_tool("delete_db", counter)], flow="flow-b", agent="admin", client=client
+    )
+    researcher = search_in_b.agent_id
+    assert researcher == delete_in_a.agent_id and delete_in_b.aztp_id == delete_in_a.aztp_id
+
+    with acting_as(researcher), pytest.raises(ToolCallDenied, match=r"\[no_link\]"):
+        delete_in_b.invoke({"query": "drop everything"})
+    assert counter["delete_db"] == 0
+    assert delete_in_a.invoke({"query": "in A"})  # the grant holds in its own flow
+    assert search_in_b.invoke({"query": "in B"})
+    assert counter.counts == {"delete_db": 1, "search": 1}
+    assert [(e["data"]["toolName"], e["data"]["reason"]) for e in decisions(client)] == [
+        ("delete_db", "no_link"),
+        ("delete_db", "allowed"),
+        ("search", "allowed"),
+    ]

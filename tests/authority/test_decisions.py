@@ -42,7 +42,16 @@ def test_decision_reasons_in_order(client: Aztp, authority: Any, principal: Any)
     )
     run(client.attach_policy(agent, deny["code"]))
     assert decide(name="delete_file").reason is Reason.POLICY_DENIED
-    assert decide(name="search").allowed  # no match leaves the link's allow
+    # With a policy attached, nothing matching is not an allow: a deny-list alone restricts.
+    no_allow = decide(name="search")
+    assert no_allow.reason is Reason.POLICY_DENIED
+    assert no_allow.detail == "no attached policy allows tool:search"
+    rest = run(
+        client.create_policy("rest", {"Statement": [{"Effect": "Allow", "Action": "tool:*"}]})
+    )
+    run(client.attach_policy(agent, rest["code"]))
+    assert decide(name="delete_file").detail == "a Deny statement matches"  # Deny wins
+    assert decide(name="search").allowed
     audit = run(
         client.create_policy("watch", {"Statement": [{"Effect": "Audit", "Action": "tool:search"}]})
     )
@@ -84,7 +93,7 @@ def test_decision_reasons_in_order(client: Aztp, authority: Any, principal: Any)
     assert authority.decide(principal, flow_id="0" * 24, agent=agent, tool=tool).allowed is False
     assert decide(a=stranger).reason is Reason.AGENT_NOT_IN_FLOW
     decisions = run(client.audit(action="decision.tool_call"))
-    assert len(decisions) == 18
+    assert len(decisions) == 20
     assert decisions[-1]["data"]["reason"] == "agent_not_in_flow"
     assert run(client.verify_audit())["ok"] is True
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from aztp_agents import Aztp
+from aztp_agents import Aztp, Guard, Reason
 from aztp_agents.errors import (
     NotFoundError,
 )
@@ -111,3 +111,96 @@ def test_federation_through_the_facade(aztp_home: Path) -> None:
     assert run(red.verify_authorize_identity_connection(source, target)) is True
     run(green.unfederate("red.test"))
     assert run(red.verify_authorize_identity_connection(source, target)) is False
+
+
+# =========================================================================================
+# Flow-scoped grants (issue 18.2): an adapter's grants hold in their flow only
+# =========================================================================================
+
+
+def test_flow_scoped_grants_and_organization_wide_links(client: Aztp) -> None:
+    """A guard's link holds in its flow only; a link made through the API holds everywhere
+    (tool calls of every flow and ``verify_authorize_identity_connection``)."""
+    in_a, in_b = Guard(flow="grants-a", client=client), Guard(flow="grants-b", client=client)
+    agent = in_a.enroll("agent/analyst", ["tool/delete-db"]).agent_id
+    delete_db = in_a.ensure_identity("tool/delete-db")
+    search = in_b.enroll("agent/analyst", ["tool/search"]).tools["tool/search"]
+    in_b.enroll("agent/dba", ["tool/delete-db"])  # delete-db is a member of flow B too
+
+    assert in_a.check(agent, delete_db, "delete_db").allowed
+    assert in_b.check(agent, delete_db, "delete_db").reason is Reason.NO_LINK
+    assert in_b.check(agent, search, "search").allowed
+    # A grant scoped to a flow is not an organization-wide authorization.
+    assert run(client.verify_authorize_identity_connection(agent, delete_db)) is False
+    (scoped,) = run(client.list_links(delete_db))[:1]
+    assert scoped["scope"] == "flow" and scoped["identityFlowIds"] == [in_a.flow_id]
+    audit = run(client.audit(action="link.create"))[0]["data"]
+    assert audit["scope"] == "flow" and audit["flowId"] == in_a.flow_id
+
+    # Enrolling again in flow B adds flow B to the same link, nothing wider.
+    in_b.link(agent, delete_db)
+    assert in_b.check(agent, delete_db, "delete_db").allowed
+    link = next(x for x in run(client.list_links(agent)) if x["targetIdentity"] == delete_db)
+    assert sorted(link["identityFlowIds"]) == sorted([in_a.flow_id, in_b.flow_id])
+    assert run(client.verify_authorize_identity_connection(agent, delete_db)) is False
+
+    # Deleting a flow takes its grants with it and never widens a link that held there only.
+    run(client.unlink_identities(agent, delete_db))
+    in_a.link(agent, delete_db)
+    run(client.delete_flow(in_a.flow_id))
+    assert not [x for x in run(client.list_links(agent)) if x["targetIdentity"] == delete_db]
+    assert in_b.check(agent, delete_db, "delete_db").reason is Reason.NO_LINK
+
+    # The AZTP API's link is organization-wide: every flow, and the connection check.
+    api = run(client.link_identities(agent, delete_db, "tool_access"))
+    assert api["scope"] == "organization" and api["identityFlowIds"] == []
+    assert in_b.check(agent, delete_db, "delete_db").allowed
+    assert run(client.verify_authorize_identity_connection(agent, delete_db)) is True
+    in_b.link(agent, delete_db)  # an adapter's grant never narrows an organization-wide link
+    assert run(client.list_links(agent))[-1]["scope"] == "organization"
+
+
+def test_an_api_link_widens_a_flow_scoped_one(client: Aztp) -> None:
+    guard = Guard(flow="widen", client=client)
+    crew = guard.enroll("agent/w", ["tool/t"])
+    tool = crew.tools["tool/t"]
+    assert run(client.verify_authorize_identity_connection(crew.agent_id, tool)) is False
+    widened = run(client.link_identities(crew.agent_id, tool, "tool_access"))
+    assert widened["scope"] == "organization"
+    assert run(client.verify_authorize_identity_connection(crew.agent_id, tool)) is True
+    assert [e["data"]["scope"] for e in run(client.audit(action="link.create"))] == [
+        "flow",
+        "organization",
+    ]
+
+
+def test_links_of_a_store_older_than_flow_scopes_stay_organization_wide(
+    make_client: Callable[..., Aztp], aztp_home: Path
+) -> None:
+    """A schema-1 store (no ``link_flows``) is migrated on open; its links keep their
+    organization-wide meaning."""
+    import sqlite3
+
+    from tests.support.cli import close_embedded
+
+    client = make_client()
+    a, b = issue(client, "old-a", "old-b")
+    run(client.link_identities(a, b, "tool_access"))
+    close_embedded(aztp_home)
+    con = sqlite3.connect(aztp_home / "aztp.db")
+    with con:
+        con.execute("DROP TABLE link_flows")
+        con.execute("UPDATE meta SET value = 1 WHERE key = 'schema_version'")
+    con.close()
+
+    reopened = make_client()
+    (link,) = run(reopened.list_links(a))
+    assert link["scope"] == "organization"
+    assert run(reopened.verify_authorize_identity_connection(a, b)) is True
+    con = sqlite3.connect(aztp_home / "aztp.db")
+    try:
+        version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        assert version == (2,)
+        assert con.execute("SELECT count(*) FROM link_flows").fetchone() == (0,)
+    finally:
+        con.close()

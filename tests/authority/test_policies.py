@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from aztp_agents import Aztp
+from aztp_agents import Aztp, Guard, Reason
 from aztp_agents.errors import (
     ConflictError,
     NotFoundError,
@@ -80,3 +83,113 @@ def test_policy_codes_and_documents_are_checked(client: Aztp) -> None:
     (a,) = issue(client, "attach-target")
     with pytest.raises(NotFoundError):
         run(client.attach_policy(a, "policy:000000000000"))
+
+
+# =========================================================================================
+# An allow-list restricts (issue 13.3): with policies attached a call needs a matching Allow
+# =========================================================================================
+
+
+def test_an_allow_list_policy_restricts_the_tool_call_and_the_check_agrees(client: Aztp) -> None:
+    """``Allow tool:web_search`` alone on an agent: the guard allows web_search only, and
+    ``check_identity_policy_permissions`` answers the same for each tool."""
+    guard = Guard(flow="allow-list", client=client)
+    crew = guard.enroll("agent/allow-listed", ["tool/web-search", "tool/send-email"])
+    agent = crew.agent_id
+    search, email = crew.tools["tool/web-search"], crew.tools["tool/send-email"]
+    # No policy attached: the link alone authorizes.
+    assert guard.check(agent, email, "send_email").allowed
+    assert run(client.check_identity_policy_permissions(agent, {"actions": "tool:send_email"}))[
+        "actions"
+    ] == {"tool:send_email": True}
+
+    only_search = run(
+        client.create_policy(
+            "only-search", {"Statement": {"Effect": "Allow", "Action": "tool:web_search"}}
+        )
+    )
+    run(client.attach_policy(agent, only_search["code"]))
+    assert guard.check(agent, search, "web_search").allowed
+    denied = guard.check(agent, email, "send_email")
+    assert not denied.allowed and denied.reason is Reason.POLICY_DENIED
+    assert "no attached policy allows" in denied.describe()
+    checked = run(
+        client.check_identity_policy_permissions(
+            agent, {"actions": ["tool:web_search", "tool:send_email"]}
+        )
+    )
+    assert checked["actions"] == {"tool:web_search": True, "tool:send_email": False}
+
+    # The policies attached to the agent and to the tool count together (as IAM's identity
+    # and resource policies do): a Deny on either side wins, an Allow on either side allows.
+    tool_denies = run(
+        client.create_policy("search-off", {"Statement": {"Effect": "Deny", "Action": "tool:*"}})
+    )
+    run(client.attach_policy(search, tool_denies["code"]))
+    assert guard.check(agent, search, "web_search").reason is Reason.POLICY_DENIED
+    run(client.detach_policy(agent, only_search["code"]))
+    assert guard.check(agent, email, "send_email").allowed  # nothing attached to either
+    tool_allows = run(
+        client.create_policy(
+            "email-ok", {"Statement": {"Effect": "Allow", "Action": "tool:invoke"}}
+        )
+    )
+    run(client.attach_policy(email, tool_allows["code"]))
+    run(client.attach_policy(agent, only_search["code"]))
+    assert guard.check(agent, email, "send_email").allowed  # the tool's own Allow matches
+
+
+_EFFECTS = st.sampled_from(["Allow", "Deny", "Audit"])
+_ACTIONS = st.sampled_from(["tool:invoke", "tool:*", "tool:search", "tool:send", "*", "connect"])
+_RESOURCES = st.sampled_from(
+    [None, "aztp://astha.ai/*", "aztp://astha.ai/workload/production/node/tool/prop-search", "x"]
+)
+
+
+@st.composite
+def _statements(draw: st.DrawFn) -> list[dict[str, Any]]:
+    out = []
+    for _ in range(draw(st.integers(0, 3))):
+        statement: dict[str, Any] = {
+            "Effect": draw(_EFFECTS),
+            "Action": draw(st.lists(_ACTIONS, min_size=1, max_size=2)),
+        }
+        resource = draw(_RESOURCES)
+        if resource is not None:
+            statement["Resource"] = resource
+        out.append(statement)
+    return out
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(statements=_statements(), on_tool=st.booleans())
+def test_the_guard_and_the_permission_check_agree_on_random_policies(
+    client: Aztp, statements: list[dict[str, Any]], on_tool: bool
+) -> None:
+    """One rule: for any policy set on one side of a call (the agent's, or the tool's), the
+    guard allows a call of tool NAME exactly when ``check_identity_policy_permissions`` of that
+    identity permits ``tool:NAME`` on the tool."""
+    guard = Guard(flow="prop-flow", client=client)
+    crew = guard.enroll("agent/prop-agent", ["tool/prop-search"])
+    agent, tool = crew.agent_id, crew.tools["tool/prop-search"]
+    holder = tool if on_tool else agent
+    code = None
+    if statements:
+        code = run(client.create_policy("prop", {"Statement": statements}))["code"]
+        run(client.attach_policy(holder, code))
+    try:
+        for name in ("search", "send"):
+            decided = guard.check(agent, tool, name)
+            checked = run(
+                client.check_identity_policy_permissions(
+                    holder, {"actions": [f"tool:{name}"], "resource": tool}
+                )
+            )
+            assert decided.allowed is checked["actions"][f"tool:{name}"], (statements, name)
+            assert checked["restricted"] is bool(statements)
+            assert decided.reason in (Reason.ALLOWED, Reason.POLICY_DENIED)
+    finally:
+        if code is not None:
+            run(client.detach_policy(holder, code))

@@ -36,3 +36,20 @@ def test_link_verify_unlink(run: Run, crew: dict[str, str]) -> None:
         contains="relationship_type",
     )
     run.fails("link", "researcher", "researcher", code=2, contains="itself")
+
+
+def test_links_shows_each_links_scope(run: Run, crew: dict[str, str]) -> None:
+    """`aztp-agents links`: the API link of the fixture is organization-wide; a guard's grant
+    is scoped to its flow (issue 18.2)."""
+    from aztp_agents import Aztp, Guard
+
+    guard = Guard(flow="nightly", client=Aztp(home=run.home))
+    guard.enroll("researcher", ["tool-delete"])
+    found = run.json("links", "researcher")
+    assert [(x["scope"], x["identityFlowIds"]) for x in found] == [
+        ("organization", []),
+        ("flow", [guard.flow_id]),
+    ]
+    text = run("links", "researcher").stdout
+    assert "organization" in text and "nightly" in text
+    assert run.json("links", "tool-search")[0]["targetIdentity"] == crew["tool"]

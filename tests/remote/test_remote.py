@@ -592,6 +592,26 @@ def test_async_decisions_are_local_and_audited(server: Server, org_key: str) -> 
         guard.client.close()
 
 
+def test_a_remote_guards_grants_hold_in_their_flow_only(server: Server, org_key: str) -> None:
+    """Issue 18.2 over the wire: the guard's links carry its flow (``identityFlowId``), and the
+    replica's state (``flowLinks``) decides a grant of another flow as ``no_link``."""
+    guard_a, agent, tool, backend = _remote_guard(server.url, org_key, "scoped-a")
+    guard_b = Guard("scoped-b", client=guard_a.client)
+    try:
+        guard_b.ensure_identity("agent")
+        guard_b.ensure_identity("tool")  # a member of flow B, granted to nobody there
+        assert guard_a.check(agent, tool, "tool").allowed
+        assert guard_b.check(agent, tool, "tool").reason.value == "no_link"
+        assert backend.stats["local"] >= 2
+        (link,) = asyncio.run(guard_a.client.list_links(tool))
+        assert link["scope"] == "flow" and link["identityFlowIds"] == [guard_a.flow_id]
+        assert (
+            asyncio.run(guard_a.client.verify_authorize_identity_connection(agent, tool)) is False
+        )
+    finally:
+        guard_a.client.close()
+
+
 def test_feed_down_fails_closed_within_the_stale_bound(lone_server: Server) -> None:
     guard, agent, tool, backend = _remote_guard(
         lone_server.url, lone_server.key, "outage", stale_after=1.5

@@ -241,7 +241,12 @@ def test_flows_links_policies_and_state(acme: Api) -> None:
         "/v1/policies",
         json={
             "name": "no-delete",
-            "document": {"Statement": [{"Effect": "Deny", "Action": "tool:delete"}]},
+            "document": {
+                "Statement": [
+                    {"Effect": "Allow", "Action": "tool:*"},
+                    {"Effect": "Deny", "Action": "tool:delete"},
+                ]
+            },
         },
     )
     acme.ok("POST", "/v1/policies/attach", json={"aztpId": aid("st-agent"), "code": pol["code"]})
@@ -249,7 +254,11 @@ def test_flows_links_policies_and_state(acme: Api) -> None:
     assert st["flows"][fid] == "st-flow"
     assert sorted(st["members"][fid]) == [aid("st-agent"), aid("st-tool")]
     assert [aid("st-agent"), aid("st-tool")] in st["links"]
-    assert st["policies"][aid("st-agent")] == [{"Effect": "Deny", "Action": ["tool:delete"]}]
+    assert st["policies"][aid("st-agent")] == [
+        {"Effect": "Allow", "Action": ["tool:*"]},
+        {"Effect": "Deny", "Action": ["tool:delete"]},
+    ]
+    assert st["flowLinks"] == {}  # links made through the API are organization-wide
     assert st["identities"][aid("st-agent")] == "active"
     # decisions, taken by the server and audited
     d = acme.ok(

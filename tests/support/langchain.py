@@ -166,6 +166,11 @@ def broken_client(tmp_path: Any, *, broken: bool = True) -> tuple[Aztp, BrokenBa
 async def deny_policy(client: Aztp, aztp_id: str, tool_name: str) -> None:
     policy = await client.create_policy(
         f"deny-{tool_name}",
-        {"Statement": [{"Effect": "Deny", "Action": f"tool:{tool_name}"}]},
+        {
+            "Statement": [
+                {"Effect": "Allow", "Action": "tool:*"},
+                {"Effect": "Deny", "Action": f"tool:{tool_name}"},
+            ]
+        },
     )
     await client.attach_policy(aztp_id, policy["code"])

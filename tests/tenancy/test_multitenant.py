@@ -620,6 +620,11 @@ class Isolation(RuleBasedStateMachine):
         codes = w.idents[agent].policies | w.idents[tool].policies
         if any(w.policies[c].effect == "Deny" and w.policies[c].action == "tool:*" for c in codes):
             return "policy_denied"
+        # With policies attached, a call needs a matching Allow (an allow-list restricts).
+        if codes and not any(
+            w.policies[c].effect == "Allow" and w.policies[c].action == "tool:*" for c in codes
+        ):
+            return "policy_denied"
         return "allowed"
 
     @rule(who=st.integers(0, 3), flow=PICK, agent=PICK, tool=PICK)

@@ -36,7 +36,12 @@ def authorize_connection(
 )
 def link(body: LinkBody, caller: Caller, authority: ServedAuthority) -> Response:
     data = authority.link_identities(
-        caller, body.sourceIdentity, body.targetIdentity, body.relationshipType, body.metadata
+        caller,
+        body.sourceIdentity,
+        body.targetIdentity,
+        body.relationshipType,
+        body.metadata,
+        flow_id=body.identityFlowId,
     )
     return ok(data, "Workload identity link created successfully")
 

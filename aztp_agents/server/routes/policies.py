@@ -44,6 +44,10 @@ def action_permissions(
         str | None, Query(max_length=4096, description="comma-separated actions")
     ] = None,
     trust_domain: Annotated[str | None, Query(max_length=255)] = None,
+    resource: Annotated[
+        str | None,
+        Query(max_length=2048, description="the resource (a tool's AZTP ID) the actions are on"),
+    ] = None,
 ) -> Response:
     data = authority.check_permissions(
         caller,
@@ -51,6 +55,7 @@ def action_permissions(
         policy_code=policy_code or policy_id,
         actions=action,
         trust_domain=trust_domain,
+        resource=resource,
     )
     return ok(data, "Action permissions evaluated")
 
