@@ -220,3 +220,40 @@ def test_an_unreadable_store_denies_within_the_bound_and_recovers_when_readable(
         proc.kill()
         proc.wait(timeout=30)
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_langchain_agent_whose_store_is_deleted_mid_run_stops_running_tools(
+    tmp_path: Path, mode: str
+) -> None:
+    """A real ``create_agent`` run (scripted model) with ``AztpMiddleware``: the store is
+    deleted inside the third tool body; every tool call after the bound is denied."""
+    pytest.importorskip("langchain")
+    from aztp_langchain import AztpMiddleware
+    from aztp_langchain.testing import ScriptedChatModel, call
+    from langchain.agents import create_agent
+
+    from tests.support.langchain import Counter, counting_tool, invoke, tool_messages
+
+    client = Aztp(home=tmp_path / "home", trust_domain="astha.ai")
+    counter = Counter()
+
+    async def break_store_on_third_call() -> None:
+        if counter["search"] == 3:
+            os.unlink(tmp_path / "home" / "aztp.db")
+            # Wait out the documented bound: from here on, every decision must deny.
+            time.sleep(StoreFiles.CONFIRM_INTERVAL_S * 1.5)
+
+    tool = counting_tool("search", counter, on_call=break_store_on_third_call)
+    model = ScriptedChatModel(script=[[call("search", query=f"q{i}")] for i in range(12)])
+    middleware = AztpMiddleware(flow="prod", agent_name="researcher", client=client)
+    agent = create_agent(model, [tool], middleware=[middleware])
+
+    result = invoke(agent, mode)
+
+    assert counter["search"] == 3  # no tool body ran after the break
+    messages = tool_messages(result, "search")
+    assert [m.status for m in messages[:3]] == ["success"] * 3
+    assert len(messages) == 12
+    for m in messages[3:]:
+        assert m.status == "error" and "[authority_unavailable]" in str(m.content), m.content
