@@ -344,6 +344,8 @@ class Store:
         for conn in checkers:
             conn.close()
         self.engine.dispose()
+        if self.files is not None:
+            self.files.close()
 
 
 def _chain_rows(

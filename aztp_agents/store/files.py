@@ -67,23 +67,36 @@ _SHARED_FIRST = 0x40000000 + 2
 #: that maps the ``-shm`` file holds a read lock on it while it does.
 _SHM_DMS = 128
 
-# One read-only descriptor per database file per process, never closed: closing any
-# descriptor of a file drops every POSIX lock the process holds on it (SQLite's included).
-_HEADER_FDS: dict[tuple[int, int], int] = {}
-_HEADER_FDS_LOCK = threading.Lock()
+# One read-only descriptor per database file per process, shared by its open stores and closed
+# with the last of them: closing any descriptor of a file drops every POSIX lock the process
+# holds on it (SQLite's included), harmless only once no store here uses the file.
+_HEADER_FDS: dict[tuple[int, int], list[int]] = {}  # identity -> [fd, users]
+# The open stores of this process, per database file.
+_OPEN: dict[tuple[int, int], set[StoreFiles]] = {}
+_OPEN_LOCK = threading.Lock()
 
 
 def _header_fd(path: Path, identity: tuple[int, int]) -> int:
-    with _HEADER_FDS_LOCK:
-        fd = _HEADER_FDS.get(identity)
-        if fd is None:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != identity:  # replaced between stat and open
-                os.close(fd)  # not the file SQLite has open: no lock of ours on it
-                raise StoreError(f"the store at {path} was replaced while it was being opened")
-            _HEADER_FDS[identity] = fd
-        return fd
+    """A descriptor of the database file (one more user); the caller holds ``_OPEN_LOCK``."""
+    entry = _HEADER_FDS.get(identity)
+    if entry is None:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != identity:  # replaced between stat and open
+            os.close(fd)  # not the file SQLite has open: no lock of ours on it
+            raise StoreError(f"the store at {path} was replaced while it was being opened")
+        entry = _HEADER_FDS[identity] = [fd, 0]
+    entry[1] += 1
+    return entry[0]
+
+
+def _release_header_fd(identity: tuple[int, int]) -> None:
+    entry = _HEADER_FDS.get(identity)
+    if entry is not None:
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del _HEADER_FDS[identity]
+            os.close(entry[0])
 
 
 class StoreFiles:
@@ -101,7 +114,6 @@ class StoreFiles:
         self.shm_path = Path(f"{path}-shm")
         st = os.stat(path)
         self.db_id = (st.st_dev, st.st_ino)
-        self._fd = _header_fd(path, self.db_id)
         try:
             shm = os.stat(self.shm_path)
         except FileNotFoundError:
@@ -114,6 +126,31 @@ class StoreFiles:
         self.broken: str | None = None
         self._reported: str | None = None
         self._lock = threading.Lock()
+        self._closed = False
+        # SQLite maps one WAL index per database file per process, for as long as any
+        # connection to it is open: a store opened while another one of this process is still
+        # open uses *that* store's index, whatever file is at the path now.
+        with _OPEN_LOCK:
+            for other in _OPEN.get(self.db_id, ()):
+                if other.shm_id != self.shm_id:
+                    raise StoreError(
+                        f"the store at {path} is still open in this process on a WAL index "
+                        "(-shm) that was deleted or replaced; restart this process"
+                    )
+            self._fd = _header_fd(path, self.db_id)
+            _OPEN.setdefault(self.db_id, set()).add(self)
+
+    def close(self) -> None:
+        """This store no longer uses the files (call once its connections are closed)."""
+        with _OPEN_LOCK:
+            if self._closed:
+                return
+            self._closed = True
+            users = _OPEN.get(self.db_id, set())
+            users.discard(self)
+            if not users:
+                _OPEN.pop(self.db_id, None)
+            _release_header_fd(self.db_id)
 
     # --- are my files still mine? ---------------------------------------------------------
 
@@ -147,6 +184,8 @@ class StoreFiles:
         return None
 
     def _latched_problem(self) -> str | None:
+        if self._closed:
+            return "the store was closed"
         try:
             st = os.stat(self.path)
         except FileNotFoundError:

@@ -40,9 +40,7 @@ def delete(db: Path, other: Path) -> None:
 
 def replace_with_other_bytes(db: Path, other: Path) -> None:
     in_another_process(
-        "import os\n"
-        "open(db + '.new', 'wb').write(os.urandom(8192))\n"
-        "os.replace(db + '.new', db)",
+        "import os\nopen(db + '.new', 'wb').write(os.urandom(8192))\nos.replace(db + '.new', db)",
         db=str(db),
     )
 
