@@ -49,11 +49,18 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import struct
+import sys
 import threading
 import time
 from pathlib import Path
 
 from ..errors import StoreError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: only the identity checks run
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["StoreFiles"]
 
@@ -63,6 +70,7 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: SQLite's lock bytes on the database file (``os_unix.c``): a connection in WAL mode holds a
 #: read lock on the SHARED range for as long as it is open.
 _SHARED_FIRST = 0x40000000 + 2
+_SHARED_SIZE = 510
 #: The WAL index's "dead man switch" byte (``os_unix.c``, ``UNIX_SHM_DMS``): every process
 #: that maps the ``-shm`` file holds a read lock on it while it does.
 _SHM_DMS = 128
@@ -244,6 +252,8 @@ class StoreFiles:
         """Processes (other than this one) holding the database's SHARED lock but not the
         ``-shm`` file's DMS lock; empty where ``/proc/locks`` cannot tell (not Linux, or this
         process's own lock on the database is not listed there)."""
+        if not _others_hold(self._fd, _SHARED_FIRST, _SHARED_SIZE):
+            return set()  # nobody else has the database open: nobody to miss our writes
         db_pids: set[int] = set()
         shm_pids: set[int] = set()
         try:
@@ -269,6 +279,25 @@ class StoreFiles:
 
 
 _EFFECTIVE_IDS = os.access in os.supports_effective_ids
+
+# struct flock on Linux (short type, short whence, off_t start, off_t len, pid_t pid; native
+# alignment), for F_GETLK: "does another process hold a lock on these bytes?"
+_FLOCK = struct.Struct("@hhqqi4x")
+
+
+def _others_hold(fd: int, start: int, length: int) -> bool:
+    """Whether another process holds a lock on ``start .. start+length`` of ``fd``'s file (a
+    question only: F_GETLK takes no lock). True where the question cannot be asked (then the
+    caller looks closer)."""
+    if fcntl is None or not sys.platform.startswith("linux"):
+        return True
+    try:
+        answer = fcntl.fcntl(
+            fd, fcntl.F_GETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, start, length, 0)
+        )
+    except OSError:
+        return True
+    return _FLOCK.unpack(answer)[0] != fcntl.F_UNLCK
 
 
 def _lock_key(identity: tuple[int, int]) -> str:
