@@ -57,10 +57,41 @@ class AuditEntry(BaseModel):
     hash: str
     #: Position inside a group-committed batch (None for entries written on their own).
     index: int | None = None
+    #: Why the stored row could not be read (its ``data`` is then empty): it was changed
+    #: outside aztp-agents. ``None`` for every readable entry.
+    problem: str | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        """The entry as the API sends it: ``problem`` only on an entry that has one."""
+        return self.model_dump(mode="json", exclude=None if self.problem else {"problem"})
 
     @classmethod
     def from_row(cls, row: Any) -> list[AuditEntry]:
-        """The entries a stored row holds: itself, or one per record of a batch."""
+        """The entries a stored row holds: itself, or one per record of a batch; a row that
+        cannot be decoded is one entry that says so (a reader of the log sees everything else
+        and where it is damaged, as ``verify_chain`` reports it)."""
+        try:
+            return cls._decode(row)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            return [
+                cls(
+                    org_id=row.org_id,
+                    seq=row.seq,
+                    ts=str(row.ts),
+                    actor=row.actor,
+                    action=row.action,
+                    subject=row.subject,
+                    prev_hash=row.prev_hash,
+                    hash=row.hash,
+                    problem=(
+                        f"entry {row.seq} cannot be read ({type(exc).__name__}): it was changed "
+                        "outside aztp-agents; run 'aztp-agents audit verify'"
+                    ),
+                )
+            ]
+
+    @classmethod
+    def _decode(cls, row: Any) -> list[AuditEntry]:
         if row.action != BATCH_ACTION:
             return [
                 cls(

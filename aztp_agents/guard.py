@@ -54,7 +54,12 @@ current_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 @contextlib.contextmanager
 def bind_agent(aztp_id: str | None) -> Iterator[None]:
-    """Run the block as ``aztp_id`` (a contextvar: concurrent tasks never see each other's)."""
+    """Run the block as ``aztp_id`` (a contextvar: concurrent tasks never see each other's).
+
+    The bound agent is the caller of tools that have no agent of their own. It never
+    overrides the agent a tool was secured for: a sub-agent run inside the block decides as
+    itself (only ``aztp_langchain.acting_as`` overrides, explicitly). Adapters bind the agent
+    of an allowed tool call while its body runs and restore the previous one afterwards."""
     token = current_agent.set(aztp_id)
     try:
         yield

@@ -21,7 +21,6 @@ Fixtures (generic; add more below, one per concern):
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
@@ -39,6 +38,7 @@ _SESSION_HOME = Path(tempfile.mkdtemp(prefix="aztp-test-home-"))
 os.environ["AZTP_HOME"] = str(_SESSION_HOME)
 
 from aztp_agents import Aztp  # noqa: E402 - after the environment is set
+from tests.support.cli import close_embedded  # noqa: E402
 
 TRUST_DOMAIN = "astha.ai"
 
@@ -65,22 +65,6 @@ def aztp_home(tmp_path: Path) -> Path:
     return tmp_path / "aztp-home"
 
 
-def _close_embedded(home: Path) -> None:
-    """Close and forget the embedded authority cached for ``home`` (best effort)."""
-    from aztp_agents import client as client_module
-
-    cache = getattr(client_module, "_AUTHORITIES", None)
-    lock = getattr(client_module, "_AUTHORITIES_LOCK", None)
-    if cache is None or lock is None:
-        return
-    key = (home / "aztp.db").resolve()
-    with lock:
-        authority = cache.pop(key, None)
-    if authority is not None:
-        with contextlib.suppress(Exception):  # closing is hygiene, never a test failure
-            authority.store.close()
-
-
 @pytest.fixture
 def make_client(aztp_home: Path) -> Iterator[Callable[..., Aztp]]:
     """``make_client(home=None, **kwargs)``: an embedded client (``trust_domain`` defaults to
@@ -95,7 +79,7 @@ def make_client(aztp_home: Path) -> Iterator[Callable[..., Aztp]]:
 
     yield make
     for home in homes:
-        _close_embedded(home)
+        close_embedded(home)
 
 
 @pytest.fixture

@@ -178,7 +178,8 @@ def secure_crew(crew: Any, *, flow: str, **options: Any) -> Any:
     Each agent gets an identity named after its role (unique within the crew), each tool one
     named after the tool; all are enrolled in the flow (created if missing) and each agent is
     linked to the tools it was given (its own, its tasks', CrewAI's delegation tools when it
-    may delegate). Every tool call of the crew then passes the guard; an agent or a tool that
+    may delegate; in a hierarchical crew, the manager to the tools of every task, which CrewAI
+    hands it). Every tool call of the crew then passes the guard; an agent or a tool that
     has no identity in this crew is denied. Returns the same crew, ready to ``kickoff()``.
     Options as for :func:`secure_agent`.
     """
@@ -199,16 +200,22 @@ def secure_crew(crew: Any, *, flow: str, **options: Any) -> Any:
 
     task_tools: dict[int, list[Any]] = {id(a): [] for a in agents}
     unassigned_tools: list[Any] = []
+    every_task_tool: list[Any] = []
     for task in crew.tasks:
         tools = [t for t in (getattr(task, "tools", None) or []) if getattr(t, "name", None)]
+        every_task_tool.extend(tools)
         owner = getattr(task, "agent", None)
         if owner is not None and id(owner) in task_tools:
             task_tools[id(owner)].extend(tools)
         else:
             unassigned_tools.extend(tools)
 
-    can_delegate = len(agents) > 1 or getattr(crew, "manager_agent", None) is not None
+    manager = getattr(crew, "manager_agent", None)
+    can_delegate = len(agents) > 1 or manager is not None
     hierarchical = str(getattr(crew, "process", "")).endswith("hierarchical")
+    # In a hierarchical crew CrewAI runs every task through the manager and hands it the
+    # task's tools (assigned to a worker or not): the manager is linked to all of them.
+    manager_task_tools = every_task_tool if hierarchical else []
     used: set[str] = set()
     entries: dict[str, reg.AgentEntry] = {}
     tokens: dict[int, str] = {}
@@ -216,9 +223,9 @@ def secure_crew(crew: Any, *, flow: str, **options: Any) -> Any:
     for agent in agents:
         name = _unique(_agent_base_name(agent, prefix), used)
         tools = [*_tools_of(agent), *task_tools[id(agent)], *unassigned_tools]
-        delegates = getattr(agent, "allow_delegation", False) or (
-            hierarchical and agent is getattr(crew, "manager_agent", None)
-        )
+        if manager is not None and agent is manager:
+            tools += manager_task_tools
+        delegates = getattr(agent, "allow_delegation", False) or (hierarchical and agent is manager)
         extra = DELEGATION_TOOLS if (delegates and can_delegate) else ()
         agent_token = reg.ensure_agent_token(agent)
         entry = _enroll(guard, agent, name, tools, extra, prefix, agent_token)
@@ -226,11 +233,11 @@ def secure_crew(crew: Any, *, flow: str, **options: Any) -> Any:
         tokens[id(agent)] = agent_token
         all_tools.update(entry.tools)
 
-    manager = getattr(crew, "manager_agent", None)
     manager_token = tokens.get(id(manager)) if manager is not None else None
     if hierarchical and manager is None:
-        # CrewAI creates the manager at kickoff ("Crew Manager", delegation tools only); its
-        # identity is made now and given to that agent on its first tool call.
+        # CrewAI creates the manager at kickoff ("Crew Manager": the delegation tools, and the
+        # tools of the task it runs); its identity is made now and given to that agent on its
+        # first tool call.
         from crewai.utilities.i18n import get_i18n
 
         role = get_i18n(prompt_file=getattr(crew, "prompt_file", None)).retrieve(
@@ -240,7 +247,7 @@ def secure_crew(crew: Any, *, flow: str, **options: Any) -> Any:
         manager_token = uuid.uuid4().hex
         name = _unique(_agent_base_name(future_manager, prefix), used)
         entries[manager_token] = _enroll(
-            guard, future_manager, name, [], DELEGATION_TOOLS, prefix, manager_token
+            guard, future_manager, name, manager_task_tools, DELEGATION_TOOLS, prefix, manager_token
         )
         all_tools.update(entries[manager_token].tools)
     reg.register_crew(

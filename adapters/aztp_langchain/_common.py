@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from langchain_core.tools import BaseTool, StructuredTool, Tool
+
 from aztp_agents.decisions import Decision, denial
 from aztp_agents.errors import ToolCallDenied
 from aztp_agents.guard import Guard
@@ -81,3 +83,30 @@ def denied_text(decision: Decision) -> str:
 
 def denied_error(decision: Decision) -> ToolCallDenied:
     return ToolCallDenied(denied_text(decision), decision=decision)
+
+
+#: LangChain's tools made from functions: ``func`` (sync body) and ``coroutine`` (async body).
+_FUNCTION_TOOLS = (StructuredTool, Tool)
+
+
+def cannot_run_sync(tool: Any) -> NotImplementedError | None:
+    """The error a sync call of ``tool`` ends in before its body could run, when the tool has
+    only an async body (a ``StructuredTool`` / ``Tool`` made with ``coroutine=`` and no
+    ``func``, as langchain-mcp-adapters makes them); else ``None``.
+
+    Such a call is not decided: an ``allowed`` record for a call that cannot run would be
+    false. The caller raises this error (LangChain's own) instead; ``ainvoke`` decides and runs.
+    """
+    if not isinstance(tool, _FUNCTION_TOOLS):
+        # A SecuredTool: what it wraps is what runs. (Its pydantic field, read from __dict__:
+        # a missing attribute on a pydantic model costs an exception, on every sync call.)
+        inner = tool.__dict__.get("inner") if isinstance(tool, BaseTool) else None
+        if not isinstance(inner, _FUNCTION_TOOLS):
+            return None
+        tool = inner
+    if tool.func is None and tool.coroutine is not None:
+        return NotImplementedError(
+            f"{type(tool).__name__} {tool.name!r} does not support sync invocation (it has "
+            "only an async body): call it with ainvoke. Not decided by AZTP."
+        )
+    return None

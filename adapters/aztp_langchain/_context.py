@@ -3,6 +3,21 @@
 The identity never travels in tool arguments (the model writes those). LangGraph copies the
 context into every node, worker thread and task it starts, so concurrent runs in one event
 loop each see their own caller and never swap.
+
+Who decides a secured tool's call (the rule; ``tools._Binding`` applies it):
+
+1. An ``AztpMiddleware`` decides its agent's calls as that agent, whatever the context holds,
+   and a secured tool it runs is not decided again. Its decision covers exactly one call: the
+   tool object and tool-call id it decided, consumed by the first secured tool that runs it.
+2. Inside :func:`acting_as` the named agent decides every secured tool called in the block,
+   even a tool secured for another agent: an explicit override, at that level only.
+3. Otherwise a tool secured for an agent decides as that agent. The caller of a tool call
+   that is running around it (a supervisor whose tool runs this sub-agent) never overrides:
+   each tool call binds its own caller while its body runs and restores the parent's after,
+   so an ``acting_as`` or a supervisor above does not reach into the runs nested below.
+4. A tool secured with no agent decides as the caller in the context (the running tool
+   call's agent, :func:`acting_as`, or the core's ``bind_agent``); with none it is denied as
+   ``agent_unknown``.
 """
 
 from __future__ import annotations
@@ -13,7 +28,7 @@ from contextvars import ContextVar
 from typing import Any, NamedTuple
 
 from aztp_agents import guard as _core
-from aztp_agents.ids import is_valid_aztp_id
+from aztp_agents.ids import is_valid_aztp_id, parse_aztp_id
 
 __all__ = [
     "CALLER",
@@ -38,11 +53,18 @@ class Caller(NamedTuple):
     #: tool identity and the tool-call id that decision covered.
     tool_id: str | None = None
     tool_call_id: str | None = None
+    #: The tool object that decision covers (the one the enforcement point saw run).
+    tool: Any = None
+    #: Bound by :func:`acting_as`: overrides the agent a tool was secured for (rule 2).
+    explicit: bool = False
 
-    def covers(self, flow_id: str | None, tool_id: str | None, tool_call_id: str | None) -> bool:
+    def covers(
+        self, flow_id: str | None, tool_id: str | None, tool_call_id: str | None, tool: Any
+    ) -> bool:
         """Whether this caller's decision already covers that exact tool call."""
         return (
             tool_call_id is not None
+            and self.tool is tool
             and self.tool_call_id == tool_call_id
             and self.tool_id is not None
             and self.tool_id == tool_id
@@ -56,13 +78,14 @@ CALLER: ContextVar[Caller | None] = ContextVar("aztp_langchain_caller", default=
 
 
 def current_caller() -> Caller | None:
-    """The caller in the context: ours, else the core's ``aztp_agents.guard.bind_agent``."""
+    """The caller in the context: ours, unless the core's ``aztp_agents.guard.bind_agent``
+    bound another agent inside it (then that agent, as an implicit caller: it names the
+    caller of tools with no agent of their own, and overrides no tool's agent)."""
     caller = CALLER.get()
-    if caller is None:
-        agent_id = _core.current_agent.get()
-        if agent_id:
-            return Caller(agent_id=agent_id)
-    return caller
+    agent_id = _core.current_agent.get()
+    if caller is not None and caller.agent_id == agent_id:
+        return caller
+    return Caller(agent_id=agent_id) if agent_id else None
 
 
 def current_agent() -> str | None:
@@ -92,13 +115,23 @@ def enter_call(
     flow_id: str | None,
     tool_id: str | None,
     tool_call_id: str | None,
+    tool: Any,
 ) -> tuple[Any, Any]:
-    """:func:`push` of the caller of a tool call an enforcement point allowed; undo with
-    :func:`pop`. Made for the per-call path: the Caller is built with ``tuple.__new__`` and
-    the contextvars are set through bound methods (each Python call there costs more than its
-    instructions)."""
-    caller = _new_tuple(Caller, (agent_id, agent_name, flow_id, tool_id, tool_call_id))
+    """:func:`push` of the caller of a tool call an enforcement point allowed (``tool``: the
+    tool object about to run); undo with :func:`pop`. Made for the per-call path: the Caller
+    is built with ``tuple.__new__`` and the contextvars are set through bound methods (each
+    Python call there costs more than its instructions)."""
+    caller = _new_tuple(Caller, (agent_id, agent_name, flow_id, tool_id, tool_call_id, tool, False))
     return _set_caller(caller), _set_agent(agent_id)
+
+
+def _name_of(agent: Any, agent_id: str) -> str:
+    """The agent's name for audit contexts: its own (a middleware's ``agent_name``), else the
+    name part of its AZTP ID."""
+    name = getattr(agent, "agent_name", None)
+    if isinstance(name, str) and name:
+        return name
+    return parse_aztp_id(agent_id).name
 
 
 @contextmanager
@@ -106,7 +139,9 @@ def acting_as(agent: Any) -> Iterator[str]:
     """Run the enclosed block as ``agent`` (an AZTP ID, or an object :func:`identity_of` knows).
 
     Secured tools invoked inside the block decide for this agent instead of the agent they were
-    secured for. The value is bound to the current context only (thread or asyncio task)::
+    secured for. It reaches the tool calls made in the block, not the runs nested inside them:
+    a tool call binds its own caller while it runs, and a sub-agent that tool starts decides
+    as itself. The value is bound to the current context only (thread or asyncio task)::
 
         async def run(graph, agent_id):
             with acting_as(agent_id):
@@ -123,7 +158,7 @@ def acting_as(agent: Any) -> Iterator[str]:
             f"acting_as needs an AZTP ID (aztp://...) or a secured object with an identity, "
             f"got {agent!r}"
         )
-    tokens = push(Caller(agent_id=agent_id))
+    tokens = push(Caller(agent_id=agent_id, agent_name=_name_of(agent, agent_id), explicit=True))
     try:
         yield agent_id
     finally:

@@ -19,6 +19,7 @@ from aztp_agents.guard import Guard
 
 from ._common import (
     DEFAULT_AGENT_NAME,
+    cannot_run_sync,
     check_options,
     denied_error,
     denied_text,
@@ -214,6 +215,9 @@ class AztpMiddleware(AgentMiddleware):
         request: ToolCallRequest,
         handler: Callable[[ToolCallRequest], ToolResult],
     ) -> ToolResult:
+        unsupported = cannot_run_sync(request.tool)
+        if unsupported is not None:  # it cannot run on this path: nothing to decide
+            raise unsupported
         decision = self._decide_now(request) or self._decide(request)
         if not decision.allowed:
             if decision.enforced:
@@ -225,6 +229,7 @@ class AztpMiddleware(AgentMiddleware):
             self._flow_id,
             decision.tool,
             request.tool_call.get("id"),
+            request.tool,
         )
         try:
             return handler(request)
@@ -249,6 +254,7 @@ class AztpMiddleware(AgentMiddleware):
             self._flow_id,
             decision.tool,
             request.tool_call.get("id"),
+            request.tool,
         )
         try:
             return await handler(request)

@@ -17,6 +17,7 @@ from aztp_agents.decisions import Decision
 from aztp_agents.guard import Guard
 
 from ._common import (
+    cannot_run_sync,
     check_options,
     denied_error,
     denied_text,
@@ -66,18 +67,28 @@ class _Binding:
 
     # -- one decision --
 
-    def _who(self, tool_name: str, tool_call_id: str | None) -> tuple[Caller | None, bool]:
+    def _who(
+        self, tool: BaseTool, tool_name: str, tool_call_id: str | None
+    ) -> tuple[Caller | None, bool]:
         """The caller in the context, and whether its decision already covers this call."""
         caller = current_caller()
         covered = caller is not None and caller.covers(
-            self.flow_id, self.tool_ids.get(tool_name), tool_call_id
+            self.flow_id, self.tool_ids.get(tool_name), tool_call_id, tool
         )
         return caller, covered
 
-    def _ctx(self, caller: Caller | None, tool_call_id: str | None) -> dict[str, str]:
+    def _decider(self, caller: Caller | None) -> tuple[str | None, str | None]:
+        """``(agent ID, agent name)`` that decides the call (the rule is in ``_context``): an
+        explicit ``acting_as`` caller, else the agent the tools were secured for, else the
+        caller in the context (tools with no agent of their own)."""
+        if caller is not None and (caller.explicit or self.agent_id is None):
+            return caller.agent_id, caller.agent_name
+        return self.agent_id, self.agent_name
+
+    def _ctx(self, agent_name: str | None, tool_call_id: str | None) -> dict[str, str]:
         ctx = dict(self.context)
-        if caller is not None and caller.agent_name:
-            ctx["agent"] = caller.agent_name
+        if agent_name:
+            ctx["agent"] = agent_name
         if tool_call_id:
             ctx["tool_call_id"] = tool_call_id
         return ctx
@@ -92,45 +103,48 @@ class _Binding:
             exc=exc,
         )
 
-    def decide(self, tool_name: str, tool_call_id: str | None) -> tuple[Decision | None, Caller]:
-        agent: str | None = None
-        try:
-            caller, covered = self._who(tool_name, tool_call_id)
-            if covered and caller is not None:
-                return None, caller
-            # The caller in the context (middleware run, acting_as) wins over the agent the
-            # tool was secured for: decisions name the agent that actually calls.
-            agent = caller.agent_id if caller is not None else self.agent_id
-            decision = self.guard.check(
-                agent, self.tool_ids.get(tool_name), tool_name, self._ctx(caller, tool_call_id)
-            )
-        except Exception as exc:
-            decision = self._failure(agent, tool_name, exc)
-        return decision, self._running(decision, tool_call_id)
-
-    async def adecide(
-        self, tool_name: str, tool_call_id: str | None
+    def decide(
+        self, tool: BaseTool, tool_name: str, tool_call_id: str | None
     ) -> tuple[Decision | None, Caller]:
         agent: str | None = None
         try:
-            caller, covered = self._who(tool_name, tool_call_id)
+            caller, covered = self._who(tool, tool_name, tool_call_id)
             if covered and caller is not None:
-                return None, caller
-            # The caller in the context (middleware run, acting_as) wins over the agent the
-            # tool was secured for: decisions name the agent that actually calls.
-            agent = caller.agent_id if caller is not None else self.agent_id
-            decision = await self.guard.acheck(
-                agent, self.tool_ids.get(tool_name), tool_name, self._ctx(caller, tool_call_id)
+                return None, _consumed(caller)
+            agent, agent_name = self._decider(caller)
+            decision = self.guard.check(
+                agent, self.tool_ids.get(tool_name), tool_name, self._ctx(agent_name, tool_call_id)
             )
         except Exception as exc:
             decision = self._failure(agent, tool_name, exc)
-        return decision, self._running(decision, tool_call_id)
+            agent_name = None
+        return decision, self._running(decision, agent_name, tool_call_id)
 
-    def _running(self, decision: Decision, tool_call_id: str | None) -> Caller:
-        caller = current_caller()
+    async def adecide(
+        self, tool: BaseTool, tool_name: str, tool_call_id: str | None
+    ) -> tuple[Decision | None, Caller]:
+        agent: str | None = None
+        try:
+            caller, covered = self._who(tool, tool_name, tool_call_id)
+            if covered and caller is not None:
+                return None, _consumed(caller)
+            agent, agent_name = self._decider(caller)
+            decision = await self.guard.acheck(
+                agent, self.tool_ids.get(tool_name), tool_name, self._ctx(agent_name, tool_call_id)
+            )
+        except Exception as exc:
+            decision = self._failure(agent, tool_name, exc)
+            agent_name = None
+        return decision, self._running(decision, agent_name, tool_call_id)
+
+    def _running(
+        self, decision: Decision, agent_name: str | None, tool_call_id: str | None
+    ) -> Caller:
+        """The caller bound while the tool body runs: the agent that was decided, as an
+        implicit caller (it overrides no tool's own agent in the runs nested below)."""
         return Caller(
             agent_id=decision.agent,
-            agent_name=caller.agent_name if caller is not None else self.agent_name,
+            agent_name=agent_name,
             flow_id=self.flow_id,
             tool_id=decision.tool,
             tool_call_id=tool_call_id,
@@ -148,6 +162,11 @@ class _Binding:
             status="error",
             artifact={"aztp_decision": decision.to_dict()},
         )
+
+
+def _consumed(caller: Caller) -> Caller:
+    """A covering caller once its one call has started: it covers nothing nested below."""
+    return caller._replace(tool_call_id=None, tool=None)
 
 
 class SecuredTool(BaseTool):
@@ -215,8 +234,11 @@ class SecuredTool(BaseTool):
     # -- calls: ``invoke``/``ainvoke`` end here too, through BaseTool.run/arun --
 
     def run(self, tool_input: Any, *args: Any, **kwargs: Any) -> Any:
+        unsupported = cannot_run_sync(self.inner)
+        if unsupported is not None:  # it cannot run on this path: nothing to decide
+            raise unsupported
         tool_call_id = kwargs.get("tool_call_id")
-        decision, caller = self._aztp.decide(self.name, tool_call_id)
+        decision, caller = self._aztp.decide(self, self.name, tool_call_id)
         if decision is not None:
             if decision.blocks:
                 return self._aztp.denied(self, decision, tool_call_id)
@@ -229,7 +251,7 @@ class SecuredTool(BaseTool):
 
     async def arun(self, tool_input: Any, *args: Any, **kwargs: Any) -> Any:
         tool_call_id = kwargs.get("tool_call_id")
-        decision, caller = await self._aztp.adecide(self.name, tool_call_id)
+        decision, caller = await self._aztp.adecide(self, self.name, tool_call_id)
         if decision is not None:
             if decision.blocks:
                 return self._aztp.denied(self, decision, tool_call_id)
@@ -242,7 +264,10 @@ class SecuredTool(BaseTool):
 
     def _run(self, *args: Any, **kwargs: Any) -> Any:
         # Only reached by code that calls ``_run`` directly; still decided first.
-        decision, caller = self._aztp.decide(self.name, None)
+        unsupported = cannot_run_sync(self.inner)
+        if unsupported is not None:
+            raise unsupported
+        decision, caller = self._aztp.decide(self, self.name, None)
         if decision is not None and decision.blocks:
             raise denied_error(decision)
         tokens = push(caller)
@@ -252,7 +277,7 @@ class SecuredTool(BaseTool):
             pop(tokens)
 
     async def _arun(self, *args: Any, **kwargs: Any) -> Any:
-        decision, caller = await self._aztp.adecide(self.name, None)
+        decision, caller = await self._aztp.adecide(self, self.name, None)
         if decision is not None and decision.blocks:
             raise denied_error(decision)
         tokens = push(caller)
@@ -293,9 +318,11 @@ def secure_tools(
     """Wrap tools so that every call is decided by the AZTP guard first.
 
     With ``agent="researcher"`` the agent and each tool get identities now, are enrolled in
-    ``flow`` and the agent is linked to every tool; calls are decided for that agent unless the
-    context names another caller (an :class:`AztpMiddleware` run or :func:`acting_as`). Without
-    ``agent`` only the tools get identities and every call needs a caller in the context.
+    ``flow`` and the agent is linked to every tool; calls are decided for that agent, also when
+    another agent's tool call runs them (a supervisor's tool that runs this agent), unless
+    :func:`acting_as` names the caller explicitly or the agent's :class:`AztpMiddleware`
+    already decided the call. Without ``agent`` only the tools get identities and every call
+    decides as the caller in the context (none: ``agent_unknown``).
 
     A denied call does not run. Called as a tool call (from a ``ToolNode``, an agent, or
     ``tool.invoke(tool_call)``) it answers ``ToolMessage(status="error")`` naming the reason

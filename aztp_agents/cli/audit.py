@@ -43,7 +43,13 @@ def audit_tail(
                 None,
                 ["seq", "time", "action", "subject", "details"],
                 [
-                    (e["seq"], e["ts"], e["action"], e.get("subject"), e.get("data") or None)
+                    (
+                        e["seq"],
+                        e["ts"],
+                        e["action"],
+                        e.get("subject"),
+                        e.get("problem") or e.get("data") or None,
+                    )
                     for e in entries
                 ],
             )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..errors import ValidationError
+from ..private_files import write_file
 from ._app import sub_app
 from ._client import run
 from ._errors import EXIT_NEGATIVE, fail
@@ -108,16 +108,12 @@ def _write_credentials(out: Path, identity: Identity) -> list[str]:
     files = {"svid.pem": identity.certificate, "bundle.pem": identity.ca_certificate}
     written = []
     for fname, content in files.items():
-        (out / fname).write_text(content)
+        write_file(out / fname, content.encode("ascii"), 0o644)
         written.append(str(out / fname))
     if identity.private_key:
-        key_path = out / "svid.key"
-        # Created with mode 600, never world-readable even for an instant.
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(identity.private_key)
-        os.chmod(key_path, 0o600)  # an existing file keeps its mode on O_CREAT
-        written.append(str(key_path))
+        # Mode 600 from creation on, never through a symlink planted at svid.key.
+        write_file(out / "svid.key", identity.private_key.encode("ascii"), 0o600)
+        written.append(str(out / "svid.key"))
     return written
 
 

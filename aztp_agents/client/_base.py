@@ -474,7 +474,7 @@ class ClientBase:
 
     def _audit(self, limit: int | None, action: str | None) -> Plan[list[dict[str, Any]]]:
         entries = yield _call("audit_entries", limit=limit, action=action)
-        return [e if isinstance(e, dict) else e.model_dump() for e in entries]
+        return [e if isinstance(e, dict) else e.to_doc() for e in entries]
 
     def _verify_audit(self) -> Plan[dict[str, Any]]:
         report = yield _call("verify_audit")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import secrets
 import stat
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from aztp_agents.errors import CredentialError
 from aztp_agents.ids import SpiffeId
+from aztp_agents.private_files import private_folder, write_file
 
 from ._subject import spiffe_id_of, trust_domain_name
 from ._time import CLOCK_SKEW_SECONDS, utcnow
@@ -55,21 +54,6 @@ _CA_KEY_USAGE = x509.KeyUsage(
     encipher_only=False,
     decipher_only=False,
 )
-
-
-def _write_file(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` atomically; the file has ``mode`` from its creation on."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _check_ca_certificate(trust_domain: str, certificate: x509.Certificate) -> None:
@@ -176,11 +160,10 @@ class CertificateAuthority:
     def save(self, directory: Path | str) -> None:
         """Write ``ca.crt`` (0644) and ``ca.key`` (0600, never wider) into ``directory`` (0700)."""
         directory = Path(directory)
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(directory, 0o700)
+        private_folder(directory)
         cert_pem, key_pem = self.to_pem()
-        _write_file(directory / _CA_KEY_FILE, key_pem.encode("ascii"), 0o600)
-        _write_file(directory / _CA_CERT_FILE, cert_pem.encode("ascii"), 0o644)
+        write_file(directory / _CA_KEY_FILE, key_pem.encode("ascii"), 0o600)
+        write_file(directory / _CA_CERT_FILE, cert_pem.encode("ascii"), 0o644)
         logger.info("saved CA for trust domain %s to %s", self._trust_domain, directory)
 
     @classmethod

@@ -157,7 +157,8 @@ class Changes(Protocol):
     stale: bool
     confirmed_until: float  # time.monotonic() until which the store's files count as confirmed
     listeners: list[Callable[[int], None]]
-    changes: Any  # .token_reader: the shared counter's C-level reader, or None
+    #: ``token_reader()[0]``: the store's shared change counter (a C-level read), or None.
+    token_reader: Callable[[], tuple[int]] | None
 
     def confirm(self) -> int: ...
     def current_now(self) -> bool: ...
@@ -245,7 +246,7 @@ class LocalDecisions:
         ``flat_context``: the context already flattened (as :attr:`CallContext.flat`)."""
         started = _perf_counter()
         changes = self.changes
-        read_token = changes.changes.token_reader
+        read_token = changes.token_reader
         if (
             read_token is None
             or read_token()[0] != changes.confirmed_token
@@ -298,6 +299,7 @@ class PrincipalDecisions:
 
     def __init__(self, cache: LocalDecisions, org_id: str, user_id: str) -> None:
         self.cache = cache
+        self.changes = cache.changes  # fixed for the cache's life: one attribute read less
         self.org_id = org_id
         self.user_id = user_id
 
@@ -318,8 +320,8 @@ class PrincipalDecisions:
         cache = self.cache
         # --- the usual call: already decided and allowed on the current state (inlined
         # LocalDecisions.memoized: no frame)
-        changes = cache.changes
-        read_token = changes.changes.token_reader
+        changes = self.changes
+        read_token = changes.token_reader
         key = (self.user_id, flow_id, agent, tool, tool_name, enforce)  # DecisionKey order
         if (
             read_token is not None

@@ -27,6 +27,7 @@ from .._util import epoch_iso, now_iso
 from ..audit import BATCH_ACTION, GENESIS, QueuedRecord, canonical_json, encode_batch, entry_hash
 from ..errors import StoreError
 from ..keywrap import KeyWrapper
+from ..private_files import private_folder
 from . import schema
 from .changes import StoreChanges
 from .files import StoreFiles
@@ -109,7 +110,7 @@ class Store:
     @classmethod
     def open_sqlite(cls, path: Path) -> Store:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_folder(path.parent)  # it holds the master key beside the database
         if not path.exists():
             fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
             os.close(fd)

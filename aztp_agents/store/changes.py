@@ -69,6 +69,7 @@ class StoreChanges:
             None if self._shm is None else functools.partial(_U32.unpack_from, self._shm, 8)
         )
         self._default: ChangeCursor | None = None
+        self._cursors: list[ChangeCursor] = []
 
     def token(self) -> int | None:
         """A number that changes whenever any connection, in any process, commits to the
@@ -78,7 +79,9 @@ class StoreChanges:
 
     def cursor(self) -> ChangeCursor:
         """A new reader's view (its own "changed since I asked" state)."""
-        return ChangeCursor(self)
+        cursor = ChangeCursor(self)
+        self._cursors.append(cursor)
+        return cursor
 
     def maybe_changed(self) -> bool:
         """Could anything have been committed since the last call? (the store's own cursor)"""
@@ -90,8 +93,8 @@ class StoreChanges:
         """The shared mapping itself stays (see :func:`_change_counter`); readers stop using it."""
         self._shm = None
         self.token_reader = None
-        if self._default is not None:
-            self._default.close()
+        for cursor in self._cursors:
+            cursor.close()
 
 
 class ChangeCursor:
@@ -109,6 +112,9 @@ class ChangeCursor:
 
     def __init__(self, changes: StoreChanges) -> None:
         self.changes = changes
+        #: The store's :attr:`StoreChanges.token_reader`, held here so the decision fast path
+        #: reaches it in one attribute read (``None`` once closed).
+        self.token_reader: Callable[[], tuple[int]] | None = changes.token_reader
         #: The revision last confirmed (-1: none yet).
         self.revision = -1
         #: The store's token at which :attr:`revision` was confirmed.
@@ -191,7 +197,7 @@ class ChangeCursor:
         """Whether :attr:`revision` is current, without I/O (False: :meth:`confirm` first)."""
         if time.monotonic() >= self.confirmed_until:
             return False
-        read = self.changes.token_reader
+        read = self.token_reader
         if read is None:
             if self._watcher is None:
                 self._start_watcher()
@@ -229,6 +235,7 @@ class ChangeCursor:
     def close(self) -> None:
         self._closed = True
         self.stale = True
+        self.token_reader = None
         with self._conn_lock:
             if self._conn is not None:
                 with contextlib.suppress(Exception):

@@ -720,6 +720,77 @@ def test_hierarchical_crew_manager_gets_an_identity(client: Aztp) -> None:
     assert entries[0]["subject"].endswith("/agent/crew-manager")
 
 
+def hierarchical_crew(manager: str, assigned: bool, task_tools: list[Any]) -> tuple[Crew, Any]:
+    """A hierarchical crew whose one task carries ``task_tools``; its manager (built by CrewAI
+    from ``manager_llm``, or a ``manager_agent``) calls ``stats`` itself, then answers.
+    Returns the crew and the manager's LLM (to script or inspect)."""
+    worker = make_agent("Researcher", [make_tool("web_search")], calls("web_search"))
+    manager_llm = ScriptedCrewLLM([tool_call("stats", query="q3"), "managed"])
+    task = Task(
+        description="quarterly numbers",
+        expected_output="x",
+        tools=task_tools,
+        agent=worker if assigned else None,
+    )
+    options: dict[str, Any] = {"manager_llm": manager_llm}
+    if manager == "manager_agent":
+        options = {"manager_agent": make_agent("Boss", [], manager_llm, allow_delegation=True)}
+    crew = Crew(agents=[worker], tasks=[task], process=Process.hierarchical, **options)
+    return crew, manager_llm
+
+
+@pytest.mark.parametrize(
+    ("manager", "assigned"),
+    [
+        ("manager_llm", False),
+        ("manager_llm", True),
+        ("manager_agent", True),
+        ("manager_agent", False),
+    ],
+)
+def test_hierarchical_manager_may_call_the_tools_of_the_tasks_it_runs(
+    client: Aztp, manager: str, assigned: bool
+) -> None:
+    """CrewAI hands ``task.tools`` to the manager: it is linked to them in the crew's flow."""
+    stats = make_tool("stats")
+    crew, _ = hierarchical_crew(manager, assigned, [stats])
+    secure_crew(crew, flow="prod", client=client)
+
+    crew.kickoff()
+
+    assert stats.executions == 1
+    entries = decisions(client)
+    assert [(e["data"]["toolName"], e["data"]["reason"]) for e in entries] == [("stats", "allowed")]
+    role = "crew-manager" if manager == "manager_llm" else "boss"
+    assert entries[0]["subject"].endswith(f"/agent/{role}")
+
+
+@pytest.mark.parametrize("manager", ["manager_llm", "manager_agent"])
+def test_hierarchical_manager_is_not_linked_to_tools_outside_its_tasks(
+    client: Aztp, manager: str
+) -> None:
+    """Tools put on the task after ``secure_crew``: one no agent or task had (no identity),
+    one only a worker had (no link for the manager). Both stay denied and never run."""
+    crew, manager_llm = hierarchical_crew(manager, True, [make_tool("stats")])
+    manager_llm.script[:] = [
+        tool_call("rogue", query="q"),
+        tool_call("web_search", query="q"),
+        "managed",
+    ]
+    secure_crew(crew, flow="prod", client=client)
+    rogue = make_tool("rogue")
+    worker_search = crew.agents[0].tools[0]
+    crew.tasks[0].tools = [*crew.tasks[0].tools, rogue, worker_search]
+
+    crew.kickoff()
+
+    assert (rogue.executions, worker_search.executions) == (0, 0)
+    assert [(e["data"]["toolName"], e["data"]["reason"]) for e in decisions(client)] == [
+        ("rogue", "tool_unknown"),
+        ("web_search", "no_link"),
+    ]
+
+
 def test_universal_secured_above_crewbase_agent_keeps_the_marker(client: Aztp) -> None:
     class Holder:
         @aztp_agents.secured(flow="prod", client=client)

@@ -19,6 +19,7 @@ from aztp_langchain import AztpMiddleware, identity_of
 from aztp_langchain.testing import ScriptedChatModel, call
 from langchain.agents import create_agent
 from langchain_core.messages import ToolMessage
+from langchain_core.tools import StructuredTool
 
 import aztp_agents
 from aztp_agents import Aztp, ToolCallDenied
@@ -347,3 +348,29 @@ def test_importing_aztp_agents_never_imports_langchain() -> None:
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     assert aztp_langchain.AztpMiddleware is AztpMiddleware
+
+
+def test_a_sync_run_of_an_async_only_tool_is_not_audited_as_allowed(client: Aztp) -> None:
+    """``invoke`` of an agent whose tool has only a coroutine (as langchain-mcp-adapters makes
+    them): the call cannot run, LangChain raises ``NotImplementedError``, and no ``allowed``
+    decision is recorded for it. ``ainvoke`` decides and runs it."""
+    counter = Counter()
+
+    async def body(query: str) -> str:
+        counter.hit("mcp_search")
+        return f"mcp results for {query}"
+
+    mcp = StructuredTool.from_function(
+        coroutine=body, name="mcp_search", description="Search through an MCP server."
+    )
+    mw = AztpMiddleware(flow="prod", agent_name="researcher", client=client)
+    model = ScriptedChatModel(script=[[call("mcp_search", query="x")], "done"])
+    agent = create_agent(model, [mcp], middleware=[mw])
+
+    with pytest.raises(NotImplementedError, match="sync"):
+        invoke(agent, "sync")
+    assert counter.total == 0 and reasons(client) == []
+
+    result = invoke(agent, "async")
+    assert [m.content for m in tool_messages(result)] == ["mcp results for x"]
+    assert counter.total == 1 and reasons(client) == ["allowed"]

@@ -31,7 +31,7 @@ from langchain.agents import create_agent
 from langchain.agents.middleware import AgentMiddleware
 from langchain_core.messages import ToolMessage
 from langchain_core.runnables import RunnableLambda
-from langchain_core.tools import InjectedToolArg, InjectedToolCallId, tool
+from langchain_core.tools import InjectedToolArg, InjectedToolCallId, StructuredTool, tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import InjectedState, ToolNode, ToolRuntime, tools_condition
@@ -310,6 +310,29 @@ def test_acting_as_names_the_calling_agent(client: Aztp) -> None:
         pass
 
 
+def test_acting_as_records_the_acting_agent_in_the_audit_context(client: Aztp) -> None:
+    """The audit context names the agent the decision was taken for, like the subject."""
+    counter = Counter()
+    alpha = secured_pair(client, counter, agent="alpha")
+    shared = secure_tools([counting_tool("search", counter)], flow="prod", client=client)[0]
+    beta_id = secured_pair(client, counter, agent="beta")[0].agent_id
+    mw = AztpMiddleware(flow="prod", agent_name="gamma_bot", client=client)
+    mw.enroll(["search"])
+
+    with acting_as(alpha[0].agent_id):
+        shared.invoke({"query": "1"})  # a tool with no agent of its own
+    with acting_as(beta_id):
+        alpha[0].invoke({"query": "2"})  # alpha's tool, beta acting
+    with acting_as(mw):  # an object: its own agent name
+        shared.invoke({"query": "3"})
+
+    assert [(e["subject"], e["data"]["context"].get("agent")) for e in decisions(client)] == [
+        (alpha[0].agent_id, "alpha"),
+        (beta_id, "beta"),
+        (mw.agent_id, "gamma_bot"),
+    ]
+
+
 def test_current_agent_inside_a_tool(client: Aztp) -> None:
     @tool
     def whoami() -> str:
@@ -514,3 +537,33 @@ def test_a_registered_middleware_hook_sees_the_secured_tool(client: Aztp) -> Non
     counter = Counter()
     invoke(create_agent(two_calls(), secured_pair(client, counter), middleware=[Spy()]), "sync")
     assert seen == ["SecuredTool", "SecuredTool"]
+
+
+# --- a tool with only an async body (langchain-mcp-adapters makes such tools) ---------------
+
+
+def async_only_tool(counter: Counter) -> Any:
+    async def body(query: str) -> str:
+        counter.hit("mcp_search")
+        return f"mcp results for {query}"
+
+    return StructuredTool.from_function(
+        coroutine=body, name="mcp_search", description="Search through an MCP server."
+    )
+
+
+def test_a_sync_call_of_an_async_only_tool_is_not_audited_as_allowed(client: Aztp) -> None:
+    """A sync ``invoke`` cannot run a tool that has only a coroutine: LangChain raises
+    ``NotImplementedError``. No ``allowed`` decision is recorded for a call that cannot run;
+    the async call of the same tool is decided and runs."""
+    counter = Counter()
+    (mcp,) = secure_tools([async_only_tool(counter)], flow="prod", agent="alpha", client=client)
+    with pytest.raises(NotImplementedError, match="sync"):
+        mcp.invoke({"query": "x"})
+    as_call = {"name": "mcp_search", "args": {"query": "x"}, "id": "tc-1", "type": "tool_call"}
+    with pytest.raises(NotImplementedError, match="sync"):
+        mcp.invoke(as_call)
+    assert counter.total == 0 and reasons(client) == []
+
+    assert asyncio.run(mcp.ainvoke({"query": "y"})) == "mcp results for y"
+    assert counter.total == 1 and reasons(client) == ["allowed"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -59,6 +60,26 @@ def test_identity_issue_writes_credentials(run: Run, tmp_path: Path) -> None:
     assert "BEGIN CERTIFICATE" in (out / "svid.pem").read_text()
     assert "PRIVATE KEY" in (out / "svid.key").read_text()
     assert len(doc["files"]) == 3
+
+
+def test_identity_issue_never_writes_a_key_through_a_planted_symlink(
+    run: Run, tmp_path: Path
+) -> None:
+    out = tmp_path / "creds"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    os.chmod(victim, 0o644)
+    (out / "svid.key").symlink_to(victim)  # an attacker's trap where the key will go
+    (out / "svid.pem").symlink_to(victim)
+    run.json("identity", "issue", "trapped", "--out", str(out))
+    assert victim.read_text() == "precious\n"  # nothing written through either link
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+    key = out / "svid.key"
+    assert not key.is_symlink() and "PRIVATE KEY" in key.read_text()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert not (out / "svid.pem").is_symlink()
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_identity_revoke_and_reissue(run: Run, crew: dict[str, str]) -> None:

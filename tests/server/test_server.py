@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -899,3 +900,30 @@ def test_a_revocation_by_another_process_is_seen_within_the_poll_bound(env) -> N
         assert time.monotonic() - revoked < 0.25, (
             "another process's revocation not seen within 250 ms"
         )
+
+
+def test_audit_read_reports_a_damaged_row_instead_of_failing(tmp_path: Path) -> None:
+    """One row changed outside aztp-agents: the log is still readable, the damaged entry says
+    so (as the verify route does), and every other entry is intact."""
+    home = tmp_path / "home"
+    _, key = make_org(home, "acme", ACME_TD)
+    with live_server(home) as srv:
+        api = Api(srv.url, key)
+        for name in ("a1", "a2", "a3"):
+            api.ok("POST", "/aztp/issue-identity", json={"workloadId": name})
+        entries = api.ok("GET", "/v1/audit")
+        damaged = entries[1]["seq"]
+        con = sqlite3.connect(home / "aztp.db")
+        with con:
+            con.execute("UPDATE audit SET data = '{not json' WHERE seq = ?", (damaged,))
+        con.close()
+        status, body = api.call("GET", "/v1/audit")
+        assert status == 200, body
+        after = body["data"]
+        assert len(after) == len(entries)
+        bad = [e for e in after if e.get("problem")]
+        assert [e["seq"] for e in bad] == [damaged]
+        assert "audit verify" in bad[0]["problem"] and bad[0]["data"] == {}
+        assert all("problem" not in e for e in after if e["seq"] != damaged)
+        report = api.ok("GET", "/v1/audit/verify")
+        assert report["ok"] is False and report["seq"] == damaged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
 from pathlib import Path
@@ -9,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from aztp_agents import Aztp
+from aztp_agents.private_files import private_folder
 from tests.authority.helpers import run
+from tests.support.cli import close_embedded
 
 # =========================================================================================
 # Files
@@ -22,6 +25,25 @@ def test_store_files_are_private(client: Aztp, aztp_home: Path, db_path: Path) -
     assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
     for sidecar in aztp_home.glob("aztp.db-*"):  # WAL and shared-memory files hold data too
         assert stat.S_IMODE(sidecar.stat().st_mode) == 0o600, sidecar.name
+
+
+def test_an_existing_home_folder_is_made_private(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chmod(home, 0o755)  # made earlier by hand, or by another tool
+    client = Aztp(home=home, trust_domain="files.test")
+    run(client.secure_connect({}, "files-agent"))
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE((home / "master.key").stat().st_mode) == 0o600
+    close_embedded(home)
+
+
+def test_a_shared_sticky_folder_is_left_alone(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # like /tmp: not ours to close
+    private_folder(shared)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
 
 
 def test_ca_private_keys_are_sealed_at_rest(

@@ -24,7 +24,7 @@ def audit(
     action: Annotated[str | None, Query(max_length=128)] = None,
 ) -> Response:
     entries = authority.audit_entries(caller, limit=limit, action=action or None)
-    return ok([e.model_dump(mode="json") for e in entries], f"{len(entries)} audit entries")
+    return ok([e.to_doc() for e in entries], f"{len(entries)} audit entries")
 
 
 @router.get("/v1/audit/verify", responses=success(Loose), summary="Check the audit hash chain")
