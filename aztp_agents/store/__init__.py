@@ -96,6 +96,8 @@ class Store:
                 self.files.check_shared_index()
             except BaseException:
                 self._release_connections()
+                if self.files is not None:
+                    self.files.close()
                 raise
         #: Called by the audit writer after each of its commits with ``(change token,
         #: revision)`` (see :class:`~.changes.ChangeCursor`).
@@ -336,6 +338,8 @@ class Store:
         finally:
             self._release_connections()
             self.changes.close()
+            if self.files is not None:  # last: its descriptor may close only after SQLite's
+                self.files.close()
             atexit.unregister(self.close)
 
     def _release_connections(self) -> None:
@@ -345,8 +349,6 @@ class Store:
         for conn in checkers:
             conn.close()
         self.engine.dispose()
-        if self.files is not None:
-            self.files.close()
 
 
 def _chain_rows(
