@@ -122,3 +122,43 @@ def test_the_agent_whose_wal_index_was_deleted_denies_and_stops_writing(
         again = agent.ask("call")
         assert not again["allowed"] and again["reason"] == "authority_unavailable", again
     assert agent.ask("stats")["bodies"] == bodies  # no tool body ran after the first denial
+
+
+def test_a_process_on_an_orphaned_wal_index_refuses_writes_and_new_stores(tmp_path: Path) -> None:
+    """In one process: once the ``-shm`` file it maps is replaced, its writes fail (they
+    would overwrite the other index's commits), and a second store opened in the same
+    process is refused too (SQLite would give it the same orphaned index)."""
+    from aztp_agents.authority import Authority
+    from aztp_agents.errors import StoreError
+    from aztp_agents.store import Store
+
+    db = tmp_path / "aztp.db"
+    first = Authority(Store.open_sqlite(db))
+    try:
+        principal = first.local_principal()
+        first.create_flow(principal, "before")
+        (tmp_path / "aztp.db-shm").unlink()
+        # Another process opens the store: it builds a new index, and refuses to go on
+        # because this process holds the database on the old one.
+        opened = subprocess.run(
+            [sys.executable, "-c", OPEN_STORE, str(db)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert opened.returncode != 0 and "WAL index" in opened.stderr, opened.stderr[-2000:]
+        assert (tmp_path / "aztp.db-shm").exists()  # the new index
+        with pytest.raises(StoreError, match="WAL index"):
+            first.create_flow(principal, "after")
+        with pytest.raises(StoreError, match="still open in this process"):
+            Store.open_sqlite(db)
+    finally:
+        first.store.close()
+
+
+OPEN_STORE = """
+import sys
+from pathlib import Path
+from aztp_agents.store import Store
+Store.open_sqlite(Path(sys.argv[1])).close()
+"""
