@@ -61,10 +61,12 @@ def overwrite_in_place(db: Path, other: Path) -> None:
 
 
 BREAKS = {
-    "deleted": (delete, "deleted"),
-    "replaced_by_other_bytes": (replace_with_other_bytes, "replaced"),
-    "replaced_by_another_store": (replace_with_another_store, "replaced"),
-    "overwritten_in_place": (overwrite_in_place, "overwritten"),
+    # A deleted file may be recreated (empty) by a new SQLite connection to the path before the
+    # confirmation looks: then the cause reads "replaced", which is as true.
+    "deleted": (delete, ("deleted", "replaced")),
+    "replaced_by_other_bytes": (replace_with_other_bytes, ("replaced",)),
+    "replaced_by_another_store": (replace_with_another_store, ("replaced",)),
+    "overwritten_in_place": (overwrite_in_place, ("overwritten",)),
 }
 
 
@@ -113,7 +115,7 @@ def test_a_broken_store_denies_every_call_within_the_bound(
 
     denied = deny_within_bound(guarded_call)
     assert denied.reason.value == "authority_unavailable", denied
-    assert cause in (denied.detail or ""), denied.detail
+    assert any(c in (denied.detail or "") for c in cause), denied.detail
     after = bodies
     for _ in range(200):  # never allowed again: the warm path, the blocking path, async
         assert not guarded_call().allowed
@@ -123,7 +125,7 @@ def test_a_broken_store_denies_every_call_within_the_bound(
     assert bodies == after  # no tool body ran after the first denial
     # The store logs the cause once (the guard logs each denial, as it always has).
     causes = [r.getMessage() for r in caplog.records if r.name == "aztp_agents.store.files"]
-    assert len(causes) == 1 and cause in causes[0], causes
+    assert len(causes) == 1 and any(c in causes[0] for c in cause), causes
 
 
 _UNREADABLE_AGENT = """
