@@ -19,7 +19,9 @@ audit queue's ``put``: the key is built as a plain tuple in :class:`DecisionKey`
 order (equal to, and hashing like, a ``DecisionKey``; a NamedTuple's ``__new__`` is a Python
 frame); a :class:`~.decision.Decision` is made with ``tuple.__new__`` from the memoized
 fields before and after its latency; the change check reads the shared counter through a
-C-level callable. Nothing outside this module knows these layouts.
+C-level callable, and the bound on trusting an unconfirmed store (``confirmed_until``, see
+``aztp_agents.store.files``) is one C-level clock read. Nothing outside this module knows
+these layouts.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ register_layout(DECISION_ACTION, DECISION_LAYOUT)
 MEMO_LIMIT = 100_000
 
 _perf_counter = time.perf_counter
+_monotonic = time.monotonic
 _time = time.time
 _new_tuple = tuple.__new__
 
@@ -152,6 +155,7 @@ class Changes(Protocol):
     revision: int
     confirmed_token: int | None
     stale: bool
+    confirmed_until: float  # time.monotonic() until which the store's files count as confirmed
     listeners: list[Callable[[int], None]]
     #: ``token_reader()[0]``: the store's shared change counter (a C-level read), or None.
     token_reader: Callable[[], tuple[int]] | None
@@ -243,7 +247,12 @@ class LocalDecisions:
         started = _perf_counter()
         changes = self.changes
         read_token = changes.token_reader
-        if read_token is None or read_token()[0] != changes.confirmed_token or changes.stale:
+        if (
+            read_token is None
+            or read_token()[0] != changes.confirmed_token
+            or changes.stale
+            or _monotonic() >= changes.confirmed_until  # the store's files: re-confirm
+        ):
             return None
         state = self._states.get(org_id)
         if state is None or ((context or flat_context) and state.conditional):
@@ -318,6 +327,7 @@ class PrincipalDecisions:
             read_token is not None
             and read_token()[0] == changes.confirmed_token
             and not changes.stale
+            and _monotonic() < changes.confirmed_until  # else re-confirm the store's files
         ):
             state = cache._states.get(self.org_id)
             if state is not None and not ((context or flat_context) and state.conditional):

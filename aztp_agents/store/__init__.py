@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, SQLAlchemyError
 
 from .._util import epoch_iso, now_iso
 from ..audit import BATCH_ACTION, GENESIS, QueuedRecord, canonical_json, encode_batch, entry_hash
@@ -30,6 +30,7 @@ from ..keywrap import KeyWrapper
 from ..private_files import private_folder
 from . import schema
 from .changes import StoreChanges
+from .files import StoreFiles
 
 __all__ = ["SCHEMA_VERSION", "Store"]
 
@@ -92,6 +93,18 @@ class Store:
             slot = self._borrow()  # stays open (pooled): the WAL index lives as long as we do
             if slot is not None:
                 self._pool.put(slot)
+        #: The SQLite files as this process opened them (None: not a SQLite file). A process
+        #: joining a store split by a deleted WAL index is refused here (see :mod:`.files`).
+        self.files: StoreFiles | None = None
+        if self.is_sqlite and path is not None:
+            try:
+                self.files = StoreFiles(path)
+                self.files.check_shared_index()
+            except BaseException:
+                self._release_connections()
+                if self.files is not None:
+                    self.files.close()
+                raise
         #: Called by the audit writer after each of its commits with ``(change token,
         #: revision)`` (see :class:`~.changes.ChangeCursor`).
         self.audit_commit_listeners: list[Callable[[int, int], None]] = []
@@ -187,11 +200,21 @@ class Store:
 
     @contextmanager
     def write(self, *, bump: bool = True) -> Iterator[Connection]:
-        """One write transaction; ``bump`` increments the state revision inside it."""
+        """One write transaction; ``bump`` increments the state revision inside it.
+
+        On a SQLite file, the write commits only when the files are still this process's and
+        every process holding the store open shares its WAL index (checked while holding the
+        write lock), and it fails if the WAL index was swapped during the commit: an
+        acknowledged write is in the one log every enforcement point reads (see
+        :mod:`.files`)."""
+        files = self.files
         try:
             with self.engine.connect() as conn:
                 conn.execution_options(aztp_write=True)
                 with conn.begin():
+                    if files is not None:
+                        files.confirm()
+                        files.check_shared_index()
                     yield conn
                     if bump:
                         conn.execute(
@@ -201,6 +224,17 @@ class Store:
                         )
         except OperationalError as exc:
             raise StoreError(f"store write failed at {self.describe()}: {exc.orig}") from None
+        except DatabaseError as exc:
+            if isinstance(exc, IntegrityError):
+                raise  # a constraint: the caller's to answer (e.g. "already exists")
+            raise StoreError(f"store write failed at {self.describe()}: {exc.orig}") from None
+        if files is not None:
+            try:
+                files.confirm()
+            except StoreError as exc:
+                raise StoreError(
+                    f"a write at {self.describe()} may not be seen by other processes: {exc}"
+                ) from None
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -308,14 +342,19 @@ class Store:
         try:
             self._audit_writer.close()
         finally:
-            self._closed = True
-            with self._checkers_lock:
-                checkers, self._checkers = self._checkers, []
-            for conn in checkers:
-                conn.close()
-            self.engine.dispose()
+            self._release_connections()
             self.changes.close()
+            if self.files is not None:  # last: its descriptor may close only after SQLite's
+                self.files.close()
             atexit.unregister(self.close)
+
+    def _release_connections(self) -> None:
+        self._closed = True
+        with self._checkers_lock:
+            checkers, self._checkers = self._checkers, []
+        for conn in checkers:
+            conn.close()
+        self.engine.dispose()
 
 
 def _chain_rows(
@@ -337,6 +376,10 @@ def _chain_rows(
 
 
 _INSERT_AUDIT = "INSERT INTO audit (org_id, seq, ts, actor, action, subject, data, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?)"
+
+
+class _UnconfirmedCommit(Exception):
+    """A batch committed, but the store's files changed meanwhile (not to be retried)."""
 
 
 @dataclass(frozen=True)
@@ -436,6 +479,12 @@ class _AuditWriter:
                                 conn, org_id, [{"action": BATCH_ACTION, "data_json": payload}]
                             )
                 return
+            except _UnconfirmedCommit as exc:  # committed, but maybe not where others read
+                log.error("%d audit records may be lost: %s", len(records), exc)
+                return
+            except StoreError as exc:  # the store's files cannot be confirmed: never write
+                log.error("could not write %d audit records: %s", len(records), exc)
+                return
             except Exception:  # store locked or gone: retry, then report loudly
                 if attempt == 4:
                     log.exception("could not write %d audit records", len(records))
@@ -452,8 +501,13 @@ class _AuditWriter:
             self._conn.execute("PRAGMA busy_timeout=30000")
             self._conn.execute("PRAGMA synchronous=NORMAL")
         conn = self._conn
+        files = self._store.files
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if files is not None:
+                # A process whose WAL index was orphaned must not write: its frames would
+                # overwrite other processes' commits (see .files).
+                files.confirm()
             for org_id, payload in payloads.items():
                 head = conn.execute(
                     "SELECT seq, hash FROM audit_heads WHERE org_id=?", (org_id,)
@@ -473,6 +527,11 @@ class _AuditWriter:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        if files is not None:
+            try:
+                files.confirm()
+            except StoreError as exc:
+                raise _UnconfirmedCommit(str(exc)) from None
         if self._store.audit_commit_listeners:
             self._publish_commit(conn)
 

@@ -14,6 +14,13 @@ Two sources, cheapest first:
   data_version`` on a connection of the cursor's own (about 2-5 us), or, for databases
   without it, "maybe" every time (the caller then compares the revision).
 
+A cursor also bounds how long its state may be trusted without confirming the store's files
+(:mod:`.files`): :attr:`ChangeCursor.confirmed_until` (monotonic seconds) is at most
+:attr:`StoreFiles.CONFIRM_INTERVAL_S <.files.StoreFiles.CONFIRM_INTERVAL_S>` after the last
+confirmation; past it :meth:`ChangeCursor.current_now` (and the decision fast path) says "not
+current", and :meth:`ChangeCursor.confirm` checks the files first, raising
+:class:`~aztp_agents.errors.StoreError` when they are gone, replaced, unreadable or split.
+
 A cursor tracks the state *revision* it last confirmed. A per-organization change log (each
 write appends what changed, with a per-organization position) plugs in at
 :meth:`ChangeCursor.confirm`: instead of re-reading one revision and reloading, a cursor will
@@ -25,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import mmap
 import os
 import sqlite3
@@ -113,6 +121,9 @@ class ChangeCursor:
         self.confirmed_token: int | None = None
         #: Set by a write in this process (and by the watcher): confirm before trusting.
         self.stale = True
+        #: ``time.monotonic()`` until which the store's files count as confirmed (0: never
+        #: confirmed; infinity: nothing to confirm, e.g. PostgreSQL).
+        self.confirmed_until = 0.0
         #: Called with the new revision when :meth:`confirm` finds it moved, before the new
         #: token counts as confirmed (readers drop what they built on the old revision).
         self.listeners: list[Callable[[int], None]] = []
@@ -128,7 +139,16 @@ class ChangeCursor:
 
     def confirm(self) -> int:
         """Make :attr:`revision` current and return it; reads the revision only when
-        something was committed since it was last confirmed (or this process wrote)."""
+        something was committed since it was last confirmed (or this process wrote). Raises
+        :class:`~aztp_agents.errors.StoreError` when the store's files cannot be confirmed."""
+        now = time.monotonic()
+        if now >= self.confirmed_until:
+            files = self.changes.store.files
+            if files is None:
+                self.confirmed_until = math.inf
+            else:
+                files.confirm()
+                self.confirmed_until = now + files.CONFIRM_INTERVAL_S
         token = self.changes.token()
         if token is None:
             if self.data_changed() or self.stale:
@@ -175,6 +195,8 @@ class ChangeCursor:
 
     def current_now(self) -> bool:
         """Whether :attr:`revision` is current, without I/O (False: :meth:`confirm` first)."""
+        if time.monotonic() >= self.confirmed_until:
+            return False
         read = self.token_reader
         if read is None:
             if self._watcher is None:
