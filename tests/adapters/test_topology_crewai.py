@@ -298,3 +298,34 @@ def test_async_and_structured_tools_are_decided_and_denied_bodies_never_run(
         (identity_of(clerk), "transfer", "no_link"),
         (identity_of(clerk), "fetch_async", "allowed"),
     ]
+
+
+# --- tools that appear at kickoff: platform apps ----------------------------------------------------
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_platform_app_tools_resolved_at_kickoff_are_the_agents_grant(
+    client: Aztp, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    """``apps=`` tools are resolved by CrewAI inside ``kickoff`` (from the CrewAI platform:
+    replaced here by a local tool, the test runs offline). The agent that declared the app
+    may call them; a revoked one may not. (MCP tools: ``test_mcp.py``.)"""
+    crewai_tools = pytest.importorskip("crewai_tools")
+    runs = Runs()
+    monkeypatch.setattr(
+        crewai_tools, "CrewaiPlatformTools", lambda apps: [query_tool("notion_search", runs)]
+    )
+    researcher = agent_of("Researcher", [], "notion_search", native=native)
+    researcher.apps = ["notion"]
+    auditor = agent_of("Auditor", [], "notion_search", native=native)
+    auditor.apps = ["notion"]
+    crew = secure_crew(crew_of(researcher, auditor), flow="prod", client=client)
+    revoke(client, crew, auditor)
+
+    crew.kickoff()
+
+    assert runs.names == ["notion_search"]  # only the researcher's call ran
+    assert audit_rows(client) == [
+        (identity_of(researcher), "notion_search", "allowed"),
+        (identity_of(auditor), "notion_search", "agent_revoked_in_flow"),
+    ]
