@@ -377,3 +377,25 @@ def test_crewai_mcps_of_a_standalone_secured_agent(client: Aztp, marker: Path) -
 
     assert server_calls(marker) == ["lookup"]
     assert audit_rows(client) == [(identity_of(researcher), lookup, "allowed")]
+
+
+@pytest.mark.usefixtures("_crewai")
+def test_crewai_mcps_in_an_async_run(client: Aztp, marker: Path) -> None:
+    """``akickoff`` resolves the tools and calls the hook on the event loop's thread.
+    (``kickoff_for_each`` is not a case: CrewAI's ``Agent.copy()`` drops ``mcps`` and ``apps``,
+    so the copies it runs have no MCP tools to call.)"""
+    from aztp_crewai import identity_of, secure_crew
+    from aztp_crewai.testing import scripted_crew_llm
+
+    config, lookup, wipe = native_mcp(marker)
+    llm = scripted_crew_llm((lookup, {"query": "aztp"}), (wipe, {"target": "/tmp/x"}))
+    researcher = crewai_agent("Researcher", llm, mcps=[config])
+    crew = secure_crew(crew_of(researcher), flow="prod", client=client)
+
+    asyncio.run(crew.akickoff())
+
+    assert server_calls(marker) == ["lookup", "wipe"]
+    assert audit_rows(client) == [
+        (identity_of(researcher), lookup, "allowed"),
+        (identity_of(researcher), wipe, "allowed"),
+    ]
