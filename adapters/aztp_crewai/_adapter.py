@@ -82,8 +82,7 @@ def _agent_base_name(agent: Any, prefix: str | None) -> str:
 
 
 def _tool_aztp_name(tool_name: str, prefix: str | None) -> str:
-    raw = f"tool/{sanitize_tool_name(tool_name)}".lower()
-    return sanitize_name(f"{prefix}/{raw}" if prefix else raw)
+    return reg.tool_aztp_name(sanitize_tool_name(tool_name), prefix)
 
 
 def _unique(name: str, used: set[str]) -> str:
@@ -167,7 +166,7 @@ def secure_agent(agent: Any, *, flow: str, **options: Any) -> Any:
     entry = _enroll(
         guard, agent, _agent_base_name(agent, prefix), _tools_of(agent), extra, prefix, token
     )
-    reg.register_agent(reg.SecuredAgent(token=token, guard=guard, entry=entry))
+    reg.register_agent(reg.SecuredAgent(token=token, guard=guard, entry=entry, prefix=prefix))
     _hooks.install()
     return agent
 
@@ -259,6 +258,7 @@ def secure_crew(crew: Any, *, flow: str, **options: Any) -> Any:
             tools=all_tools,
             order=tuple(tokens.get(id(a), "") for a in crew.agents),
             manager=manager_token,
+            prefix=prefix,
         )
     )
     _hooks.install()

@@ -8,6 +8,13 @@ tokens) to the guard of the crew or agent that was secured. Calls of crews and a
 were not secured pass untouched; inside a secured crew, an agent or tool without an AZTP
 identity is denied.
 
+Tools CrewAI resolves inside ``kickoff`` from the agent's own declarations (``mcps=``,
+``apps=``; see ``_sources``) are the agent's grant like its ``tools=``: each is enrolled in
+the flow and linked to the agent once, when it first appears. The enrollment starts on a
+worker thread as soon as CrewAI resolves the tools (while the model is asked what to do), and
+the hook waits for it only if it is not done by the first call. Any other tool without an
+identity stays denied (``tool_unknown``).
+
 CrewAI swallows every exception a hook raises except ``HookAborted`` and then runs the tool
 (fail open). Every failure on this path is therefore turned into ``HookAborted`` here.
 
@@ -20,6 +27,7 @@ decision (it emits a telemetry event per dispatch), and allowed calls have nothi
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
 import threading
@@ -41,6 +49,7 @@ from aztp_agents.audit import CallContext
 from aztp_agents.decisions import Decision
 
 from . import _registry as reg
+from . import _sources
 
 logger = logging.getLogger("aztp_crewai")
 
@@ -63,6 +72,125 @@ def _text(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# --- tools that appear at kickoff ---------------------------------------------------------
+
+#: Bound on waiting for the enrollment of a tool that appeared at kickoff (it issues an
+#: identity and writes a link; past this the call is denied, fail closed).
+APPEARED_ENROLL_TIMEOUT = 30.0
+
+_appeared_lock = threading.Lock()
+#: (id(guard), id(entry), tool name) -> (guard, entry, the enrollment of that tool for that
+#: agent). The guard and entry are held so their ids cannot be reused by other objects.
+_appeared: dict[
+    tuple[int, int, str], tuple[Any, reg.AgentEntry, concurrent.futures.Future[str]]
+] = {}
+
+
+def _enroll_appeared_now(
+    guard: Any, entry: reg.AgentEntry, tool_name: str, crew: Any, prefix: Any, tool: Any, token: Any
+) -> str:
+    tool_id = guard.ensure_identity(reg.tool_aztp_name(tool_name, prefix))
+    guard.link(entry.aztp_id, tool_id)
+    reg.grant_appeared(entry, crew, tool_name, tool_id)
+    if tool is not None and token is not None:
+        reg.remember_tool(tool, tool_id, guard, token)
+    logger.info("enrolled %s, which appeared at kickoff, for %s", tool_id, entry.aztp_id)
+    return tool_id
+
+
+def _start_appeared(
+    guard: Any,
+    entry: reg.AgentEntry,
+    tool_name: str,
+    crew: reg.SecuredCrew | None,
+    prefix: str | None,
+    tool: Any,
+    token: str | None,
+) -> concurrent.futures.Future[str]:
+    """The enrollment of ``tool_name`` for ``entry``'s agent: started once (on a worker
+    thread, so neither CrewAI's resolution nor an event loop waits for its I/O)."""
+    from aztp_agents.guard import _executor
+
+    key = (id(guard), id(entry), tool_name)
+    with _appeared_lock:
+        item = _appeared.get(key)
+        if item is not None and item[0] is guard and item[1] is entry:
+            future = item[2]
+            if not (future.done() and future.exception() is not None):
+                return future  # running or done: once (a failed one is tried again)
+        future = _executor().submit(
+            _enroll_appeared_now, guard, entry, tool_name, crew, prefix, tool, token
+        )
+        _appeared[key] = (guard, entry, future)
+        return future
+
+
+def _appeared_tool_id(
+    ctx: Any,
+    guard: Any,
+    entry: reg.AgentEntry,
+    tool_name: str,
+    crew: reg.SecuredCrew | None,
+    prefix: str | None,
+    token: str | None,
+) -> str | None:
+    """The identity of a tool the calling agent's declarations produced at kickoff (enrolled
+    now if it was not yet), or ``None`` if no declaration of this agent produced it."""
+    if _sources.declared_source(ctx.tool, ctx.agent) is None:
+        return None
+    tool = getattr(ctx.tool, "_original_tool", None) or ctx.tool
+    future = _start_appeared(guard, entry, tool_name, crew, prefix, tool, token)
+    return future.result(timeout=APPEARED_ENROLL_TIMEOUT)  # raises: the hook denies
+
+
+def _owner_of(agent: Any) -> tuple[Any, reg.AgentEntry, reg.SecuredCrew | None, Any, str] | None:
+    """``(guard, entry, crew, prefix, token)`` of an agent already routed once, else ``None``."""
+    token = reg.agent_token(agent)
+    standalone = reg.agent_by_token(token)
+    if standalone is not None:
+        return standalone.guard, standalone.entry, None, standalone.prefix, standalone.token
+    last = reg.last_crew_of_agent(token)
+    if last is not None and token is not None:
+        return last.guard, last.agents[token], last, last.prefix, token
+    return None
+
+
+def prefetch_appeared(agent: Any, tools: list[Any]) -> None:
+    """``_sources`` listener: CrewAI just resolved ``tools`` from ``agent``'s declarations.
+    Start their enrollment now if the agent is known (a copy is known from its first call)."""
+    owner = _owner_of(agent)
+    if owner is None:
+        return
+    guard, entry, crew, prefix, token = owner
+    for tool in tools:
+        name = getattr(tool, "name", None)
+        if isinstance(name, str) and name:
+            tool_name = sanitize_tool_name(name)
+            if tool_name not in entry.tools:
+                _start_appeared(guard, entry, tool_name, crew, prefix, tool, token)
+
+
+def _tool_id(
+    ctx: Any,
+    guard: Any,
+    entry: reg.AgentEntry,
+    tool_name: str,
+    crew: reg.SecuredCrew | None,
+    prefix: str | None,
+    token: str | None,
+    fallback: dict[str, str] | None,
+) -> str:
+    """The tool's identity for this agent: one it was secured with, one its declarations
+    produced at kickoff, else another agent's (the guard then denies ``no_link``), else none."""
+    tool_id = entry.tools.get(tool_name)
+    if tool_id is not None:
+        return tool_id
+    tool_id = _appeared_tool_id(ctx, guard, entry, tool_name, crew, prefix, token)
+    if tool_id is not None:
+        return tool_id
+    return (fallback or {}).get(tool_name, UNIDENTIFIED_TOOL)
+
+
 def _route(ctx: Any) -> tuple[Any, str, str, str] | None:
     """``(guard, agent_id, tool_id, crew_name)`` for this call, or ``None`` if not secured."""
     agent = ctx.agent
@@ -74,6 +202,7 @@ def _route(ctx: Any) -> tuple[Any, str, str, str] | None:
         entry = secured.agents.get(token) if token is not None else None
         if entry is None and agent is not None:
             entry = reg.adopt_in_crew(secured, crew, agent)  # an agent of a copy of the crew
+            token = reg.agent_token(agent) if entry is not None else None
         if entry is None:
             return (
                 secured.guard,
@@ -81,7 +210,9 @@ def _route(ctx: Any) -> tuple[Any, str, str, str] | None:
                 secured.tools.get(tool_name, UNIDENTIFIED_TOOL),
                 secured.name,
             )
-        tool_id = entry.tools.get(tool_name) or secured.tools.get(tool_name, UNIDENTIFIED_TOOL)
+        tool_id = _tool_id(
+            ctx, secured.guard, entry, tool_name, secured, secured.prefix, token, secured.tools
+        )
         return secured.guard, entry.aztp_id, tool_id, secured.name
     crew_name = _text(getattr(crew, "name", None))
     if token is None and agent is not None:
@@ -89,22 +220,15 @@ def _route(ctx: Any) -> tuple[Any, str, str, str] | None:
     # Not in a secured crew: a secured agent is still checked, by its own guard ...
     standalone = reg.agent_by_token(token)
     if standalone is not None:
-        return (
-            standalone.guard,
-            standalone.entry.aztp_id,
-            standalone.entry.tools.get(tool_name, UNIDENTIFIED_TOOL),
-            crew_name,
-        )
+        guard, entry = standalone.guard, standalone.entry
+        tool_id = _tool_id(ctx, guard, entry, tool_name, None, standalone.prefix, token, None)
+        return guard, entry.aztp_id, tool_id, crew_name
     # ... an agent enrolled through a crew by that crew's guard ...
     last = reg.last_crew_of_agent(token)
     if last is not None:
         entry = last.agents[token]  # type: ignore[index]
-        return (
-            last.guard,
-            entry.aztp_id,
-            entry.tools.get(tool_name) or last.tools.get(tool_name, UNIDENTIFIED_TOOL),
-            last.name,
-        )
+        tool_id = _tool_id(ctx, last.guard, entry, tool_name, last, last.prefix, token, last.tools)
+        return last.guard, entry.aztp_id, tool_id, last.name
     # ... and a secured tool only serves agents that have an identity.
     tool = getattr(ctx.tool, "_original_tool", None) or ctx.tool
     info = reg.tool_info(tool) if tool is not None else None
@@ -288,6 +412,7 @@ def after_tool_call(ctx: Any) -> str | None:
 
 def install() -> None:
     """Register the hooks with CrewAI unless they are registered already (idempotent)."""
+    _sources.install(prefetch_appeared)
     with _install_lock:
         if not any(h is before_tool_call for h in get_before_tool_call_hooks()):
             register_before_tool_call_hook(before_tool_call)

@@ -14,13 +14,33 @@ fingerprint is replaced on every ReAct tool call). So:
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import uuid
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from aztp_agents.ids import sanitize_name
+
 CREW_KEY = "aztp_crew"
+
+#: The longest AZTP name (``sanitize_name`` truncates past it).
+_MAX_NAME = 64
+
+
+def tool_aztp_name(tool_name: str, prefix: str | None) -> str:
+    """The AZTP name of a tool, from the name CrewAI's hooks see (already sanitized by CrewAI).
+
+    A name too long for an AZTP name is shortened with a digest of the whole name, so two long
+    names that share a beginning (the tools of one MCP server, named after its command line)
+    never collapse into one identity."""
+    raw = f"tool/{tool_name}".lower()
+    raw = f"{prefix}/{raw}" if prefix else raw
+    if len(raw) <= _MAX_NAME:
+        return sanitize_name(raw)
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:12]
+    return sanitize_name(f"{raw[: _MAX_NAME - len(digest) - 1]}-{digest}")
 
 
 @dataclass(frozen=True)
@@ -48,6 +68,8 @@ class SecuredCrew:
     #: agent tokens in ``crew.agents`` order, and the manager's (to adopt copies)
     order: tuple[str, ...] = ()
     manager: str | None = None
+    #: the ``prefix`` option it was secured with (names of tools enrolled later use it too)
+    prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +77,7 @@ class SecuredAgent:
     token: str
     guard: Any
     entry: AgentEntry
+    prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -230,6 +253,18 @@ def remember_tool(tool: Any, aztp_id: str, guard: Any, owner: str) -> None:
         except TypeError:  # not weak-referenceable: no identity_of for it
             return
         _tools[id(tool)] = (ref, ToolInfo(aztp_id, guard, (*owners, owner)))
+        _changed()
+
+
+def grant_appeared(
+    entry: AgentEntry, crew: SecuredCrew | None, tool_name: str, tool_id: str
+) -> None:
+    """A tool that appeared at kickoff from the agent's declarations joins its entry (and the
+    crew's tools): later calls route to it like to any tool the agent was secured with."""
+    with _lock:
+        entry.tools[tool_name] = tool_id
+        if crew is not None:
+            crew.tools.setdefault(tool_name, tool_id)
         _changed()
 
 

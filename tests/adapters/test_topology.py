@@ -23,7 +23,10 @@ pytest.importorskip("langchain")
 from aztp_langchain import AztpMiddleware, acting_as, identity_of, secure_tools
 from aztp_langchain.testing import ScriptedChatModel, call
 from langchain.agents import create_agent
+from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import BaseTool, StructuredTool
+from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
 
 from aztp_agents import Aztp, secured
 from aztp_agents.guard import bind_agent
@@ -64,11 +67,10 @@ def build(client: Aztp, name: str, kind: str, script: list[Any], tools: list[Bas
         mw = AztpMiddleware(flow="prod", agent_name=name, client=client)
         agent_id = mw.enroll(tools)  # identities now, so the test can name the agent up front
         return Agent(create_agent(model, tools, middleware=[mw]), agent_id, mw.guard.flow_id)
-    if kind == "secure_tools":
+    if kind in ("secure_tools", "toolnode"):
         wrapped = secure_tools(tools, flow="prod", agent=name, client=client)
-        return Agent(
-            create_agent(model, wrapped), str(wrapped[0].agent_id), wrapped[0].guard.flow_id
-        )
+        graph = create_agent(model, wrapped) if kind == "secure_tools" else toolnode(model, wrapped)
+        return Agent(graph, str(wrapped[0].agent_id), wrapped[0].guard.flow_id)
     assert kind == "secured"
 
     @secured(flow="prod", agent=name, client=client)
@@ -78,6 +80,25 @@ def build(client: Aztp, name: str, kind: str, script: list[Any], tools: list[Bas
     graph = make()
     tool = next(iter(graph.nodes["tools"].bound.tools_by_name.values()))
     return Agent(graph, str(identity_of(graph)), tool.guard.flow_id)
+
+
+def toolnode(model: Any, tools: list[BaseTool]) -> Any:
+    """A hand-written LangGraph ``StateGraph``: model node, ``ToolNode``, ``tools_condition``."""
+    bound = model.bind_tools(tools)
+
+    def call_model(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [bound.invoke(state["messages"])]}
+
+    async def acall_model(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [await bound.ainvoke(state["messages"])]}
+
+    g = StateGraph(MessagesState)
+    g.add_node("agent", RunnableLambda(call_model, afunc=acall_model))
+    g.add_node("tools", ToolNode(tools))
+    g.add_edge(START, "agent")
+    g.add_conditional_edges("agent", tools_condition)
+    g.add_edge("tools", "agent")
+    return g.compile()
 
 
 def last_answer(result: dict[str, Any]) -> str:
@@ -478,3 +499,126 @@ def test_after_the_nested_run_the_parents_caller_is_back(
         (analyst.agent_id, "stats", "allowed"),
         (supervisor.agent_id, "helper", "allowed"),
     ]
+
+
+# --- the topology suite: streaming, parallel calls, StateGraph sub-agents ---------------------
+# (supervisors with sub-agents and two-level nesting are above; MCP tools are in test_mcp.py;
+# CrewAI's topologies in test_topology_crewai.py and test_crewai_adapter.py)
+
+STREAMS = ("stream", "astream")
+
+
+def consume(graph: Any, how: str) -> list[Any]:
+    """Run ``graph`` by streaming its updates to the end."""
+    if how == "stream":
+        return list(graph.stream(USER, stream_mode="updates"))
+
+    async def go() -> list[Any]:
+        return [chunk async for chunk in graph.astream(USER, stream_mode="updates")]
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("how", STREAMS)
+@pytest.mark.parametrize("supervisor_kind", SUPERVISOR_KINDS)
+def test_a_streamed_supervisor_run_decides_nested_calls_as_the_sub_agent(
+    client: Aztp, supervisor_kind: str, how: str
+) -> None:
+    counter = Counter()
+    supervisor, analyst = supervisor_over_analyst(
+        client, counter, supervisor_kind, "secure_tools", supervisor_has_stats=True
+    )
+    revoke(client, analyst)
+
+    chunks = consume(supervisor.graph, how)
+
+    assert chunks  # updates were streamed
+    assert counter.counts == {"ask_analyst": 1}  # the analyst's stats body never ran
+    assert audit_rows(client) == [
+        (supervisor.agent_id, "ask_analyst", "allowed"),
+        (analyst.agent_id, "stats", "agent_revoked_in_flow"),
+    ]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("supervisor_kind", SUPERVISOR_KINDS)
+def test_parallel_calls_to_two_sub_agents_each_decide_as_their_own_agent(
+    client: Aztp, supervisor_kind: str, mode: str
+) -> None:
+    """One model turn calls two sub-agents at once (LangGraph runs them concurrently); the
+    auditor is revoked. Each nested call is decided as the agent that made it."""
+    counter = Counter()
+    analyst = build(
+        client,
+        "analyst",
+        "secure_tools",
+        [[call("stats", query="q3")], "analysis done"],
+        [counting_tool("stats", counter)],
+    )
+    auditor = build(
+        client,
+        "auditor",
+        "secure_tools",
+        [[call("erase", query="logs")], "audit done"],
+        [counting_tool("erase", counter)],
+    )
+    supervisor = build(
+        client,
+        "supervisor",
+        supervisor_kind,
+        [[call("ask_analyst", query="a"), call("ask_auditor", query="b")], "report done"],
+        [
+            asker("ask_analyst", lambda: analyst, counter),
+            asker("ask_auditor", lambda: auditor, counter),
+        ],
+    )
+    revoke(client, auditor)
+
+    invoke(supervisor.graph, mode)
+
+    assert counter.counts == {"ask_analyst": 1, "ask_auditor": 1, "stats": 1}
+    assert sorted(audit_rows(client)) == sorted(
+        [
+            (supervisor.agent_id, "ask_analyst", "allowed"),
+            (supervisor.agent_id, "ask_auditor", "allowed"),
+            (analyst.agent_id, "stats", "allowed"),
+            (auditor.agent_id, "erase", "agent_revoked_in_flow"),
+        ]
+    )
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("supervisor_kind", SUPERVISOR_KINDS)
+def test_a_stategraph_toolnode_sub_agent_decides_as_itself(
+    client: Aztp, supervisor_kind: str, mode: str
+) -> None:
+    """The sub-agent is a hand-written ``StateGraph`` with a ``ToolNode`` (its tools secured
+    for it) and makes two calls in one turn; its revoked call never runs."""
+    counter = Counter()
+    analyst = build(
+        client,
+        "analyst",
+        "toolnode",
+        [[call("stats", query="q3"), call("chart", query="q3")], "analysis done"],
+        [counting_tool("stats", counter), counting_tool("chart", counter)],
+    )
+    supervisor = build(
+        client,
+        "supervisor",
+        supervisor_kind,
+        [[call("ask_analyst", query="q3")], "report done"],
+        [asker("ask_analyst", lambda: analyst, counter), counting_tool("stats", counter)],
+    )
+    revoke(client, analyst)
+
+    result = invoke(supervisor.graph, mode)
+
+    assert [m.content for m in tool_messages(result, "ask_analyst")] == ["analysis done"]
+    assert counter.counts == {"ask_analyst": 1}
+    assert sorted(audit_rows(client)) == sorted(
+        [
+            (supervisor.agent_id, "ask_analyst", "allowed"),
+            (analyst.agent_id, "stats", "agent_revoked_in_flow"),
+            (analyst.agent_id, "chart", "agent_revoked_in_flow"),
+        ]
+    )
