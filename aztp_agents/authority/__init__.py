@@ -165,6 +165,8 @@ class Authority:
     # --- audit_log
     audit_entries = _delegate(AuditLog.audit_entries, "audit_log")
     verify_audit = _delegate(AuditLog.verify_audit, "audit_log")
+    audit_checkpoint = _delegate(AuditLog.audit_checkpoint, "audit_log")
+    audit_checkpoint_key = _delegate(AuditLog.audit_checkpoint_key, "audit_log")
 
     # --- decisions
 
