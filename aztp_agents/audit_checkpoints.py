@@ -116,9 +116,7 @@ def sign_checkpoint(
     public = key.public_key()
     body = Checkpoint(org_id=org_id, org=org, seq=seq, hash=head, ts=ts, kid=key_id(public))
     signature = base64.urlsafe_b64encode(key.sign(_signed_bytes(body))).decode().rstrip("=")
-    return SignedCheckpoint(
-        checkpoint=body, signature=signature, public_key=public_key_pem(public)
-    )
+    return SignedCheckpoint(checkpoint=body, signature=signature, public_key=public_key_pem(public))
 
 
 def check_checkpoint(
@@ -137,7 +135,10 @@ def check_checkpoint(
     try:
         signed = SignedCheckpoint.model_validate(json.loads(doc) if isinstance(doc, str) else doc)
     except (ValidationError, ValueError, TypeError) as exc:
-        return None, f"the checkpoint cannot be read ({type(exc).__name__}): it is not a checkpoint file"
+        return (
+            None,
+            f"the checkpoint cannot be read ({type(exc).__name__}): it is not a checkpoint file",
+        )
     body = signed.checkpoint
     if body.kid != key_id(trusted):
         return body, (
@@ -148,9 +149,15 @@ def check_checkpoint(
         sig = base64.urlsafe_b64decode(signed.signature + "=" * (-len(signed.signature) % 4))
         trusted.verify(sig, _signed_bytes(body))
     except (InvalidSignature, ValueError):
-        return body, "the checkpoint's signature does not verify: the checkpoint was edited or forged"
+        return (
+            body,
+            "the checkpoint's signature does not verify: the checkpoint was edited or forged",
+        )
     if body.v != CHECKPOINT_VERSION:
-        return body, f"checkpoint version {body.v} is not understood (expected {CHECKPOINT_VERSION})"
+        return (
+            body,
+            f"checkpoint version {body.v} is not understood (expected {CHECKPOINT_VERSION})",
+        )
     if body.org_id != org_id:
         return body, f"the checkpoint is of organization {body.org_id}, not {org_id}"
     if len(hashes) < body.seq:
