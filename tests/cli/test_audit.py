@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -44,3 +45,36 @@ def test_audit_verify_detects_tampering(run: Run, crew: dict[str, str], tamper: 
     assert broken.stderr.startswith("audit chain broken:") and len(broken.stderr.splitlines()) == 1
     report = run.json("audit", "verify", code=1)
     assert report["ok"] is False and report["problem"]
+
+
+def test_audit_checkpoint_detects_a_truncated_history(run: Run, crew: dict[str, str]) -> None:
+    """Drop the last entries and move the head back: 'audit verify' says intact, 'audit verify
+    --checkpoint' does not (issue 13.6)."""
+    cp_file, key_file = run.home.parent / "cp.json", run.home.parent / "checkpoint.pem"
+    written = run.json("audit", "checkpoint", "--out", str(cp_file))
+    assert written["file"] == str(cp_file) and written["seq"] >= 5
+    assert "written to" in run("audit", "checkpoint", "--public-key", "--out", str(key_file)).stdout
+    assert run("audit", "checkpoint", "--public-key").stdout == key_file.read_text()
+    assert json.loads(run("audit", "checkpoint").stdout)["checkpoint"]["kid"] == written["kid"]
+    ok = run("audit", "verify", "--checkpoint", str(cp_file), "--public-key", str(key_file))
+    assert f"checkpoint of entry {written['seq']}" in ok.stdout and "holds" in ok.stdout
+
+    db = sqlite3.connect(run.home / "aztp.db")
+    with db:
+        n = written["seq"] - 2
+        db.execute("DELETE FROM audit WHERE seq > ?", (n,))
+        db.execute(
+            "UPDATE audit_heads SET seq = ?, hash = (SELECT hash FROM audit WHERE seq = ?)", (n, n)
+        )
+    db.close()
+
+    assert "intact" in run("audit", "verify").stdout  # the chain alone is fooled
+    for args in ((), ("--public-key", str(key_file))):
+        broken = run("audit", "verify", "--checkpoint", str(cp_file), *args, code=1)
+        assert broken.stderr.startswith("audit chain broken: the chain ends at entry")
+    report = run.json("audit", "verify", "--checkpoint", str(cp_file), code=1)
+    assert report["ok"] is False and report["checkpoint"]["seq"] == written["seq"]
+    run.fails("audit", "verify", "--public-key", str(key_file), code=2)
+    run.fails("audit", "verify", "--checkpoint", str(run.home / "missing.json"), code=2)
+    bad = run("audit", "verify", "--checkpoint", str(key_file), code=1)
+    assert "cannot be read" in bad.stderr
