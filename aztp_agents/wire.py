@@ -236,6 +236,19 @@ class FederationBody(Body):
     trustDomain: Annotated[str, Field(min_length=1, max_length=255)]
 
 
+class AuditVerifyBody(Body):
+    """``POST v1/audit/verify``: check the chain, and against a signed checkpoint if given."""
+
+    checkpoint: dict[str, Any] | Annotated[str, Field(max_length=16384)] | None = Field(
+        default=None, description="A signed checkpoint (GET v1/audit/checkpoint), or its JSON."
+    )
+    publicKey: Annotated[str, Field(max_length=4096)] | None = Field(
+        default=None,
+        description="PEM Ed25519 key to check the checkpoint's signature with (default: the "
+        "organization's checkpoint key).",
+    )
+
+
 class DecideBody(Body):
     flowId: FlowIdField
     agent: AztpIdField

@@ -866,3 +866,25 @@ def test_async_path_never_blocks_the_event_loop(server: Server, org_key: str) ->
         assert backend.stats["fallback"] == 0  # local decisions, the replica reloaded on the loop
     finally:
         client.close()
+
+
+def test_audit_checkpoints_over_the_wire(remote: Aztp) -> None:
+    """A checkpoint signed by the server verifies there, with the public key it hands out, and
+    an edited one does not (issue 13.6)."""
+
+    async def go() -> None:
+        cp = await remote.audit_checkpoint()
+        key = await remote.audit_checkpoint_key()
+        assert cp["checkpoint"]["kid"] == key["kid"] and cp["checkpoint"]["seq"] >= 1
+        await remote.create_flow("after-the-checkpoint")
+        report = await remote.verify_audit(cp, public_key=key["public_key"])
+        assert report["ok"] is True and report["checkpoint"]["seq"] == cp["checkpoint"]["seq"]
+        assert (await remote.verify_audit(json.dumps(cp)))["ok"] is True
+        assert (await remote.verify_audit())["ok"] is True
+        edited = {**cp, "checkpoint": {**cp["checkpoint"], "seq": cp["checkpoint"]["seq"] + 1}}
+        report = await remote.verify_audit(edited)
+        assert report["ok"] is False and "signature does not verify" in report["problem"]
+        with pytest.raises(ValidationError, match="Ed25519"):
+            await remote.verify_audit(cp, public_key="not a key")
+
+    asyncio.run(go())
