@@ -270,6 +270,11 @@ class DecisionRecord(Body):
     audit: bool = False
     enforced: bool = True
     context: dict[str, Any] | None = None
+    decidedAt: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        default=None,
+        description="When the enforcement point took the decision (epoch seconds): recorded "
+        "as the decision's time; the server adds receivedAt.",
+    )
 
 
 class DecisionAuditBody(Body):

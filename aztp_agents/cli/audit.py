@@ -34,7 +34,8 @@ def audit_tail(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the latest audit entries."""
+    """Show the latest audit entries: when each was taken (a decision: when it was decided,
+    also at a remote enforcement point) and on which state revision."""
     entries = run(ctx, lambda c: c.audit(limit=lines or None, action=action))
 
     def human() -> None:
@@ -44,14 +45,17 @@ def audit_tail(
         console().print(
             table(
                 None,
-                ["seq", "time", "action", "subject", "details"],
+                ["seq", "time", "revision", "action", "subject", "details"],
                 [
                     (
                         e["seq"],
                         e["ts"],
+                        (e.get("data") or {}).get("revision"),
                         e["action"],
                         e.get("subject"),
-                        e.get("problem") or e.get("data") or None,
+                        e.get("problem")
+                        or {k: v for k, v in (e.get("data") or {}).items() if k != "revision"}
+                        or None,
                     )
                     for e in entries
                 ],
@@ -160,3 +164,41 @@ def _read_text(path: Path, option: str) -> str:
             f"cannot read {path}: {getattr(exc, 'strerror', None) or type(exc).__name__}",
             param_hint=option,
         ) from None
+
+
+@audit_app.command("check")
+def audit_check(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Prove from the log that no tool call was allowed on a state revision at or after a
+    revocation of its agent, tool, flow membership or link. Exit code 0 none, 1 some."""
+    from ..audit_check import check_decision_order
+
+    report = check_decision_order(run(ctx, lambda c: c.audit()))
+    if wants_json(ctx, as_json):
+        print_json(report.to_dict())
+    elif report.ok:
+        say(
+            f"audit check passed: {report.allowed} of {report.decisions} decisions allowed, none "
+            f"on a revision at or after a revocation ({report.revocations} revocations checked)",
+            "green",
+        )
+    else:
+        for v in report.violations:
+            by = v["revokedBy"]
+            typer.echo(
+                f"allowed at revision {v['revision']} (entry {v['seq']}, {v['ts']}): agent "
+                f"{v['agent']} tool {v['tool']} flow {v['flowId']}, after {by['action']} "
+                f"{by['subject']} at revision {by['revision']} (entry {by['seq']}, {by['ts']})",
+                err=True,
+            )
+        typer.echo(
+            f"audit check failed: {len(report.violations)} allows decided on a revision at or "
+            "after a revocation",
+            err=True,
+        )
+    if report.unrevisioned and not wants_json(ctx, as_json):
+        typer.echo(
+            f"note: {report.unrevisioned} state changes were written before revisions were "
+            "recorded and could not be checked",
+            err=True,
+        )
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_NEGATIVE)
