@@ -78,3 +78,35 @@ def test_audit_checkpoint_detects_a_truncated_history(run: Run, crew: dict[str, 
     run.fails("audit", "verify", "--checkpoint", str(run.home / "missing.json"), code=2)
     bad = run("audit", "verify", "--checkpoint", str(key_file), code=1)
     assert "cannot be read" in bad.stderr
+
+
+def test_audit_check_proves_no_allow_after_a_revocation(run: Run, crew: dict[str, str]) -> None:
+    """A real run: allowed, revoked, denied: 'audit check' passes; a forged allow on a later
+    revision fails it (issue 13.9). 'audit tail' shows the revision of each entry."""
+    from aztp_agents import Aztp, Guard
+    from tests.authority.test_audit_order import _forge_allow
+
+    client = Aztp(home=run.home)
+    try:
+        guard = Guard(flow="prod", client=client)
+        assert guard.check(crew["agent"], crew["tool"], "search").allowed
+        run("identity", "revoke", crew["tool"], "--reason", "leaked")
+        assert not guard.check(crew["agent"], crew["tool"], "search").allowed
+    finally:
+        client.close()
+
+    passed = run("audit", "check")
+    assert passed.stdout.startswith("audit check passed: 1 of 2 decisions allowed")
+    report = run.json("audit", "check")
+    assert report["ok"] is True and report["revocations"] == 1 and report["violations"] == []
+    tail = run.json("audit", "tail", "--action", "identity.revoke")
+    revision = tail[0]["data"]["revision"]
+    assert "revision" in run("audit", "tail").stdout
+
+    _forge_allow(run.home / "aztp.db", crew["agent"], crew["tool"], crew["flow"], revision, True)
+    failed = run("audit", "check", code=1)
+    first, last = failed.stderr.splitlines()
+    assert first.startswith(f"allowed at revision {revision}") and "identity.revoke" in first
+    assert last == "audit check failed: 1 allows decided on a revision at or after a revocation"
+    report = run.json("audit", "check", code=1)
+    assert report["ok"] is False and report["violations"][0]["revision"] == revision
