@@ -326,9 +326,14 @@ class ChainReport:
     entries: int
     problem: str | None = None
     seq: int | None = None
+    #: The checkpoint the chain was checked against (``seq``, ``hash``, ``ts``, ``kid``), if any.
+    checkpoint: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "entries": self.entries, "problem": self.problem, "seq": self.seq}
+        out = {"ok": self.ok, "entries": self.entries, "problem": self.problem, "seq": self.seq}
+        if self.checkpoint is not None:
+            out["checkpoint"] = dict(self.checkpoint)
+        return out
 
 
 def verify_chain(rows: Iterable[Any], head: tuple[int, str] | None = None) -> ChainReport:

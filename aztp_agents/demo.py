@@ -22,6 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
+from .audit_check import check_decision_order
 from .client import Aztp
 from .decisions import Decision
 
@@ -205,9 +206,17 @@ def audit_story(client: Aztp, names: dict[str | None, str]) -> None:
             what = f"{d['reason']} {names.get(e['subject'], e['subject'])} → {d.get('toolName')}"
         else:
             seq, what = str(e["seq"]), e.get("subject") or ""
-        console.print(f"  #{seq:<6} {e['ts']}  {e['action']:<22} {what}")
+        # The revision the decision was taken on (or a change made) orders them, not the
+        # time stamp: a batch written after a revocation holds decisions taken before it.
+        rev = f"r{d['revision']}" if isinstance(d.get("revision"), int) else ""
+        console.print(f"  #{seq:<6} {e['ts']}  {rev:<5} {e['action']:<22} {what}")
     report = client.sync.verify_audit()
     console.print(f"hash chain verified: {_ok(report['ok'])} ({report['entries']} entries)")
+    order = check_decision_order(client.sync.audit())
+    console.print(
+        f"no allow on a revision at or after a revocation: {_ok(order.ok)} "
+        f"({order.allowed} allowed, {order.revocations} revocations; aztp-agents audit check)"
+    )
 
 
 def main(home: str | os.PathLike[str] | None = None) -> int:

@@ -14,7 +14,9 @@ import secrets
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import StoreError
 
@@ -33,6 +35,7 @@ class KeyWrapper:
                 "the master key must be 32 bytes (base64 of 32 random bytes in AZTP_MASTER_KEY)"
             )
         self._aead = AESGCM(key)
+        self._key = key
 
     @classmethod
     def from_env(cls) -> KeyWrapper | None:
@@ -68,6 +71,13 @@ class KeyWrapper:
             return cls(base64.b64decode(path.read_bytes().strip(), validate=True))
         except (binascii.Error, ValueError, OSError) as exc:
             raise StoreError(f"cannot read the master key {path}: {type(exc).__name__}") from None
+
+    def derive(self, label: str) -> bytes:
+        """32 bytes derived from the master key for ``label`` (HKDF-SHA256): a key that is
+        never stored, so nothing in the database can replace it (the audit checkpoint key)."""
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label.encode()).derive(
+            self._key
+        )
 
     def wrap(self, secret: str, *, context: str) -> str:
         nonce = secrets.token_bytes(12)

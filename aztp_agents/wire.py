@@ -239,6 +239,19 @@ class FederationBody(Body):
     trustDomain: Annotated[str, Field(min_length=1, max_length=255)]
 
 
+class AuditVerifyBody(Body):
+    """``POST v1/audit/verify``: check the chain, and against a signed checkpoint if given."""
+
+    checkpoint: dict[str, Any] | Annotated[str, Field(max_length=16384)] | None = Field(
+        default=None, description="A signed checkpoint (GET v1/audit/checkpoint), or its JSON."
+    )
+    publicKey: Annotated[str, Field(max_length=4096)] | None = Field(
+        default=None,
+        description="PEM Ed25519 key to check the checkpoint's signature with (default: the "
+        "organization's checkpoint key).",
+    )
+
+
 class DecideBody(Body):
     flowId: FlowIdField
     agent: AztpIdField
@@ -260,6 +273,11 @@ class DecisionRecord(Body):
     audit: bool = False
     enforced: bool = True
     context: dict[str, Any] | None = None
+    decidedAt: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        default=None,
+        description="When the enforcement point took the decision (epoch seconds): recorded "
+        "as the decision's time; the server adds receivedAt.",
+    )
 
 
 class DecisionAuditBody(Body):

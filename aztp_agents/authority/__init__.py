@@ -166,6 +166,8 @@ class Authority:
     # --- audit_log
     audit_entries = _delegate(AuditLog.audit_entries, "audit_log")
     verify_audit = _delegate(AuditLog.verify_audit, "audit_log")
+    audit_checkpoint = _delegate(AuditLog.audit_checkpoint, "audit_log")
+    audit_checkpoint_key = _delegate(AuditLog.audit_checkpoint_key, "audit_log")
 
     # --- decisions
 
@@ -210,10 +212,16 @@ class Authority:
         return self.decisions.memoized(p.org_id, key, context, flat_context)
 
     def record_decision(
-        self, p: Principal, decision: Decision, context: Mapping[str, Any] | None = None
+        self,
+        p: Principal,
+        decision: Decision,
+        context: Mapping[str, Any] | None = None,
+        *,
+        decided_at: float | None = None,
     ) -> None:
-        """Queue the audit record of a decision taken elsewhere (a fail-closed denial)."""
-        self.decisions.record(p.org_id, p.user_id, decision, context)
+        """Queue the audit record of a decision taken elsewhere (a fail-closed denial, or a
+        remote enforcement point's decision taken at ``decided_at``, epoch seconds)."""
+        self.decisions.record(p.org_id, p.user_id, decision, context, decided_at)
 
     def decision_point(self, p: Principal) -> PrincipalDecisions:
         """The no-I/O decision point of ``p`` (what an embedded guard decides through)."""

@@ -10,14 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from ..audit import canonical_json
 from ..decisions import LocalDecisions
 from ..errors import ValidationError
 from ..ids import AztpId, parse_aztp_id
 from ..ratelimit import TokenBuckets
-from ..store import Store
+from ..store import Store, schema
 
 if TYPE_CHECKING:
     from .audit_log import AuditLog
@@ -32,6 +32,26 @@ if TYPE_CHECKING:
     from .verification import Verification
 
 __all__ = ["DEFAULT_TRUST_DOMAIN", "LOCAL_ORG", "AuthorityContext", "Component", "Principal"]
+
+#: Actions of writes that change decision state. Their audit rows carry ``revision``: the state
+#: revision the write makes (decisions record the revision they were taken on, so the log
+#: alone shows whether a decision could have seen a revocation: ``aztp-agents audit check``).
+STATE_ACTIONS = frozenset(
+    {
+        "identity.issue",
+        "identity.revoke",
+        "identity.reissue",
+        "flow.delete",
+        "flow.add_identity",
+        "flow.remove_identity",
+        "flow.revoke_identity",
+        "flow.reinstate_identity",
+        "link.create",
+        "link.delete",
+        "policy.attach",
+        "policy.detach",
+    }
+)
 
 DEFAULT_TRUST_DOMAIN = "aztp.local"
 LOCAL_ORG = "local"
@@ -96,11 +116,23 @@ class AuthorityContext:
         data: Mapping[str, Any],
     ) -> None:
         """Append to the organization's chain inside the write transaction ``conn``."""
+        if action in STATE_ACTIONS:
+            data = {**data, "revision": self._next_revision(conn)}
         self.store.append_audit(
             conn,
             org_id,
             [{"action": action, "actor": actor, "subject": subject, "data": dict(data)}],
         )
+
+    def _next_revision(self, conn: Connection) -> int:
+        """The revision this write transaction makes (every write of a STATE_ACTIONS action
+        bumps the revision once, when it commits). The row is locked first (PostgreSQL), so
+        no other writer can bump it between this read and our bump; SQLite writers already
+        hold the database's one write lock."""
+        stmt = select(schema.meta.c.value).where(schema.meta.c.key == "revision")
+        if not self.store.is_sqlite:
+            stmt = stmt.with_for_update()
+        return int(conn.execute(stmt).scalar_one()) + 1
 
     def audit_later(
         self, p: Principal, action: str, subject: str | None, data: Mapping[str, Any]

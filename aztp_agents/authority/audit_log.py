@@ -1,12 +1,28 @@
-"""The organization's audit log: reading entries and verifying the chain."""
+"""The organization's audit log: reading entries, verifying the chain, and signing and checking
+checkpoints of its head (:mod:`aztp_agents.audit_checkpoints`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+from collections.abc import Mapping
+from typing import Any
 
-from sqlalchemy import or_, select
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Connection, or_, select
 
-from ..audit import BATCH_ACTION, AuditEntry, ChainReport, verify_chain
+from .._util import now_iso
+from ..audit import BATCH_ACTION, GENESIS, AuditEntry, ChainReport, verify_chain
+from ..audit_checkpoints import (
+    KEY_LABEL,
+    check_checkpoint,
+    key_id,
+    load_public_key,
+    public_key_pem,
+    sign_checkpoint,
+    signing_key,
+)
+from ..errors import AuditChainError, StoreError, ValidationError
 from ..store import schema as t
 from ._context import (
     Component,
@@ -48,15 +64,87 @@ class AuditLog(Component):
         ]
         return entries[-limit:] if limit else entries
 
-    def verify_audit(self, p: Principal) -> ChainReport:
+    def _chain(self, conn: Connection, org_id: str) -> tuple[list[Any], ChainReport]:
+        rows = conn.execute(
+            select(t.audit).where(t.audit.c.org_id == org_id).order_by(t.audit.c.seq)
+        ).all()
+        head = conn.execute(
+            select(t.audit_heads.c.seq, t.audit_heads.c.hash).where(
+                t.audit_heads.c.org_id == org_id
+            )
+        ).first()
+        return rows, verify_chain(rows, (int(head.seq), head.hash) if head else (0, GENESIS))
+
+    def verify_audit(
+        self,
+        p: Principal,
+        *,
+        checkpoint: Mapping[str, Any] | str | None = None,
+        public_key: str | None = None,
+    ) -> ChainReport:
+        """Check the chain; with ``checkpoint`` (a signed checkpoint, as a document or JSON
+        text) also that it still holds the checkpointed history (not truncated, rewritten or
+        forked). The checkpoint's signature is checked against ``public_key`` (PEM) if given,
+        else against the organization's checkpoint key (derived from the master key)."""
+        if checkpoint is not None:
+            # The trusted key first: a verifier that cannot tell which key to trust has no answer.
+            trusted = (
+                self._public_key_from_pem(public_key)
+                if public_key is not None
+                else self._key(p).public_key()
+            )
         self.ctx.store.flush_audit()
         with self.ctx.store.read() as conn:
-            rows = conn.execute(
-                select(t.audit).where(t.audit.c.org_id == p.org_id).order_by(t.audit.c.seq)
-            ).all()
-            head = conn.execute(
-                select(t.audit_heads.c.seq, t.audit_heads.c.hash).where(
-                    t.audit_heads.c.org_id == p.org_id
-                )
-            ).first()
-        return verify_chain(rows, (int(head.seq), head.hash) if head else (0, "0" * 64))
+            rows, report = self._chain(conn, p.org_id)
+        if checkpoint is None or not report.ok:
+            return report
+        body, problem = check_checkpoint(
+            checkpoint, trusted, org_id=p.org_id, hashes=[r.hash for r in rows]
+        )
+        cp = body.model_dump(exclude={"v", "org_id", "org"}) if body is not None else {}
+        if problem is not None:
+            return ChainReport(False, report.entries, problem, body.seq if body else None, cp)
+        return dataclasses.replace(report, checkpoint=cp)
+
+    def audit_checkpoint(self, p: Principal) -> dict[str, Any]:
+        """A signed checkpoint of the chain's head now (refused if the chain is broken: a
+        checkpoint must never vouch for a history that was already tampered with)."""
+        key = self._key(p)
+        self.ctx.store.flush_audit()
+        with self.ctx.store.read() as conn:
+            rows, report = self._chain(conn, p.org_id)
+        if not report.ok:
+            raise AuditChainError(
+                f"the audit chain is broken ({report.problem}); no checkpoint signed"
+            )
+        seq, head = (rows[-1].seq, rows[-1].hash) if rows else (0, GENESIS)
+        return sign_checkpoint(
+            key, org_id=p.org_id, org=p.org_name, seq=int(seq), head=head, ts=now_iso()
+        ).to_doc()
+
+    def audit_checkpoint_key(self, p: Principal) -> dict[str, str]:
+        """The organization's checkpoint public key (PEM) and its key id, for verifiers that
+        should not trust this database or host."""
+        public = self._key(p).public_key()
+        return {"kid": key_id(public), "public_key": public_key_pem(public)}
+
+    def _key(self, p: Principal) -> Ed25519PrivateKey:
+        wrapper = self.ctx.store.key_wrapper
+        if wrapper is None:
+            # Without a master key the signing key would have to sit in the database in clear,
+            # where whoever rewrites the log could also replace it.
+            raise StoreError(
+                "audit checkpoints need a master key (set AZTP_MASTER_KEY for a server or a "
+                "shared PostgreSQL store)"
+            )
+        return signing_key(wrapper.derive(KEY_LABEL + p.org_id))
+
+    @staticmethod
+    def _public_key_from_pem(pem: str) -> Any:
+        try:
+            return load_public_key(pem)
+        except (ValueError, TypeError):
+            raise ValidationError(
+                "public_key is not an Ed25519 public key in PEM (as 'aztp-agents audit "
+                "checkpoint --public-key' writes it)"
+            ) from None

@@ -294,5 +294,21 @@ class Aztp(ClientBase):
     ) -> list[dict[str, Any]]:
         return await self._run(self._audit(limit, action))
 
-    async def verify_audit(self) -> dict[str, Any]:
-        return await self._run(self._verify_audit())
+    async def verify_audit(
+        self, checkpoint: Mapping[str, Any] | str | None = None, public_key: str | None = None
+    ) -> dict[str, Any]:
+        """Check the audit hash chain; with ``checkpoint`` (from :meth:`audit_checkpoint`, as
+        a document or its JSON text) also that the chain still holds the checkpointed history:
+        not truncated, rewritten or forked. ``public_key`` (PEM, from
+        :meth:`audit_checkpoint_key`) is the key to check its signature with; without it, the
+        organization's own checkpoint key."""
+        return await self._run(self._verify_audit(checkpoint, public_key))
+
+    async def audit_checkpoint(self) -> dict[str, Any]:
+        """A signed checkpoint of the audit chain's head: keep it outside the store (a file,
+        another system) and pass it to :meth:`verify_audit` later."""
+        return await self._run(self._audit_checkpoint())
+
+    async def audit_checkpoint_key(self) -> dict[str, str]:
+        """The organization's checkpoint public key (``public_key`` PEM, ``kid``)."""
+        return await self._run(self._audit_checkpoint_key())

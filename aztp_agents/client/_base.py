@@ -484,6 +484,17 @@ class ClientBase:
         entries = yield _call("audit_entries", limit=limit, action=action)
         return [e if isinstance(e, dict) else e.to_doc() for e in entries]
 
-    def _verify_audit(self) -> Plan[dict[str, Any]]:
-        report = yield _call("verify_audit")
+    def _verify_audit(
+        self, checkpoint: Mapping[str, Any] | str | None, public_key: str | None
+    ) -> Plan[dict[str, Any]]:
+        if checkpoint is None and public_key is None:
+            report = yield _call("verify_audit")
+        else:
+            report = yield _call("verify_audit", checkpoint=checkpoint, public_key=public_key)
         return report if isinstance(report, dict) else report.to_dict()
+
+    def _audit_checkpoint(self) -> Plan[dict[str, Any]]:
+        return dict((yield _call("audit_checkpoint")))
+
+    def _audit_checkpoint_key(self) -> Plan[dict[str, str]]:
+        return dict((yield _call("audit_checkpoint_key")))

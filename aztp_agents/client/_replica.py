@@ -72,8 +72,13 @@ def _json_safe(context: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-def _audit_record(decision: Decision, context: Mapping[str, Any] | None) -> dict[str, Any]:
+def _audit_record(
+    decision: Decision, context: Mapping[str, Any] | None, decided_at: float
+) -> dict[str, Any]:
+    # decidedAt: when the decision was taken here; the server records it as the decision's
+    # time (it must not stamp it when the batch arrives, later than a revocation it may follow).
     record = decision.to_dict()
+    record["decidedAt"] = decided_at
     if context:
         record["context"] = {str(k): str(v) for k, v in context.items()}
     return record
@@ -149,7 +154,8 @@ class DecisionReplica:
         self._follower: threading.Thread | None = None
         self._feed_client: httpx.Client | None = None
         self._ready = threading.Event()
-        self._audit: collections.deque[tuple[Decision, Mapping[str, Any] | None]] = (
+        #: (decision, context, decided at: epoch seconds)
+        self._audit: collections.deque[tuple[Decision, Mapping[str, Any] | None, float]] = (
             collections.deque(maxlen=100_000)
         )
         self._audit_dropped = 0
@@ -259,7 +265,8 @@ class DecisionReplica:
         self.stats["local"] += 1
         if len(self._audit) == self._audit.maxlen:
             self._audit_dropped += 1
-        self._audit.append((decision, context))  # made into a record by the audit thread
+        # made into a record by the audit thread; the time is the decision's, taken now
+        self._audit.append((decision, context, time.time()))
         return decision
 
     def _decision_request(
@@ -414,7 +421,7 @@ class DecisionReplica:
         server's audit log; it is sent with the next batch once the server can be reached."""
         if len(self._audit) == self._audit.maxlen:
             self._audit_dropped += 1
-        self._audit.append((decision, context))
+        self._audit.append((decision, context, time.time()))
         self._ensure_threads()
 
     # ================================================================= change feed
@@ -508,11 +515,11 @@ class DecisionReplica:
 
     def _flush_audit(self, timeout: float | None = None) -> None:
         while self._audit:
-            batch: list[tuple[Decision, Mapping[str, Any] | None]] = []
+            batch: list[tuple[Decision, Mapping[str, Any] | None, float]] = []
             while self._audit and len(batch) < self.audit_batch:
                 batch.append(self._audit.popleft())
             try:
-                records = [_audit_record(d, c) for d, c in batch]
+                records = [_audit_record(d, c, t) for d, c, t in batch]
                 response = self._sync.post(
                     DECISION_AUDIT_ROUTE.path,
                     {"decisions": records},

@@ -438,7 +438,16 @@ ROUTES: dict[str, Route] = {
         writes=False,
         parse=_as_list,
     ),
-    "verify_audit": _read("GET", "v1/audit/verify"),
+    "verify_audit": Route(
+        "POST",
+        "v1/audit/verify",
+        {"checkpoint": "checkpoint", "public_key": "publicKey"},
+        idempotent=True,
+        writes=False,
+        body_model=wire.AuditVerifyBody,
+    ),
+    "audit_checkpoint": _read("GET", "v1/audit/checkpoint"),
+    "audit_checkpoint_key": _read("GET", "v1/audit/checkpoint/key"),
     # federation
     "federate": _write(
         "POST",

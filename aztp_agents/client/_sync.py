@@ -273,5 +273,16 @@ class SyncAztp(ClientBase):
     def audit(self, limit: int | None = None, action: str | None = None) -> list[dict[str, Any]]:
         return self._run(self._audit(limit, action))
 
-    def verify_audit(self) -> dict[str, Any]:
-        return self._run(self._verify_audit())
+    def verify_audit(
+        self, checkpoint: Mapping[str, Any] | str | None = None, public_key: str | None = None
+    ) -> dict[str, Any]:
+        """See :meth:`Aztp.verify_audit`."""
+        return self._run(self._verify_audit(checkpoint, public_key))
+
+    def audit_checkpoint(self) -> dict[str, Any]:
+        """See :meth:`Aztp.audit_checkpoint`."""
+        return self._run(self._audit_checkpoint())
+
+    def audit_checkpoint_key(self) -> dict[str, str]:
+        """See :meth:`Aztp.audit_checkpoint_key`."""
+        return self._run(self._audit_checkpoint_key())

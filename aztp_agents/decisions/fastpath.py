@@ -31,11 +31,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
+from .._util import epoch_iso
 from ..audit import (
     CallContext,
     FieldData,
     FieldParts,
     QueuedRecord,
+    canonical_json,
     flatten_context,
     register_layout,
 )
@@ -270,21 +272,29 @@ class LocalDecisions:
         return decision
 
     def record(
-        self, org_id: str, user_id: str, decision: Decision, context: Mapping[str, Any] | None
+        self,
+        org_id: str,
+        user_id: str,
+        decision: Decision,
+        context: Mapping[str, Any] | None,
+        decided_at: float | None = None,
     ) -> None:
-        """Queue the audit record of a decision taken elsewhere (a fail-closed denial)."""
-        self.audit_put(
-            (
-                org_id,
-                (
-                    _time(),
-                    DECISION_ACTION,
-                    user_id,
-                    decision.agent,
-                    with_context(decision_fields(decision), context),
-                ),
-            )
-        )
+        """Queue the audit record of a decision taken elsewhere: a fail-closed denial (now),
+        or a remote enforcement point's decision, recorded at the time it was taken there
+        (``decided_at``) with the time it reached us as ``receivedAt``: the log must not
+        show a decision taken before a revocation as if it came after it."""
+        received = _time()
+        data: str | FieldData
+        if decided_at is None:
+            data = with_context(decision_fields(decision), context)
+        else:
+            doc: dict[str, Any] = dict(zip(DECISION_LAYOUT, decision_fields(decision), strict=True))
+            if context:
+                doc["context"] = {str(k): v for k, v in context.items()}
+            doc["receivedAt"] = epoch_iso(received)
+            data = canonical_json(doc)
+        ts = received if decided_at is None else decided_at
+        self.audit_put((org_id, (ts, DECISION_ACTION, user_id, decision.agent, data)))
 
     def for_principal(self, org_id: str, user_id: str) -> PrincipalDecisions:
         return PrincipalDecisions(self, org_id, user_id)

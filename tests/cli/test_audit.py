@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -44,3 +45,68 @@ def test_audit_verify_detects_tampering(run: Run, crew: dict[str, str], tamper: 
     assert broken.stderr.startswith("audit chain broken:") and len(broken.stderr.splitlines()) == 1
     report = run.json("audit", "verify", code=1)
     assert report["ok"] is False and report["problem"]
+
+
+def test_audit_checkpoint_detects_a_truncated_history(run: Run, crew: dict[str, str]) -> None:
+    """Drop the last entries and move the head back: 'audit verify' says intact, 'audit verify
+    --checkpoint' does not (issue 13.6)."""
+    cp_file, key_file = run.home.parent / "cp.json", run.home.parent / "checkpoint.pem"
+    written = run.json("audit", "checkpoint", "--out", str(cp_file))
+    assert written["file"] == str(cp_file) and written["seq"] >= 5
+    assert "written to" in run("audit", "checkpoint", "--public-key", "--out", str(key_file)).stdout
+    assert run("audit", "checkpoint", "--public-key").stdout == key_file.read_text()
+    assert json.loads(run("audit", "checkpoint").stdout)["checkpoint"]["kid"] == written["kid"]
+    ok = run("audit", "verify", "--checkpoint", str(cp_file), "--public-key", str(key_file))
+    assert f"checkpoint of entry {written['seq']}" in ok.stdout and "holds" in ok.stdout
+
+    db = sqlite3.connect(run.home / "aztp.db")
+    with db:
+        n = written["seq"] - 2
+        db.execute("DELETE FROM audit WHERE seq > ?", (n,))
+        db.execute(
+            "UPDATE audit_heads SET seq = ?, hash = (SELECT hash FROM audit WHERE seq = ?)", (n, n)
+        )
+    db.close()
+
+    assert "intact" in run("audit", "verify").stdout  # the chain alone is fooled
+    for args in ((), ("--public-key", str(key_file))):
+        broken = run("audit", "verify", "--checkpoint", str(cp_file), *args, code=1)
+        assert broken.stderr.startswith("audit chain broken: the chain ends at entry")
+    report = run.json("audit", "verify", "--checkpoint", str(cp_file), code=1)
+    assert report["ok"] is False and report["checkpoint"]["seq"] == written["seq"]
+    run.fails("audit", "verify", "--public-key", str(key_file), code=2)
+    run.fails("audit", "verify", "--checkpoint", str(run.home / "missing.json"), code=2)
+    bad = run("audit", "verify", "--checkpoint", str(key_file), code=1)
+    assert "cannot be read" in bad.stderr
+
+
+def test_audit_check_proves_no_allow_after_a_revocation(run: Run, crew: dict[str, str]) -> None:
+    """A real run: allowed, revoked, denied: 'audit check' passes; a forged allow on a later
+    revision fails it (issue 13.9). 'audit tail' shows the revision of each entry."""
+    from aztp_agents import Aztp, Guard
+    from tests.authority.test_audit_order import _forge_allow
+
+    client = Aztp(home=run.home)
+    try:
+        guard = Guard(flow="prod", client=client)
+        assert guard.check(crew["agent"], crew["tool"], "search").allowed
+        run("identity", "revoke", crew["tool"], "--reason", "leaked")
+        assert not guard.check(crew["agent"], crew["tool"], "search").allowed
+    finally:
+        client.close()
+
+    passed = run("audit", "check")
+    assert passed.stdout.startswith("audit check passed: 1 of 2 decisions allowed")
+    report = run.json("audit", "check")
+    assert report["ok"] is True and report["revocations"] == 1 and report["violations"] == []
+    tail = run.json("audit", "tail", "--action", "identity.revoke")
+    revision = tail[0]["data"]["revision"]
+    assert "revision" in run("audit", "tail").stdout
+
+    _forge_allow(run.home / "aztp.db", crew["agent"], crew["tool"], crew["flow"], revision, True)
+    failed = run("audit", "check", code=1)
+    first, last = failed.stderr.splitlines()
+    assert first.startswith(f"allowed at revision {revision}") and "identity.revoke" in first
+    assert last == "audit check failed: 1 allows decided on a revision at or after a revocation"
+    report = run.json("audit", "check", code=1)
+    assert report["ok"] is False and report["violations"][0]["revision"] == revision

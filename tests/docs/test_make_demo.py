@@ -50,6 +50,7 @@ def test_make_demo_on_a_fresh_clone(tmp_path: Path) -> None:
         "tool bodies run: {'web_search': 1, 'read_file': 1, 'write_report': 1}",
         "3. Audit trail",
         "hash chain verified: ✓",
+        "no allow on a revision at or after a revocation: ✓",
     ]
     position = 0
     for line in story:

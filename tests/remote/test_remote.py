@@ -31,6 +31,7 @@ import httpx
 import pytest
 
 from aztp_agents import Aztp
+from aztp_agents.audit_check import check_decision_order
 from aztp_agents.errors import (
     AlreadyRevokedError,
     AuthenticationError,
@@ -886,3 +887,59 @@ def test_async_path_never_blocks_the_event_loop(server: Server, org_key: str) ->
         assert backend.stats["fallback"] == 0  # local decisions, the replica reloaded on the loop
     finally:
         client.close()
+
+
+def test_audit_checkpoints_over_the_wire(remote: Aztp) -> None:
+    """A checkpoint signed by the server verifies there, with the public key it hands out, and
+    an edited one does not (issue 13.6)."""
+
+    async def go() -> None:
+        cp = await remote.audit_checkpoint()
+        key = await remote.audit_checkpoint_key()
+        assert cp["checkpoint"]["kid"] == key["kid"] and cp["checkpoint"]["seq"] >= 1
+        await remote.create_flow("after-the-checkpoint")
+        report = await remote.verify_audit(cp, public_key=key["public_key"])
+        assert report["ok"] is True and report["checkpoint"]["seq"] == cp["checkpoint"]["seq"]
+        assert (await remote.verify_audit(json.dumps(cp)))["ok"] is True
+        assert (await remote.verify_audit())["ok"] is True
+        edited = {**cp, "checkpoint": {**cp["checkpoint"], "seq": cp["checkpoint"]["seq"] + 1}}
+        report = await remote.verify_audit(edited)
+        assert report["ok"] is False and "signature does not verify" in report["problem"]
+        with pytest.raises(ValidationError, match="Ed25519"):
+            await remote.verify_audit(cp, public_key="not a key")
+
+    asyncio.run(go())
+
+
+def test_remote_decisions_keep_the_time_they_were_taken(server: Server, org_key: str) -> None:
+    """A decision taken at the enforcement point before a revocation, uploaded after it, is
+    recorded at the time it was decided (the server adds receivedAt), on the revision it was
+    decided on, and 'audit check' passes (issue 13.9)."""
+    guard, agent, tool, backend = _remote_guard(
+        server.url,
+        org_key,
+        "decided-at",
+        audit_interval=3600.0,  # uploaded at close only
+    )
+    writer = Aztp(api_key=org_key, base_url=server.url)
+    try:
+        allowed = guard.check(agent, tool, "tool")
+        assert allowed.allowed and backend.stats["local"] >= 1
+        writer.backend.call("revoke_flow_identity", aztp_id=tool, flow_id=guard.flow_id)
+        denied = guard.check(agent, tool, "tool")
+        assert not denied.allowed
+    finally:
+        guard.client.close()  # sends the queued decision records now, after the revocation
+    try:
+        entries = asyncio.run(writer.audit())
+    finally:
+        writer.close()
+    (revoke,) = [e for e in entries if e["action"] == "flow.revoke_identity"]
+    decisions = [
+        e for e in entries if e["action"] == "decision.tool_call" and e["subject"] == agent
+    ]
+    assert [d["data"]["allowed"] for d in decisions] == [True, False]
+    first, second = decisions
+    assert first["ts"] < revoke["ts"] <= first["data"]["receivedAt"]  # decided before, sent after
+    assert first["data"]["revision"] < revoke["data"]["revision"] <= second["data"]["revision"]
+    assert check_decision_order(entries).ok

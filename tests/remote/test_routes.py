@@ -39,6 +39,8 @@ SAMPLE: dict[str, Any] = {
     "method": "node",
     "hostname": "h",
     "extra": {"k": "v"},
+    "checkpoint": {"checkpoint": {"seq": 1}, "signature": "s", "public_key": "k"},
+    "public_key": "-----BEGIN PUBLIC KEY-----",
 }
 #: The keyword arguments of the routes whose request is built by hand.
 BUILT = {

@@ -56,6 +56,6 @@ def decisions_audit(
             enforced=record.enforced,
             organization=caller.org_id,
         )
-        authority.record_decision(caller, decision, record.context)
+        authority.record_decision(caller, decision, record.context, decided_at=record.decidedAt)
     recorded = len(body.decisions)
     return ok({"recorded": recorded}, f"{recorded} decisions recorded")
