@@ -40,7 +40,7 @@ def test_verify_documents_every_exit_code_it_can_answer(run: Run, crew: dict[str
         (EXIT_USAGE, "bad usage"),
         (EXIT_NOT_FOUND, "not found"),
         (EXIT_DENIED, "authentication or permission refused"),
-        (EXIT_UNAVAILABLE, "unavailable"),
+        (EXIT_UNAVAILABLE, "the authority is unavailable"),
     ):
         assert f"{code} {meaning}" in text, (code, meaning, text)
     # ...and it does answer the ones besides 0 and 1.
