@@ -115,7 +115,9 @@ def main() -> int:
         f"(target <= {TARGET:.0f}x): {'MET' if ratio <= TARGET else 'NOT MET'}"
     )
     sqla = wall["python -c 'import sqlalchemy'"]
-    print(f"aztp-agents --help = {wall['aztp-agents --help'] / sqla:.2f}x python -c 'import sqlalchemy'")
+    print(
+        f"aztp-agents --help = {wall['aztp-agents --help'] / sqla:.2f}x python -c 'import sqlalchemy'"
+    )
     print(
         f"identity list = {store / floor:.2f}x importing what it needs "
         f"(+{(store - floor) * 1e3:.0f} ms: opening the store, the query, the table)"
