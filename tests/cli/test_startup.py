@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 # What an operator's `aztp-agents --help` must not pay for: the SQL toolkit, the HTTP client,
-# the authority (and with it the store and the crypto), the client facade and rich's help renderer.
+# the authority (and with it the store and the crypto), the client facade and rich (help is plain text).
 HEAVY = (
     "sqlalchemy",
     "httpx",
@@ -24,7 +24,7 @@ HEAVY = (
     "aztp_agents.store",
     "aztp_agents.client",
     "cryptography",
-    "rich.markdown",
+    "rich",
 )
 
 _PROBE = """
