@@ -104,6 +104,8 @@ class Authority:
     org_by_name = _delegate(Tenants.org_by_name, "tenants")
     principal_for = _delegate(Tenants.principal_for, "tenants")
     create_api_key = _delegate(Tenants.create_api_key, "tenants")
+    list_orgs = _delegate(Tenants.list_orgs, "tenants")
+    list_users = _delegate(Tenants.list_users, "tenants")
     list_api_keys = _delegate(Tenants.list_api_keys, "tenants")
     revoke_api_key = _delegate(Tenants.revoke_api_key, "tenants")
     rotate_api_key = _delegate(Tenants.rotate_api_key, "tenants")

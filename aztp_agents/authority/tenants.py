@@ -177,10 +177,53 @@ class Tenants(Component):
             self.ctx.audit(conn, org_id, user_id, "key.create", key_id, {})
         return key_id, key
 
+    def list_orgs(self) -> list[dict[str, Any]]:
+        """Every organization of the store, with its trust domains and its number of users."""
+        with self.ctx.store.read() as conn:
+            orgs = conn.execute(select(t.orgs).order_by(t.orgs.c.created_at)).all()
+            domains = conn.execute(
+                select(t.trust_domains.c.org_id, t.trust_domains.c.name).order_by(
+                    t.trust_domains.c.created_at
+                )
+            ).all()
+            users = conn.execute(select(t.users.c.org_id)).all()
+        return [
+            {
+                "id": o.id,
+                "name": o.name,
+                "trustDomains": [d.name for d in domains if d.org_id == o.id],
+                "users": sum(1 for u in users if u.org_id == o.id),
+                "createdAt": o.created_at,
+            }
+            for o in orgs
+        ]
+
+    def list_users(self, org_id: str) -> list[dict[str, Any]]:
+        """The organization's users, with how many active API keys each holds."""
+        with self.ctx.store.read() as conn:
+            users = conn.execute(
+                select(t.users).where(t.users.c.org_id == org_id).order_by(t.users.c.created_at)
+            ).all()
+            keys = conn.execute(
+                select(t.api_keys.c.user_id).where(
+                    t.api_keys.c.org_id == org_id, t.api_keys.c.revoked_at.is_(None)
+                )
+            ).all()
+        return [
+            {
+                "id": u.id,
+                "name": u.name,
+                "activeKeys": sum(1 for k in keys if k.user_id == u.id),
+                "createdAt": u.created_at,
+            }
+            for u in users
+        ]
+
     def list_api_keys(self, org_id: str) -> list[dict[str, Any]]:
         with self.ctx.store.read() as conn:
             rows = conn.execute(
-                select(t.api_keys)
+                select(t.api_keys, t.users.c.name.label("user_name"))
+                .join(t.users, t.users.c.id == t.api_keys.c.user_id)
                 .where(t.api_keys.c.org_id == org_id)
                 .order_by(t.api_keys.c.created_at)
             ).all()
@@ -188,6 +231,7 @@ class Tenants(Component):
             {
                 "id": r.id,
                 "userId": r.user_id,
+                "userName": r.user_name,
                 "prefix": r.prefix + "…",
                 "createdAt": r.created_at,
                 "revokedAt": r.revoked_at,

@@ -58,13 +58,20 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
 def sub_app(name: str, help: str) -> typer.Typer:
     """A command group ``aztp-agents NAME ...`` (groups list in the order they are made)."""
-    sub = typer.Typer(name=name, help=help, no_args_is_help=True, pretty_exceptions_enable=False)
+    sub = typer.Typer(
+        name=name,
+        help=help,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
     app.add_typer(sub, name=name)
     return sub
 

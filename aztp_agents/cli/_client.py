@@ -14,7 +14,6 @@ touching any command:
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -51,6 +50,8 @@ def client_for(state: State) -> Aztp:
 
 def run(ctx: typer.Context, fn: Callable[[Aztp], Awaitable[T]]) -> T:
     """Run one command's coroutine against a fresh client (the CLI is not inside a loop)."""
+    import asyncio  # here, not at the top: `aztp-agents --help` never runs a loop
+
     client = client_for(state_of(ctx))
 
     async def go() -> T:

@@ -88,8 +88,9 @@ def exit_code_of(call: Callable[[], object], state: State) -> int:
 def _report(exc: Exception, state: State) -> int:
     # Typer >= 0.20 vendors click (typer._click); older versions use click: match by name.
     if _is_a(exc, "NoArgsIsHelpError"):
-        ctx = getattr(exc, "ctx", None)
-        typer.echo(ctx.get_help() if ctx is not None else str(exc))
+        # The error already holds the rendered help (plain text: the app renders no rich help,
+        # which printed itself while being rendered and so showed up twice).
+        typer.echo(exc.format_message())  # type: ignore[attr-defined]
         return EXIT_USAGE
     if _is_a(exc, "UsageError"):
         ctx = getattr(exc, "ctx", None)

@@ -76,6 +76,24 @@ def org_create(
     _show_new_key(ctx, as_json, result)
 
 
+@org_app.command("list")
+def org_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List the organizations of the embedded store, their trust domains and users."""
+    authority, _ = embedded_authority(ctx, "org list")
+    orgs = authority.list_orgs()
+
+    def human() -> None:
+        console().print(
+            table(
+                f"{len(orgs)} organizations",
+                ["name", "trust domains", "users", "created", "id"],
+                [(o["name"], o["trustDomains"], o["users"], o["createdAt"], o["id"]) for o in orgs],
+            )
+        )
+
+    emit(ctx, as_json, orgs, human)
+
+
 @org_app.command("add-trust-domain")
 def org_add_trust_domain(
     ctx: typer.Context,
@@ -130,12 +148,12 @@ def keys_list(ctx: typer.Context, org: OrgOpt = None, as_json: JsonOpt = False) 
         console().print(
             table(
                 f"API keys of {principal.org_name}",
-                ["id", "prefix", "user id", "created", "status"],
+                ["id", "prefix", "user", "created", "status"],
                 [
                     (
                         k["id"],
                         k["prefix"],
-                        k["userId"],
+                        k["userName"],
                         k["createdAt"],
                         status_text("revoked" if k.get("revokedAt") else "active"),
                     )
@@ -190,3 +208,21 @@ def user_create(
             "green",
         ),
     )
+
+
+@user_app.command("list")
+def user_list(ctx: typer.Context, org: OrgOpt = None, as_json: JsonOpt = False) -> None:
+    """List the users of an organization and how many active API keys each holds."""
+    authority, principal = _org_principal(ctx, org, None, "user list")
+    users = authority.list_users(principal.org_id)
+
+    def human() -> None:
+        console().print(
+            table(
+                f"users of {principal.org_name}",
+                ["name", "active keys", "created", "id"],
+                [(u["name"], u["activeKeys"], u["createdAt"], u["id"]) for u in users],
+            )
+        )
+
+    emit(ctx, as_json, users, human)

@@ -9,6 +9,7 @@ import typer
 
 from ._app import sub_app
 from ._client import run
+from ._errors import UsageProblem
 from ._options import FlowArg, IdentityArg, JsonOpt
 from ._output import console, emit, fields, say, status_text, table
 from ._resolve import aztp_id, find_flow, json_object
@@ -272,6 +273,65 @@ def flow_health(ctx: typer.Context, flow: FlowArg, as_json: JsonOpt = False) -> 
             )
 
     emit(ctx, as_json, report, human)
+
+
+@flow_app.command("update")
+def flow_update(
+    ctx: typer.Context,
+    flow: FlowArg,
+    name: Annotated[str | None, typer.Option("--name", help="A new name (unique).")] = None,
+    description: Annotated[
+        str | None, typer.Option("--description", help="A new description.")
+    ] = None,
+    private: Annotated[
+        bool | None,
+        typer.Option(
+            "--private/--public",
+            help="Private: visible to you only. Public: to the whole organization.",
+            show_default=False,
+        ),
+    ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="A tag (repeatable): the flow's tags become exactly these."),
+    ] = None,
+    no_tags: Annotated[bool, typer.Option("--no-tags", help="Remove every tag.")] = False,
+    metadata: Annotated[
+        str | None,
+        typer.Option("--metadata", metavar="JSON", help="New metadata (a JSON object)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a flow's name, description, visibility, tags or metadata (what is not given
+    stays as it is)."""
+    if tag and no_tags:
+        raise UsageProblem("use either --tag or --no-tags, not both")
+    meta = json_object(metadata, "--metadata")
+    tags = [] if no_tags else (list(tag) if tag else None)
+    if name is None and description is None and private is None and tags is None and meta is None:
+        raise UsageProblem(
+            "nothing to change: give --name, --description, --private/--public, --tag, "
+            "--no-tags or --metadata"
+        )
+
+    async def go(client: Aztp) -> dict[str, Any]:
+        flow_id = (await find_flow(client, flow))["_id"]
+        return await client.update_flow(
+            flow_id,
+            name=name,
+            description=description,
+            discoverable=None if private is None else ("private" if private else "public"),
+            tags=tags,
+            metadata=meta,
+        )
+
+    answer = run(ctx, go)
+    emit(
+        ctx,
+        as_json,
+        answer,
+        lambda: say(f"updated flow {answer['name']} (id {answer['_id']})", "green"),
+    )
 
 
 @flow_app.command("delete")

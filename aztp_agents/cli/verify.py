@@ -35,7 +35,13 @@ def verify(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Verify an identity (globally, or in a flow). Exit code 0 valid, 1 invalid."""
+    """Verify an identity: globally, in a flow (--flow), or towards a target (--to).
+
+    Exit codes: 0 valid; 1 invalid (revoked, not in the flow, not linked, refused by the
+    policy); 2 bad usage or input (a bad flag, a malformed ID); 3 not found (the identity,
+    the flow or the target); 4 authentication or permission refused; 5 the authority is
+    unavailable (server unreachable, store locked or unreadable).
+    """
     if to is None and policy is not None:
         raise UsageProblem("--policy needs --to TARGET")
     if to is not None and flow is not None:

@@ -110,3 +110,40 @@ def test_admin_commands_refuse_a_remote_url(run: Run) -> None:
         env={"AZTP_URL": "http://127.0.0.1:9", "AZTP_HOME": str(run.home)},
     )
     assert "AZTP_URL" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_keys_list_names_the_user(run: Run) -> None:
+    run.json("org", "create", "acme", "--trust-domain", "acme.example", "--user", "alice")
+    run.json("user", "create", "bob", "--org", "acme")
+    bob = run.json("keys", "create", "--org", "acme", "--user", "bob")
+    listed = run.json("keys", "list", "--org", "acme")
+    assert {k["id"]: k["userName"] for k in listed}[bob["id"]] == "bob"
+    assert sorted(k["userName"] for k in listed) == ["alice", "bob"]
+    human = run("keys", "list", "--org", "acme").stdout
+    assert "alice" in human and "bob" in human
+    assert bob["api_key"] not in human
+
+
+def test_org_list_and_user_list(run: Run) -> None:
+    run.json("identity", "issue", "bot")  # makes the local organization
+    run.json("org", "create", "acme", "--trust-domain", "acme.example", "--user", "alice")
+    run.json("org", "add-trust-domain", "acme", "acme.test")
+    run.json("user", "create", "bob", "--org", "acme")
+    bob_key = run.json("keys", "create", "--org", "acme", "--user", "bob")
+
+    orgs = {o["name"]: o for o in run.json("org", "list")}
+    assert sorted(orgs) == ["acme", "local"]
+    assert orgs["acme"]["trustDomains"] == ["acme.example", "acme.test"]
+    assert orgs["acme"]["users"] == 2
+    assert "acme.example" in run("org", "list").stdout
+
+    users = {u["name"]: u for u in run.json("user", "list", "--org", "acme")}
+    assert sorted(users) == ["alice", "bob"]
+    assert users["alice"]["activeKeys"] == 1 and users["bob"]["activeKeys"] == 1
+    run("keys", "revoke", bob_key["id"], "--org", "acme")
+    assert {u["name"]: u["activeKeys"] for u in run.json("user", "list", "--org", "acme")} == {
+        "alice": 1,
+        "bob": 0,
+    }
+    assert "alice" in run("user", "list", "--org", "acme").stdout
+    run.fails("user", "list", "--org", "nope", code=3, contains="no organization")

@@ -56,3 +56,41 @@ def test_empty_lists_say_what_to_do(run: Run) -> None:
     assert "identity issue" in run("identity", "list").stdout
     assert "flow create" in run("flow", "list").stdout
     assert run.json("flow", "list") == []
+
+
+def test_flow_update(run: Run, crew: dict[str, str]) -> None:
+    updated = run.json(
+        "flow",
+        "update",
+        "prod",
+        "--name",
+        "production",
+        "--description",
+        "the live crew",
+        "--private",
+        "--tag",
+        "a",
+        "--tag",
+        "b",
+        "--metadata",
+        '{"team": "research"}',
+    )
+    assert updated["_id"] == crew["flow"] and updated["name"] == "production"
+    shown = run.json("flow", "show", "production")
+    assert shown["description"] == "the live crew" and shown["discoverable"] == "private"
+    assert shown["tags"] == ["a", "b"] and shown["metadata"] == {"team": "research"}
+    assert len(shown["identities"]) == 2  # members untouched
+
+    # what is not given stays; --no-tags clears; by id works too
+    run.json("flow", "update", crew["flow"], "--public", "--no-tags")
+    shown = run.json("flow", "show", crew["flow"])
+    assert shown["discoverable"] == "public" and shown["tags"] == []
+    assert shown["name"] == "production" and shown["description"] == "the live crew"
+    assert "updated flow production" in run("flow", "update", "production", "--tag", "x").stdout
+
+    run.fails("flow", "update", "production", code=2, contains="nothing to change")
+    run.fails("flow", "update", "production", "--tag", "x", "--no-tags", code=2)
+    run.fails("flow", "update", "nope", "--name", "y", code=3, contains="no identity flow")
+    run.fails("flow", "update", "production", "--metadata", "[1]", code=2)
+    run("flow", "create", "other")
+    run.fails("flow", "update", "other", "--name", "production", code=2, contains="already exists")
