@@ -9,9 +9,10 @@ what the OS had not written yet, as it may take the last ``synchronous=NORMAL`` 
 
 * The file is ``<db>-audit-<pid>-<random>.spool``, created 0600, never through a symlink, and
   held with ``flock`` for its owner's life: a file whose lock can be taken has no owner left.
-* A record is a 4-byte big-endian length, then ``[org_id, payload]`` as JSON (``payload`` from
-  :func:`~aztp_agents.audit.encode_batch`). A record cut short by a kill is ignored: it was
-  never acknowledged by a commit either.
+* A record is the big-endian lengths of ``org_id`` (2 bytes) and ``payload`` (4 bytes, the
+  text from :func:`~aztp_agents.audit.encode_batch`), then both in UTF-8: no re-encoding on
+  the writer thread. A record cut short by a kill is ignored: it was never acknowledged by a
+  commit either.
 * Exactly once: the transaction that commits a batch also sets ``meta`` key
   ``audit-spool:<pid>-<random>`` to the spool offset it covers; :func:`recover` replays only
   what lies after it, and records its own progress the same way before removing the file.
@@ -20,7 +21,6 @@ what the OS had not written yet, as it may take the last ``synchronous=NORMAL`` 
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import secrets
@@ -39,7 +39,7 @@ __all__ = ["KEY_PREFIX", "Spool", "read_spool", "recover"]
 log = logging.getLogger(__name__)
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_LEN = struct.Struct(">I")
+_LEN = struct.Struct(">HI")
 #: Prefix of the ``meta`` keys holding each spool's committed offset.
 KEY_PREFIX = "audit-spool:"
 
@@ -56,8 +56,8 @@ def _key(db: Path, path: Path) -> str:
 def encode(payloads: Mapping[str, str]) -> bytes:
     out = bytearray()
     for org_id, payload in payloads.items():
-        body = json.dumps([org_id, payload], separators=(",", ":")).encode()
-        out += _LEN.pack(len(body)) + body
+        org, body = org_id.encode(), payload.encode()
+        out += _LEN.pack(len(org), len(body)) + org + body
     return bytes(out)
 
 
@@ -65,12 +65,12 @@ def read_spool(data: bytes, offset: int = 0) -> Iterator[tuple[str, str]]:
     """The ``(org_id, payload)`` records of spool bytes ``data`` from ``offset`` on; a record
     cut short (its writer was killed mid-write) ends the file."""
     while offset + _LEN.size <= len(data):
-        (size,) = _LEN.unpack_from(data, offset)
-        end = offset + _LEN.size + size
+        org_size, size = _LEN.unpack_from(data, offset)
+        start = offset + _LEN.size
+        end = start + org_size + size
         if end > len(data):
             return
-        org_id, payload = json.loads(data[offset + _LEN.size : end])
-        yield str(org_id), str(payload)
+        yield data[start : start + org_size].decode(), data[start + org_size : end].decode()
         offset = end
 
 
