@@ -17,11 +17,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from aztp_agents.audit import decode_batch
+from aztp_agents.errors import StoreError
 from aztp_agents.store.spool import read_spool
+from tests.authority.helpers import run
 from tests.support.cli import script
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and flock")
@@ -164,3 +167,58 @@ def test_a_normal_exit_leaves_no_spool(tmp_path: Path, agent: Agent) -> None:
     assert not list(tmp_path.glob("*.spool"))
     assert decisions_in_store(tmp_path) == N + 1
     assert_intact(tmp_path)
+
+
+def test_windows_held_back_by_a_lock_commit_later_in_order(
+    client: Any, authority: Any, principal: Any
+) -> None:
+    """In one process: while another connection holds the write lock, flushes time out (the
+    windows stay pending and spooled, nothing is dropped); once it is released they commit
+    in the order they were queued, once, and the spool's committed offset is its end."""
+    store = authority.store
+    store.submit_audit(principal.org_id, (time.time(), "test.held", "someone", "w0", "{}"))
+    store.flush_audit()  # the writer and its spool exist
+    holder = sqlite3.connect(store.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        for subject in ("w1", "w2", "w3"):
+            store.submit_audit(
+                principal.org_id, (time.time(), "test.held", "someone", subject, "{}")
+            )
+            with pytest.raises(StoreError, match="not committed"):
+                store.flush_audit(0.5)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    store.flush_audit()
+    subjects = [e["subject"] for e in run(client.audit()) if e["action"] == "test.held"]
+    assert sorted(subjects) == ["w0", "w1", "w2", "w3"]  # each once
+    entries = [e for e in run(client.audit()) if e["action"] == "test.held"]
+    by_subject = {e["subject"]: e for e in entries}
+    assert by_subject["w1"]["ts"] <= by_subject["w2"]["ts"] <= by_subject["w3"]["ts"]
+    assert run(client.verify_audit())["ok"] is True
+    (spool,) = store.path.parent.glob("aztp.db-audit-*.spool")
+    with sqlite3.connect(store.path) as db:
+        offsets = db.execute(
+            "SELECT key, value FROM meta WHERE key LIKE 'audit-spool:%'"
+        ).fetchall()
+    assert [value for _key, value in offsets] == [spool.stat().st_size]
+
+
+def test_a_fully_committed_spool_is_replaced_when_large(
+    authority: Any, principal: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = authority.store
+    monkeypatch.setattr(type(store._audit_writer), "SPOOL_ROTATE_BYTES", 1)
+    seen = set()
+    for i in range(3):
+        store.submit_audit(principal.org_id, (time.time(), "test.rotate", "someone", f"r{i}", "{}"))
+        store.flush_audit()
+        spools = list(store.path.parent.glob("aztp.db-audit-*.spool"))
+        assert spools == []  # removed once committed: the next window starts a new one
+        with sqlite3.connect(store.path) as db:
+            keys = {k for (k,) in db.execute("SELECT key FROM meta WHERE key LIKE 'audit-spool:%'")}
+        assert len(keys) <= 1  # the previous spool's offset went with this commit
+        assert not keys & seen
+        seen |= keys
+    assert len(seen) == 3  # one spool per window
