@@ -90,16 +90,28 @@ class Spool:
             self.path.unlink(missing_ok=True)
             raise
         self._fd: int | None = fd
+        self._broken = False
         #: Bytes written so far (the offset after the last record).
         self.end = 0
 
     def append(self, payloads: Mapping[str, str]) -> int:
         """Append one window's batches; returns the offset after them."""
-        assert self._fd is not None
+        if self._fd is None or self._broken:
+            raise OSError(f"the audit spool {self.path} is not usable")
         data = encode(payloads)
         view = memoryview(data)
-        while view:  # one write in practice; a short write continues where it stopped
-            view = view[os.write(self._fd, view) :]
+        try:
+            while view:  # one write in practice; a short write continues where it stopped
+                view = view[os.write(self._fd, view) :]
+        except OSError:
+            # Cut a partial record off, or later offsets would not match the file; if even
+            # that fails, append no more (the file stays ours and locked: what it holds
+            # before ``end`` is still what commits record).
+            try:
+                os.ftruncate(self._fd, self.end)
+            except OSError:
+                self._broken = True
+            raise
         self.end += len(data)
         return self.end
 
