@@ -31,6 +31,7 @@ from ..private_files import private_folder
 from . import schema
 from .changes import StoreChanges
 from .files import StoreFiles
+from .spool import Spool, recover
 
 __all__ = ["SCHEMA_VERSION", "Store"]
 
@@ -110,6 +111,9 @@ class Store:
         self.audit_commit_listeners: list[Callable[[int, int], None]] = []
         #: Change detection, for every reader (see :mod:`.changes`).
         self.changes = StoreChanges(self)
+        if self.files is not None:
+            # Decisions a killed process spooled but never committed (see .spool).
+            recover(self)
         self._audit_writer = _AuditWriter(self)
         atexit.register(self.close)
 
@@ -397,13 +401,25 @@ class AuditWriterStats:
         )
 
 
+@dataclass
+class _Window:
+    """One window's batches (text per organization), and the spool offset after them (None:
+    not spooled)."""
+
+    payloads: dict[str, str]
+    records: int
+    spool_end: int | None = None
+
+
 class _AuditWriter:
     """Background group commit of decision audit records (one transaction per batch).
 
     A record is queued in well under a microsecond on the decision path; the writer drains
-    the queue and commits what it holds in one transaction. ``flush()`` returns once every
-    record queued before it is committed. A record still queued when the process is killed
-    is lost (at most one batch); a normal exit flushes.
+    the queue, spools what it holds (see :mod:`.spool`) and commits it in one transaction; a
+    window it cannot commit yet (another process holds the write lock) stays pending and is
+    committed, in order, with a later one. ``flush()`` returns once every record queued before
+    it is committed. A record still queued when the process is killed is lost (at most the
+    window gathering); a normal exit flushes.
     """
 
     def __init__(self, store: Store) -> None:
@@ -417,6 +433,12 @@ class _AuditWriter:
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         self.stats = AuditWriterStats()
+        #: This process's spool file (see :mod:`.spool`), created with the first window.
+        self._spool: Spool | None = None
+        #: Offset keys of removed spools, dropped in the next commit.
+        self._stale_keys: list[str] = []
+        #: Commit attempts that failed in a row.
+        self._failures = 0
 
     def submit(self, org_id: str, record: QueuedRecord) -> None:
         if self._thread is None:
@@ -437,60 +459,145 @@ class _AuditWriter:
                 self._thread.start()
 
     #: How long the writer lets records gather after the first one arrives: one commit per
-    #: window, not per decision (a commit costs far more CPU than a decision). A normal exit or
-    #: ``flush()`` commits at once; a killed process can lose at most this window of decisions.
+    #: window, not per decision (a commit costs far more CPU than a decision). Each window is
+    #: spooled to disk before its commit is tried (see :mod:`.spool`), so a process killed
+    #: outright loses at most the window still gathering, even while the commit waits.
     LINGER_S = 0.2
+    #: How long one commit attempt waits for another process's write lock: short, so the
+    #: writer goes back to gathering and spooling; it retries every window.
+    BUSY_MS = 50
+    #: How long the last attempt at close waits (what it cannot commit stays spooled).
+    CLOSE_BUSY_MS = 5000
+    #: A fully committed spool larger than this is removed and a new one started.
+    SPOOL_ROTATE_BYTES = 1 << 20
 
     def _run(self) -> None:
+        pending: list[_Window] = []  # spooled, not yet committed, oldest first
+        waiters: list[threading.Event] = []  # flushes waiting for pending to commit
         while True:
-            batch = [self._queue.get()]
-            if isinstance(batch[0], tuple):
-                self._wake.wait(self.LINGER_S)  # a flush() cuts the wait short
-                self._wake.clear()
+            try:
+                first = self._queue.get(timeout=self.LINGER_S if pending else None)
+            except queue.Empty:
+                batch = []
+            else:
+                batch = [first]
+                if isinstance(first, tuple):
+                    self._wake.wait(self.LINGER_S)  # a flush() cuts the wait short
+                    self._wake.clear()
             while len(batch) < 5000:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            stopping = any(b is None for b in batch)
+            waiters += [b for b in batch if isinstance(b, threading.Event)]
             records = [b for b in batch if isinstance(b, tuple)]
+            started = time.thread_time()
             if records:
-                started = time.thread_time()
-                self._write(records)
-                self.stats = self.stats.add(len(records), time.thread_time() - started)
-            for b in batch:
-                if isinstance(b, threading.Event):
-                    b.set()
-            if any(b is None for b in batch):
+                pending.append(self._prepare(records))
+            committed = self._commit(pending, final=stopping) if pending else 0
+            if committed:
+                self.stats = self.stats.add(committed, time.thread_time() - started)
+            if not pending or stopping:
+                for w in waiters:
+                    w.set()
+                waiters.clear()
+            if stopping:
+                self._finish(pending)
                 return
 
-    def _write(self, records: list[tuple[str, QueuedRecord]]) -> None:
+    def _prepare(self, records: list[tuple[str, QueuedRecord]]) -> _Window:
+        """Encode one window's records per organization and spool them."""
         by_org: dict[str, list[QueuedRecord]] = {}
         for org_id, rec in records:
             by_org.setdefault(org_id, []).append(rec)
         payloads = {org_id: encode_batch(recs) for org_id, recs in by_org.items()}
-        for attempt in range(5):
+        window = _Window(payloads, len(records))
+        if self._store.is_sqlite and self._store.path is not None:
             try:
-                if self._store.is_sqlite and self._store.path is not None:
-                    self._write_sqlite(payloads)
-                else:
-                    with self._store.write(bump=False) as conn:
-                        for org_id, payload in payloads.items():
+                if self._spool is None:
+                    self._spool = Spool(self._store.path)
+                window.spool_end = self._spool.append(payloads)
+            except OSError as exc:  # still committed as before; only the kill bound is lost
+                log.error("could not spool %d audit records: %s", len(records), exc)
+        return window
+
+    def _commit(self, pending: list[_Window], *, final: bool) -> int:
+        """Commit the pending windows in order, in one transaction; returns how many records
+        were committed (0: all stay pending, to be retried)."""
+        records = sum(w.records for w in pending)
+        try:
+            if self._store.is_sqlite and self._store.path is not None:
+                self._write_sqlite(pending, final=final)
+            else:
+                with self._store.write(bump=False) as conn:
+                    for w in pending:
+                        for org_id, payload in w.payloads.items():
                             self._store.append_audit(
                                 conn, org_id, [{"action": BATCH_ACTION, "data_json": payload}]
                             )
-                return
-            except _UnconfirmedCommit as exc:  # committed, but maybe not where others read
-                log.error("%d audit records may be lost: %s", len(records), exc)
-                return
-            except StoreError as exc:  # the store's files cannot be confirmed: never write
-                log.error("could not write %d audit records: %s", len(records), exc)
-                return
-            except Exception:  # store locked or gone: retry, then report loudly
-                if attempt == 4:
-                    log.exception("could not write %d audit records", len(records))
+        except _UnconfirmedCommit as exc:  # committed, but maybe not where others read
+            log.error("%d audit records may be lost: %s", records, exc)
+        except StoreError as exc:  # the store's files cannot be confirmed: never write
+            log.error("could not write %d audit records: %s", records, exc)
+        except Exception as exc:  # locked (or gone): spooled; retried next window
+            self._failures += 1
+            if self._failures == 1 or self._failures % 100 == 0:
+                log.warning(
+                    "%d audit records wait for the store (%d attempts; they are spooled): %s",
+                    records,
+                    self._failures,
+                    exc,
+                )
+            if not (self._store.is_sqlite and self._store.path is not None) and (
+                self._failures >= 5
+            ):  # nothing spooled off SQLite: give up as before, loudly
+                log.error("could not write %d audit records: %s", records, exc)
+                pending.clear()
+                self._failures = 0
+            return 0
+        else:
+            self._failures = 0
+            pending.clear()
+            self._maybe_rotate()
+            return records
+        # Not written here and not to be retried: left in the spool (its offset was not
+        # advanced), so the next process to open the store after ours replays it.
+        pending.clear()
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+        return 0
 
-    def _write_sqlite(self, payloads: Mapping[str, str]) -> None:
-        """One batch in one transaction on the writer's own plain sqlite3 connection.
+    def _maybe_rotate(self) -> None:
+        spool = self._spool
+        if spool is not None and spool.end >= self.SPOOL_ROTATE_BYTES:
+            spool.remove()  # all committed; its offset key is dropped with the next commit
+            self._stale_keys.append(spool.key)
+            self._spool = None
+
+    def _finish(self, pending: list[_Window]) -> None:
+        spool, self._spool = self._spool, None
+        if spool is None:
+            return
+        if pending:  # left for the next process that opens the store
+            log.error(
+                "%d audit records could not be committed before exit; they stay in %s",
+                sum(w.records for w in pending),
+                spool.path,
+            )
+            spool.close()
+            return
+        spool.remove()
+        if self._conn is not None:
+            try:
+                self._conn.execute("DELETE FROM meta WHERE key=?", (spool.key,))
+            except Exception:  # only housekeeping: the next open drops stale keys
+                log.debug("could not drop the audit spool offset", exc_info=True)
+
+    def _write_sqlite(self, pending: Sequence[_Window], *, final: bool = False) -> None:
+        """The pending windows in one transaction on the writer's own plain sqlite3
+        connection, with the spool offset they reach (exactly once: see :mod:`.spool`).
 
         ``synchronous=NORMAL`` here (WAL): a committed batch survives the process being
         killed; only a power loss can take the last batches. State changes keep FULL."""
@@ -498,9 +605,9 @@ class _AuditWriter:
             self._conn = sqlite3.connect(
                 str(self._store.path), isolation_level=None, check_same_thread=False
             )
-            self._conn.execute("PRAGMA busy_timeout=30000")
             self._conn.execute("PRAGMA synchronous=NORMAL")
         conn = self._conn
+        conn.execute(f"PRAGMA busy_timeout={self.CLOSE_BUSY_MS if final else self.BUSY_MS}")
         files = self._store.files
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -508,25 +615,36 @@ class _AuditWriter:
                 # A process whose WAL index was orphaned must not write: its frames would
                 # overwrite other processes' commits (see .files).
                 files.confirm()
-            for org_id, payload in payloads.items():
-                head = conn.execute(
-                    "SELECT seq, hash FROM audit_heads WHERE org_id=?", (org_id,)
-                ).fetchone()
-                rows, seq, prev = _chain_rows(
-                    org_id,
-                    (int(head[0]), str(head[1])) if head else None,
-                    [{"action": BATCH_ACTION, "data_json": payload}],
-                )
-                conn.executemany(_INSERT_AUDIT, rows)
+            for window in pending:
+                for org_id, payload in window.payloads.items():
+                    head = conn.execute(
+                        "SELECT seq, hash FROM audit_heads WHERE org_id=?", (org_id,)
+                    ).fetchone()
+                    rows, seq, prev = _chain_rows(
+                        org_id,
+                        (int(head[0]), str(head[1])) if head else None,
+                        [{"action": BATCH_ACTION, "data_json": payload}],
+                    )
+                    conn.executemany(_INSERT_AUDIT, rows)
+                    conn.execute(
+                        "INSERT INTO audit_heads (org_id, seq, hash) VALUES (?,?,?) "
+                        "ON CONFLICT(org_id) DO UPDATE SET seq=excluded.seq, hash=excluded.hash",
+                        (org_id, seq, prev),
+                    )
+            ends = [w.spool_end for w in pending if w.spool_end is not None]
+            if ends and self._spool is not None:
                 conn.execute(
-                    "INSERT INTO audit_heads (org_id, seq, hash) VALUES (?,?,?) "
-                    "ON CONFLICT(org_id) DO UPDATE SET seq=excluded.seq, hash=excluded.hash",
-                    (org_id, seq, prev),
+                    "INSERT INTO meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (self._spool.key, max(ends)),
                 )
+            for key in self._stale_keys:
+                conn.execute("DELETE FROM meta WHERE key=?", (key,))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        self._stale_keys.clear()
         if files is not None:
             try:
                 files.confirm()
