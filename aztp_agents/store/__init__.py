@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 #: Version of the schema this code writes. Stores at an older version are migrated on open;
 #: a store at a newer version is refused (it was written by a newer aztp-agents).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _migrate_1(conn: Connection) -> None:
@@ -50,7 +50,17 @@ def _migrate_2(conn: Connection) -> None:
     schema.link_flows.create(conn, checkfirst=True)
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1, 2: _migrate_2}
+def _migrate_3(conn: Connection) -> None:
+    """Operator intent: the ``link_removals`` table (links an operator removed, which
+    enrollment must not re-create). A store older than this has none recorded."""
+    schema.link_removals.create(conn, checkfirst=True)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    1: _migrate_1,
+    2: _migrate_2,
+    3: _migrate_3,
+}
 
 
 class Store:

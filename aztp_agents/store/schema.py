@@ -171,6 +171,26 @@ link_flows = Table(
     PrimaryKeyConstraint("link_id", "flow_id"),
 )
 
+#: Operator intent: a link an operator removed (``unlink``). Enrollment (the links an adapter
+#: declares for its crew at each process start) never re-creates a link recorded here; only an
+#: explicit operator action clears it (``restore-link``, or an operator's own ``link``). One
+#: row per removed (source, target, relationship); ``flows`` is the scope the link had (empty:
+#: organization-wide), so that a restore puts back exactly what was removed.
+link_removals = Table(
+    "link_removals",
+    metadata,
+    Column("org_id", String(32), ForeignKey("orgs.id"), nullable=False),
+    Column("source", String(2048), nullable=False),
+    Column("target", String(2048), nullable=False),
+    Column("relationship_type", String(64), nullable=False),
+    Column("flows", JSON, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("removed_by", String(256)),
+    Column("removed_at", String(32), nullable=False),
+    Column("reason", Text),
+    PrimaryKeyConstraint("org_id", "source", "target", "relationship_type"),
+)
+
 policies = Table(
     "policies",
     metadata,
