@@ -39,6 +39,7 @@ SAMPLE: dict[str, Any] = {
     "method": "node",
     "hostname": "h",
     "extra": {"k": "v"},
+    "declared": True,
 }
 #: The keyword arguments of the routes whose request is built by hand.
 BUILT = {
