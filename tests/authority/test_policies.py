@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -193,3 +194,40 @@ def test_the_guard_and_the_permission_check_agree_on_random_policies(
     finally:
         if code is not None:
             run(client.detach_policy(holder, code))
+
+
+def test_policy_codes_are_unique_per_organization(
+    authority: Any, make_client: Callable[..., Aztp]
+) -> None:
+    """Issue 13.10c: two organizations choose the same explicit code; each has its own policy
+    under it, attaches it and sees only its own; the 409 is only within one organization (it
+    no longer tells one organization that another's code exists)."""
+    code = "policy:0123456789ab"
+    deny_all = {"Statement": [{"Effect": "Deny", "Action": "tool:*"}]}
+    clients = {}
+    for org in ("acme", "globex"):
+        _, key = authority.create_org(org, f"{org}.example")
+        clients[org] = make_client(api_key=key, trust_domain=None)
+    acme, globex = clients["acme"], clients["globex"]
+    run(acme.create_policy("acme-allow", POLICY, code=code))
+    run(globex.create_policy("globex-deny", deny_all, code=code))  # not a conflict
+    with pytest.raises(ConflictError):
+        run(acme.create_policy("acme-again", POLICY, code=code))
+
+    agents = {}
+    for org, c in clients.items():
+        guard = Guard(flow=f"{org}-flow", client=c)
+        crew = guard.enroll(f"{org}-agent", ["search"])
+        agents[org] = crew.agent_id
+        run(c.attach_policy(crew.agent_id, code))
+        (mine,) = run(c.get_policy(crew.agent_id))
+        assert (
+            mine["code"] == code
+            and mine["policyName"] == f"{org}-{'allow' if org == 'acme' else 'deny'}"
+        )
+        decision = guard.check(crew.agent_id, crew.tools["search"], "search")
+        assert decision.allowed is (org == "acme"), (org, decision)
+    # detaching in one organization leaves the other's attachment alone
+    run(acme.detach_policy(agents["acme"], code))
+    assert run(acme.get_policy(agents["acme"])) == []
+    assert [x["policyName"] for x in run(globex.get_policy(agents["globex"]))] == ["globex-deny"]
