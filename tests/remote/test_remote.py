@@ -617,7 +617,7 @@ def test_an_operator_removal_outlasts_a_remote_guards_enrollment(
 ) -> None:
     """Issue 13.4 over the wire: the guard's links are ``declared``; a link an operator
     removed is not re-created by the next enrollment, and ``restore_link`` gives it back."""
-    guard, agent, tool, backend = _remote_guard(server.url, org_key, "intent")
+    guard, agent, tool, _backend = _remote_guard(server.url, org_key, "intent")
     operator = Aztp(api_key=org_key, base_url=server.url)
     try:
         asyncio.run(operator.unlink_identities(agent, tool, reason="review"))
