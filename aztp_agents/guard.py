@@ -173,6 +173,8 @@ class Guard:
             relationship_type=TOOL_RELATIONSHIP,
             metadata={"flow": self.flow},
             flow_id=self.flow_id,
+            # enrollment, not an operator: a link an operator removed stays removed
+            declared=True,
         )
 
     def enroll(self, agent_name: str, tool_names: Sequence[str]) -> Enrollment:

@@ -100,6 +100,9 @@ class LinkBody(Body):
     #: Our extension: the link holds in this flow only (a grant an adapter declares for a
     #: crew). Absent: organization-wide, the AZTP API's meaning.
     identityFlowId: FlowIdField | None = None
+    #: Our extension: the link is declared by enrollment (an adapter's grants for its crew),
+    #: not made by an operator. A declared link an operator removed is not re-created.
+    declared: bool = False
 
 
 class CreateFlowBody(Body):
@@ -204,6 +207,14 @@ class JwtSvidBody(Body):
 
 
 class UnlinkBody(Body):
+    sourceIdentity: AztpIdField
+    targetIdentity: AztpIdField
+    relationshipType: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    #: Why the operator removed it (kept with the removal record).
+    reason: Text | None = None
+
+
+class RestoreLinkBody(Body):
     sourceIdentity: AztpIdField
     targetIdentity: AztpIdField
     relationshipType: Annotated[str, Field(min_length=1, max_length=64)] | None = None

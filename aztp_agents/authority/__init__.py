@@ -133,6 +133,8 @@ class Authority:
     link_identities = _delegate(Links.link_identities, "links")
     unlink_identities = _delegate(Links.unlink_identities, "links")
     list_links = _delegate(Links.list_links, "links")
+    restore_link = _delegate(Links.restore_link, "links")
+    list_link_removals = _delegate(Links.list_link_removals, "links")
 
     # --- verification
     verify_identity = _delegate(Verification.verify_identity, "verification")

@@ -3,7 +3,7 @@ decides on)."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 
 from ..decisions.state import DecisionState
 from ..policy import Statement, parse_document
@@ -70,7 +70,13 @@ def load_state(store: Store, org_id: str) -> DecisionState:
         policies: dict[str, list[Statement]] = {}
         for r in conn.execute(
             select(t.policy_attachments.c.aztp_id, t.policies.c.document)
-            .join(t.policies, t.policies.c.code == t.policy_attachments.c.code)
+            .join(
+                t.policies,
+                and_(
+                    t.policies.c.org_id == t.policy_attachments.c.org_id,
+                    t.policies.c.code == t.policy_attachments.c.code,
+                ),
+            )
             .where(t.policy_attachments.c.org_id == org_id)
         ):
             policies.setdefault(r.aztp_id, []).extend(parse_document(r.document).statement)

@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from .._util import now_iso
@@ -55,7 +55,7 @@ class Policies(Component):
                 )
                 self.ctx.audit(conn, p.org_id, p.user_id, "policy.create", code, {"name": name})
         except IntegrityError:
-            raise ConflictError(f"policy code {code!r} is taken") from None
+            raise ConflictError(f"policy code {code!r} is taken in this organization") from None
         self.ctx.invalidate()
         return {"code": code, "policyName": name, "policyStatement": stored}
 
@@ -69,6 +69,7 @@ class Policies(Component):
                 raise NotFoundError(f"policy {code!r} not found in this organization")
             if not conn.execute(
                 select(t.policy_attachments).where(
+                    t.policy_attachments.c.org_id == p.org_id,
                     t.policy_attachments.c.code == code,
                     t.policy_attachments.c.aztp_id == ident.aztp_id,
                 )
@@ -105,7 +106,13 @@ class Policies(Component):
             ident = self.ctx.identities.row(conn, p, aztp_id)
             rows = conn.execute(
                 select(t.policies)
-                .join(t.policy_attachments, t.policy_attachments.c.code == t.policies.c.code)
+                .join(
+                    t.policy_attachments,
+                    and_(
+                        t.policy_attachments.c.org_id == t.policies.c.org_id,
+                        t.policy_attachments.c.code == t.policies.c.code,
+                    ),
+                )
                 .where(
                     t.policy_attachments.c.aztp_id == ident.aztp_id, t.policies.c.org_id == p.org_id
                 )

@@ -261,7 +261,11 @@ class ClientBase:
         )
 
     def _unlink_identities(
-        self, source_identity: str, target_identity: str, relationship_type: str | None
+        self,
+        source_identity: str,
+        target_identity: str,
+        relationship_type: str | None,
+        reason: str | None = None,
     ) -> Plan[dict[str, Any]]:
         return dict(
             (
@@ -270,9 +274,28 @@ class ClientBase:
                     source=_need_aztp(source_identity, "source_identity"),
                     target=_need_aztp(target_identity, "target_identity"),
                     relationship_type=relationship_type,
+                    reason=reason,
                 )
             )
         )
+
+    def _restore_link(
+        self, source_identity: str, target_identity: str, relationship_type: str | None
+    ) -> Plan[dict[str, Any]]:
+        return dict(
+            (
+                yield _call(
+                    "restore_link",
+                    source=_need_aztp(source_identity, "source_identity"),
+                    target=_need_aztp(target_identity, "target_identity"),
+                    relationship_type=relationship_type,
+                )
+            )
+        )
+
+    def _list_link_removals(self, aztp_id: str | None) -> Plan[list[dict[str, Any]]]:
+        aztp = None if aztp_id is None else _need_aztp(aztp_id)
+        return list((yield _call("list_link_removals", aztp_id=aztp)))
 
     def _list_links(self, aztp_id: str | None) -> Plan[list[dict[str, Any]]]:
         aztp = None if aztp_id is None else _need_aztp(aztp_id)

@@ -310,6 +310,7 @@ ROUTES: dict[str, Route] = {
         relationship_type="relationshipType",
         metadata="metadata",
         flow_id="identityFlowId",
+        declared="declared",
     ),
     "unlink_identities": _write(
         "POST",
@@ -318,6 +319,23 @@ ROUTES: dict[str, Route] = {
         source="sourceIdentity",
         target="targetIdentity",
         relationship_type="relationshipType",
+        reason="reason",
+    ),
+    "restore_link": _write(
+        "POST",
+        "v1/links/restore",
+        body_model=wire.RestoreLinkBody,
+        source="sourceIdentity",
+        target="targetIdentity",
+        relationship_type="relationshipType",
+    ),
+    "list_link_removals": Route(
+        "GET",
+        "v1/links/removals",
+        {"aztp_id": "aztpId"},
+        idempotent=True,
+        writes=False,
+        parse=_as_list,
     ),
     "list_links": Route(
         "GET", "v1/links", {"aztp_id": "aztpId"}, idempotent=True, writes=False, parse=_as_list

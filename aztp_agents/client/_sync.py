@@ -161,11 +161,28 @@ class SyncAztp(ClientBase):
         )
 
     def unlink_identities(
+        self,
+        source_identity: str,
+        target_identity: str,
+        relationship_type: str | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Remove the link(s) (an operator action). The removal is recorded: enrollment does
+        not re-create the link at the next process start; :meth:`restore_link` undoes it."""
+        return self._run(
+            self._unlink_identities(source_identity, target_identity, relationship_type, reason)
+        )
+
+    def restore_link(
         self, source_identity: str, target_identity: str, relationship_type: str | None = None
     ) -> dict[str, Any]:
-        return self._run(
-            self._unlink_identities(source_identity, target_identity, relationship_type)
-        )
+        """Undo an operator's :meth:`unlink_identities`: the link comes back with the scope it
+        had, and enrollment may declare it again."""
+        return self._run(self._restore_link(source_identity, target_identity, relationship_type))
+
+    def list_link_removals(self, aztp_id: str | None = None) -> list[dict[str, Any]]:
+        """The links operators removed (``state: removed_by_operator``, who, when, why)."""
+        return self._run(self._list_link_removals(aztp_id))
 
     def list_links(self, aztp_id: str | None = None) -> list[dict[str, Any]]:
         """The organization's links (or those of ``aztp_id``), each with its ``scope``:

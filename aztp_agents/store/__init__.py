@@ -20,7 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    event,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, SQLAlchemyError
 
 from .._util import epoch_iso, now_iso
@@ -39,7 +49,7 @@ log = logging.getLogger(__name__)
 
 #: Version of the schema this code writes. Stores at an older version are migrated on open;
 #: a store at a newer version is refused (it was written by a newer aztp-agents).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 
 
 def _migrate_1(conn: Connection) -> None:
@@ -52,7 +62,57 @@ def _migrate_2(conn: Connection) -> None:
     schema.link_flows.create(conn, checkfirst=True)
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1, 2: _migrate_2}
+def _migrate_3(conn: Connection) -> None:
+    """Operator intent: the ``link_removals`` table (links an operator removed, which
+    enrollment must not re-create). A store older than this has none recorded."""
+    schema.link_removals.create(conn, checkfirst=True)
+
+
+def _migrate_4(conn: Connection) -> None:
+    """Policy codes unique per organization: ``policies`` keyed by (org_id, code), and
+    ``policy_attachments`` by (org_id, code, aztp_id) referencing it. Neither SQLite nor
+    this code alters a primary key in place: the two tables are rebuilt, rows copied as
+    stored (through plain ``CREATE TABLE ... AS SELECT`` copies, so JSON is not re-encoded).
+    A store made fresh at this version already has the new keys and is left alone."""
+    if "org_id" in inspect(conn).get_pk_constraint("policies")["constrained_columns"]:
+        return
+    conn.execute(
+        text(
+            "CREATE TABLE policies_v3 AS SELECT org_id, code, name, document, created_at"
+            " FROM policies"
+        )
+    )
+    conn.execute(
+        text(
+            "CREATE TABLE policy_attachments_v3 AS SELECT org_id, code, aztp_id FROM policy_attachments"
+        )
+    )
+    schema.policy_attachments.drop(conn)
+    schema.policies.drop(conn)
+    schema.policies.create(conn)
+    schema.policy_attachments.create(conn)
+    conn.execute(
+        text(
+            "INSERT INTO policies (org_id, code, name, document, created_at)"
+            " SELECT org_id, code, name, document, created_at FROM policies_v3"
+        )
+    )
+    conn.execute(
+        text(
+            "INSERT INTO policy_attachments (org_id, code, aztp_id)"
+            " SELECT org_id, code, aztp_id FROM policy_attachments_v3"
+        )
+    )
+    conn.execute(text("DROP TABLE policy_attachments_v3"))
+    conn.execute(text("DROP TABLE policies_v3"))
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    1: _migrate_1,
+    2: _migrate_2,
+    3: _migrate_3,
+    4: _migrate_4,
+}
 
 
 class Store:

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -171,23 +172,49 @@ link_flows = Table(
     PrimaryKeyConstraint("link_id", "flow_id"),
 )
 
+#: Operator intent: a link an operator removed (``unlink``). Enrollment (the links an adapter
+#: declares for its crew at each process start) never re-creates a link recorded here; only an
+#: explicit operator action clears it (``restore-link``, or an operator's own ``link``). One
+#: row per removed (source, target, relationship); ``flows`` is the scope the link had (empty:
+#: organization-wide), so that a restore puts back exactly what was removed.
+link_removals = Table(
+    "link_removals",
+    metadata,
+    Column("org_id", String(32), ForeignKey("orgs.id"), nullable=False),
+    Column("source", String(2048), nullable=False),
+    Column("target", String(2048), nullable=False),
+    Column("relationship_type", String(64), nullable=False),
+    Column("flows", JSON, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("removed_by", String(256)),
+    Column("removed_at", String(32), nullable=False),
+    Column("reason", Text),
+    PrimaryKeyConstraint("org_id", "source", "target", "relationship_type"),
+)
+
+#: A policy code is unique within its organization (schema version 4; before, codes were
+#: unique across organizations, and a 409 told one organization another's code existed).
 policies = Table(
     "policies",
     metadata,
-    Column("code", String(64), primary_key=True),
     Column("org_id", String(32), ForeignKey("orgs.id"), nullable=False, index=True),
+    Column("code", String(64), nullable=False),
     Column("name", String(256), nullable=False),
     Column("document", JSON, nullable=False),
     Column("created_at", String(32), nullable=False),
+    PrimaryKeyConstraint("org_id", "code"),
 )
 
 policy_attachments = Table(
     "policy_attachments",
     metadata,
-    Column("code", String(64), ForeignKey("policies.code", ondelete="CASCADE"), nullable=False),
-    Column("aztp_id", String(2048), nullable=False),
     Column("org_id", String(32), nullable=False, index=True),
-    PrimaryKeyConstraint("code", "aztp_id"),
+    Column("code", String(64), nullable=False),
+    Column("aztp_id", String(2048), nullable=False),
+    PrimaryKeyConstraint("org_id", "code", "aztp_id"),
+    ForeignKeyConstraint(
+        ["org_id", "code"], ["policies.org_id", "policies.code"], ondelete="CASCADE"
+    ),
 )
 
 federations = Table(

@@ -12,6 +12,7 @@ from aztp_agents import Aztp, Guard, Reason
 from aztp_agents.errors import (
     NotFoundError,
 )
+from aztp_agents.store import SCHEMA_VERSION
 from tests.authority.helpers import TD, aztp, issue, run
 
 # =========================================================================================
@@ -200,7 +201,95 @@ def test_links_of_a_store_older_than_flow_scopes_stay_organization_wide(
     con = sqlite3.connect(aztp_home / "aztp.db")
     try:
         version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        assert version == (2,)
+        assert version == (SCHEMA_VERSION,)
         assert con.execute("SELECT count(*) FROM link_flows").fetchone() == (0,)
     finally:
         con.close()
+
+
+# =========================================================================================
+# Operator intent: a removed link is not re-created by enrollment (issue 13.4)
+# =========================================================================================
+
+
+def test_enrollment_does_not_recreate_a_link_an_operator_removed(client: Aztp) -> None:
+    guard = Guard(flow="intent", client=client)
+    crew = guard.enroll("agent/i", ["tool/i"])
+    tool = crew.tools["tool/i"]
+    run(client.unlink_identities(crew.agent_id, tool, reason="too broad"))
+
+    again = guard.enroll("agent/i", ["tool/i"])  # what the next process start does
+    assert again.tools["tool/i"] == tool
+    assert run(client.list_links(crew.agent_id)) == []
+    assert guard.check(crew.agent_id, tool).reason is Reason.NO_LINK
+    (removal,) = run(client.list_link_removals(crew.agent_id))
+    assert removal["state"] == "removed_by_operator"
+    assert removal["reason"] == "too broad"
+    assert removal["identityFlowIds"] == [guard.flow_id]
+    # an unrelated identity has no removals
+    (other,) = issue(client, "intent-other")
+    assert run(client.list_link_removals(other)) == []
+
+    restored = run(client.restore_link(crew.agent_id, tool))
+    assert [x["identityFlowIds"] for x in restored["links"]] == [[guard.flow_id]]
+    assert guard.check(crew.agent_id, tool).allowed
+    assert run(client.list_link_removals()) == []
+    assert [e["action"] for e in run(client.audit()) if e["action"].startswith("link.")] == [
+        "link.create",
+        "link.delete",
+        "link.restore",
+    ]
+    with pytest.raises(NotFoundError):
+        run(client.restore_link(crew.agent_id, tool))
+
+
+def test_restoring_an_organization_wide_link_and_a_symmetric_one_from_either_end(
+    client: Aztp,
+) -> None:
+    a, b = issue(client, "intent-a", "intent-b")
+    run(client.link_identities(a, b))  # 'linked' is symmetric
+    run(client.unlink_identities(b, a))  # removed from the other end
+    (removal,) = run(client.list_link_removals(a))
+    assert (removal["sourceIdentity"], removal["scope"]) == (a, "organization")
+    assert run(client.verify_authorize_identity_connection(a, b)) is False
+    restored = run(client.restore_link(b, a))
+    assert [x["scope"] for x in restored["links"]] == ["organization"]
+    assert run(client.verify_authorize_identity_connection(b, a)) is True
+
+
+def test_restoring_a_link_whose_flow_is_gone_leaves_it_to_enrollment(client: Aztp) -> None:
+    guard = Guard(flow="gone", client=client)
+    crew = guard.enroll("agent/g", ["tool/g"])
+    tool = crew.tools["tool/g"]
+    run(client.unlink_identities(crew.agent_id, tool))
+    run(client.delete_flow(guard.flow_id))
+    restored = run(client.restore_link(crew.agent_id, tool))
+    # not widened to the whole organization: nothing to put back until a crew declares it
+    assert (restored["restored"], restored["links"]) == (1, [])
+    assert run(client.list_links(crew.agent_id)) == []
+    fresh = Guard(flow="gone", client=client)
+    fresh.enroll("agent/g", ["tool/g"])
+    assert fresh.check(crew.agent_id, tool).allowed
+
+
+def test_link_removals_of_a_store_older_than_operator_intent(
+    make_client: Callable[..., Aztp], aztp_home: Path
+) -> None:
+    """A schema-2 store (no ``link_removals``) is migrated on open; unlink records there."""
+    import sqlite3
+
+    from tests.support.cli import close_embedded
+
+    client = make_client()
+    a, b = issue(client, "mig-a", "mig-b")
+    run(client.link_identities(a, b, "tool_access"))
+    close_embedded(aztp_home)
+    con = sqlite3.connect(aztp_home / "aztp.db")
+    with con:
+        con.execute("DROP TABLE link_removals")
+        con.execute("UPDATE meta SET value = 2 WHERE key = 'schema_version'")
+    con.close()
+
+    reopened = make_client()
+    run(reopened.unlink_identities(a, b))
+    assert [x["sourceIdentity"] for x in run(reopened.list_link_removals())] == [a]

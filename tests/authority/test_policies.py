@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -193,3 +195,98 @@ def test_the_guard_and_the_permission_check_agree_on_random_policies(
     finally:
         if code is not None:
             run(client.detach_policy(holder, code))
+
+
+def test_policy_codes_are_unique_per_organization(
+    authority: Any, make_client: Callable[..., Aztp]
+) -> None:
+    """Issue 13.10c: two organizations choose the same explicit code; each has its own policy
+    under it, attaches it and sees only its own; the 409 is only within one organization (it
+    no longer tells one organization that another's code exists)."""
+    code = "policy:0123456789ab"
+    deny_all = {"Statement": [{"Effect": "Deny", "Action": "tool:*"}]}
+    clients = {}
+    for org in ("acme", "globex"):
+        _, key = authority.create_org(org, f"{org}.example")
+        clients[org] = make_client(api_key=key, trust_domain=None)
+    acme, globex = clients["acme"], clients["globex"]
+    run(acme.create_policy("acme-allow", POLICY, code=code))
+    run(globex.create_policy("globex-deny", deny_all, code=code))  # not a conflict
+    with pytest.raises(ConflictError):
+        run(acme.create_policy("acme-again", POLICY, code=code))
+
+    agents = {}
+    for org, c in clients.items():
+        guard = Guard(flow=f"{org}-flow", client=c)
+        crew = guard.enroll(f"{org}-agent", ["search"])
+        agents[org] = crew.agent_id
+        run(c.attach_policy(crew.agent_id, code))
+        (mine,) = run(c.get_policy(crew.agent_id))
+        assert (
+            mine["code"] == code
+            and mine["policyName"] == f"{org}-{'allow' if org == 'acme' else 'deny'}"
+        )
+        decision = guard.check(crew.agent_id, crew.tools["search"], "search")
+        assert decision.allowed is (org == "acme"), (org, decision)
+    # detaching in one organization leaves the other's attachment alone
+    run(acme.detach_policy(agents["acme"], code))
+    assert run(acme.get_policy(agents["acme"])) == []
+    assert [x["policyName"] for x in run(globex.get_policy(agents["globex"]))] == ["globex-deny"]
+
+
+def test_policies_of_a_store_with_global_codes_are_migrated(
+    make_client: Callable[..., Aztp], aztp_home: Path
+) -> None:
+    """A schema-3 store (``policies.code`` the primary key) is rebuilt on open: its policies,
+    documents and attachments are kept, and a second organization may take the same code."""
+    import sqlite3
+
+    from aztp_agents.store import SCHEMA_VERSION
+    from tests.support.cli import close_embedded
+
+    client = make_client()
+    (a,) = issue(client, "migrated")
+    code = run(client.create_policy("old", POLICY, code="policy:00000000beef"))["code"]
+    run(client.attach_policy(a, code))
+    close_embedded(aztp_home)
+    con = sqlite3.connect(aztp_home / "aztp.db")
+    with con:  # the version-3 layout of the two tables, rows as they were
+        con.execute("ALTER TABLE policies RENAME TO p_new")
+        con.execute("ALTER TABLE policy_attachments RENAME TO pa_new")
+        con.execute(
+            "CREATE TABLE policies (code VARCHAR(64) NOT NULL PRIMARY KEY, org_id VARCHAR(32)"
+            " NOT NULL REFERENCES orgs (id), name VARCHAR(256) NOT NULL, document JSON NOT NULL,"
+            " created_at VARCHAR(32) NOT NULL)"
+        )
+        con.execute(
+            "CREATE TABLE policy_attachments (code VARCHAR(64) NOT NULL REFERENCES policies"
+            " (code) ON DELETE CASCADE, aztp_id VARCHAR(2048) NOT NULL, org_id VARCHAR(32) NOT"
+            " NULL, PRIMARY KEY (code, aztp_id))"
+        )
+        con.execute(
+            "INSERT INTO policies SELECT code, org_id, name, document, created_at FROM p_new"
+        )
+        con.execute("INSERT INTO policy_attachments SELECT code, aztp_id, org_id FROM pa_new")
+        con.execute("DROP TABLE pa_new")
+        con.execute("DROP TABLE p_new")
+        con.execute("DROP INDEX IF EXISTS ix_policies_org_id")
+        con.execute("DROP INDEX IF EXISTS ix_policy_attachments_org_id")
+        con.execute("UPDATE meta SET value = 3 WHERE key = 'schema_version'")
+    con.close()
+
+    reopened = make_client()
+    assert [(x["code"], x["policyStatement"]) for x in run(reopened.get_policy(a))] == [
+        (code, POLICY)
+    ]
+    authority = reopened.backend.authority  # type: ignore[attr-defined]
+    _, key = authority.create_org("later", "later.example")
+    later = make_client(api_key=key, trust_domain=None)
+    assert run(later.create_policy("same-code", POLICY, code=code))["code"] == code
+    con = sqlite3.connect(aztp_home / "aztp.db")
+    try:
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            SCHEMA_VERSION,
+        )
+        assert con.execute("SELECT count(*) FROM policies").fetchone() == (2,)
+    finally:
+        con.close()

@@ -613,6 +613,28 @@ def test_a_remote_guards_grants_hold_in_their_flow_only(server: Server, org_key:
         guard_a.client.close()
 
 
+def test_an_operator_removal_outlasts_a_remote_guards_enrollment(
+    server: Server, org_key: str
+) -> None:
+    """Issue 13.4 over the wire: the guard's links are ``declared``; a link an operator
+    removed is not re-created by the next enrollment, and ``restore_link`` gives it back."""
+    guard, agent, tool, _backend = _remote_guard(server.url, org_key, "intent")
+    operator = Aztp(api_key=org_key, base_url=server.url)
+    try:
+        asyncio.run(operator.unlink_identities(agent, tool, reason="review"))
+        again = Guard("intent", client=guard.client)  # the next process start
+        again.enroll("agent", ["tool"])
+        assert again.check(agent, tool, "tool").reason.value == "no_link"
+        (removal,) = asyncio.run(operator.list_link_removals(agent))
+        assert removal["reason"] == "review" and removal["state"] == "removed_by_operator"
+        restored = asyncio.run(operator.restore_link(agent, tool))
+        assert [x["identityFlowIds"] for x in restored["links"]] == [[guard.flow_id]]
+        assert again.check(agent, tool, "tool").allowed
+    finally:
+        operator.close()
+        guard.client.close()
+
+
 def test_feed_down_fails_closed_within_the_stale_bound(lone_server: Server) -> None:
     guard, agent, tool, backend = _remote_guard(
         lone_server.url, lone_server.key, "outage", stale_after=1.5

@@ -41,6 +41,7 @@ SAMPLE: dict[str, Any] = {
     "extra": {"k": "v"},
     "checkpoint": {"checkpoint": {"seq": 1}, "signature": "s", "public_key": "k"},
     "public_key": "-----BEGIN PUBLIC KEY-----",
+    "declared": True,
 }
 #: The keyword arguments of the routes whose request is built by hand.
 BUILT = {
