@@ -416,6 +416,19 @@ class ClientBase:
     def _delete_flow(self, flow_id: str) -> Plan[dict[str, Any]]:
         return dict((yield _call("delete_flow", flow_id=flow_id)))
 
+    def _ensure_flow(
+        self, name: str, discoverable: str, description: str | None
+    ) -> Plan[dict[str, Any]]:
+        if not name:
+            raise ValidationError("name is required")
+        return dict(
+            (
+                yield _call(
+                    "ensure_flow", name=name, discoverable=discoverable, description=description
+                )
+            )
+        )
+
     def _get_flow(self, flow_id: str) -> Plan[dict[str, Any]]:
         return dict((yield _call("get_flow", flow_id=flow_id)))
 
