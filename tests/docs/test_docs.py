@@ -426,6 +426,25 @@ def test_doc_code_blocks_run(path: Path, tmp_path: Path) -> None:
             )
 
 
+#: The pages a new user runs first, and runs again: on the same home (``~/.aztp`` by default)
+#: the second run must succeed and print the same as the first.
+RERUN_FILES = [ROOT / "README.md", ROOT / "docs" / "index.md"]
+
+
+@pytest.mark.parametrize("path", RERUN_FILES, ids=_doc_id)
+def test_quick_starts_run_twice_on_the_same_home(path: Path, tmp_path: Path) -> None:
+    blocks = [b for b in extract_blocks(path) if not b.no_run]
+    runs = [run_blocks(blocks, tmp_path) for _ in range(2)]  # same workdir: same AZTP_HOME
+    for n, (code, outputs, stderr) in enumerate(runs, 1):
+        assert code == 0, f"{_doc_id(path)}: run {n} failed\n{stderr[-6000:]}"
+        assert len(outputs) == len(blocks), f"{_doc_id(path)}: run {n}\n{stderr[-3000:]}"
+    for block, first, second in zip(blocks, runs[0][1], runs[1][1], strict=True):
+        assert mask(first) == mask(second), (
+            f"{block.where}: the second run printed something else\n"
+            f"--- first (masked)\n{mask(first)}\n--- second (masked)\n{mask(second)}"
+        )
+
+
 def test_no_run_marker_is_rare() -> None:
     """``# doc: no-run`` is for code that needs a real LLM, the network or a service: at most a
     few blocks in all the docs, and each says why on its marker line."""
