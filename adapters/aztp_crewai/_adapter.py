@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -75,8 +76,40 @@ def _make_guard(flow: str, options: dict[str, Any]) -> Any:
         return guard
 
 
+#: ``{topic}``-style placeholders CrewAI fills from ``kickoff(inputs=...)``.
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+
+
+def _crewbase_agent_method(agent: Any) -> str | None:
+    """The name of the ``@agent`` method of a ``@CrewBase`` project that built ``agent`` (by
+    convention its YAML key), or ``None``. CrewAI keeps no link from an agent to its method;
+    ``crewai.project`` memoizes each method's result in one cache keyed
+    ``"<method name>-<arguments>"``, where this agent is found when a project built it."""
+    try:
+        from crewai.project import utils
+
+        entries = list(utils.cache._cache.items())
+    except Exception:  # another CrewAI layout: fall back to the role
+        return None
+    for key, value in entries:
+        if value is agent:
+            name = key.split("-", 1)[0]
+            return name if name.isidentifier() else None
+    return None
+
+
 def _agent_base_name(agent: Any, prefix: str | None) -> str:
-    role = getattr(agent, "role", None) or "agent"
+    """``agent/<YAML key>`` for an agent of a ``@CrewBase`` project, else ``agent/<role>``.
+    Roles may be templates (``{topic} Researcher``), filled at each kickoff: the name is the
+    same for every input, so the placeholders are left out of it."""
+    method = _crewbase_agent_method(agent)
+    if method is not None:
+        role = method.replace("_", "-")
+    else:
+        role = str(getattr(agent, "_original_role", None) or getattr(agent, "role", None) or "")
+        if _PLACEHOLDER.search(role):  # only then: other names stay as they always were
+            role = " ".join(_PLACEHOLDER.sub(" ", role).split())
+        role = role or "agent"
     raw = f"agent/{role}".lower()
     return sanitize_name(f"{prefix}/{raw}" if prefix else raw)
 
