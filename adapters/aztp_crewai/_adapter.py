@@ -98,11 +98,11 @@ def _crewbase_agent_method(agent: Any) -> str | None:
     return None
 
 
-def _agent_base_name(agent: Any, prefix: str | None) -> str:
+def _agent_base_name(agent: Any, prefix: str | None, method: str | None = None) -> str:
     """``agent/<YAML key>`` for an agent of a ``@CrewBase`` project, else ``agent/<role>``.
     Roles may be templates (``{topic} Researcher``), filled at each kickoff: the name is the
     same for every input, so the placeholders are left out of it."""
-    method = _crewbase_agent_method(agent)
+    method = method or _crewbase_agent_method(agent)
     if method is not None:
         role = method.replace("_", "-")
     else:
@@ -181,6 +181,12 @@ def secure_agent(agent: Any, *, flow: str, **options: Any) -> Any:
     (``"enforce"`` | ``"observe"``), ``environment``, ``trust_domain``, ``discoverable`` (for a
     flow created here), ``guard`` (a ready ``Guard``), ``prefix`` (namespace for the names).
     """
+    return _secure_agent(agent, flow, None, options)
+
+
+def _secure_agent(agent: Any, flow: str, method: str | None, options: dict[str, Any]) -> Any:
+    """``secure_agent``; ``method``: the ``@CrewBase`` method that returned the agent (its
+    name names the agent), when the caller knows it."""
     if not isinstance(agent, BaseAgent):
         raise TypeError(f"secure_agent() takes a crewai Agent, not {type(agent).__name__}")
     _check_options(options)
@@ -191,13 +197,19 @@ def secure_agent(agent: Any, *, flow: str, **options: Any) -> Any:
     if (
         existing is not None
         and existing.guard is guard
-        and existing.entry.name == _agent_base_name(agent, prefix)
+        and existing.entry.name == _agent_base_name(agent, prefix, method)
         and set(existing.entry.tools) >= {sanitize_tool_name(t.name) for t in _tools_of(agent)}
     ):
         return agent  # already secured by this guard, same tools: nothing to do
     extra = DELEGATION_TOOLS if getattr(agent, "allow_delegation", False) else ()
     entry = _enroll(
-        guard, agent, _agent_base_name(agent, prefix), _tools_of(agent), extra, prefix, token
+        guard,
+        agent,
+        _agent_base_name(agent, prefix, method),
+        _tools_of(agent),
+        extra,
+        prefix,
+        token,
     )
     reg.register_agent(reg.SecuredAgent(token=token, guard=guard, entry=entry, prefix=prefix))
     _hooks.install()
@@ -344,11 +356,13 @@ def supports(obj: Any) -> bool:
     return isinstance(obj, BaseAgent | Crew) or _is_crewbase_method(obj)
 
 
-def _secure_result(result: Any, flow: str, options: dict[str, Any]) -> Any:
+def _secure_result(
+    result: Any, flow: str, options: dict[str, Any], method: str | None = None
+) -> Any:
     if isinstance(result, Crew):
         return secure_crew(result, flow=flow, **options)
     if isinstance(result, BaseAgent):
-        return secure_agent(result, flow=flow, **options)
+        return _secure_agent(result, flow, method, options)
     raise TypeError(
         f"@secured expected the decorated function to return a crewai Agent or Crew, "
         f"got {type(result).__name__}"
@@ -358,18 +372,25 @@ def _secure_result(result: Any, flow: str, options: dict[str, Any]) -> Any:
 def _wrap_function(
     func: Callable[..., Any], flow: str, options: dict[str, Any], guard: Callable[[], Any]
 ) -> Callable[..., Any]:
+    def _method(args: tuple[Any, ...]) -> str | None:
+        # A method of a @CrewBase project (below @agent, so CrewAI has not memoized its
+        # result yet): its name is the agent's YAML key. A plain function keeps role naming.
+        is_project = bool(args) and getattr(args[0], "__crew_metadata__", None) is not None
+        return getattr(func, "__name__", None) if is_project else None
+
     if inspect.iscoroutinefunction(func):
 
         @functools.wraps(func)
         async def awrapper(*args: Any, **kwargs: Any) -> Any:
             result = await func(*args, **kwargs)
-            return _secure_result(result, flow, {**options, "guard": guard()})
+            return _secure_result(result, flow, {**options, "guard": guard()}, _method(args))
 
         return awrapper
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return _secure_result(func(*args, **kwargs), flow, {**options, "guard": guard()})
+        result = func(*args, **kwargs)
+        return _secure_result(result, flow, {**options, "guard": guard()}, _method(args))
 
     return wrapper
 

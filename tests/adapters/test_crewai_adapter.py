@@ -790,6 +790,29 @@ def test_crewbase_yaml_agents_with_templated_roles_are_named_by_their_key(
     assert (search.executions, write.executions) == (2, 2)
     assert reasons(client) == ["allowed"] * 4
 
+    (tmp_path / "one-task.yaml").write_text(
+        'research_task:\n  description: "Research {topic}"\n  expected_output: "notes"\n'
+    )
+
+    @CrewBase
+    class SecuredMethods:  # the documented style: @secured below @agent
+        agents_config = str(tmp_path / "agents.yaml")
+        tasks_config = str(tmp_path / "one-task.yaml")
+
+        @agent
+        @secured(flow="prod", client=client)
+        def researcher(self) -> Agent:
+            return Agent(config=self.agents_config["researcher"], llm=calls())
+
+    made = SecuredMethods().researcher()
+    assert identity_of(made) == ids[0][0]
+    plain = secure_agent(
+        Agent(role="{topic} Senior Data Researcher", goal="g", backstory="b", llm=calls()),
+        flow="prod",
+        client=client,
+    )
+    assert identity_of(plain).endswith("/node/agent/senior-data-researcher")
+
 
 def test_hierarchical_crew_manager_gets_an_identity(client: Aztp) -> None:
     search = make_tool()
