@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -75,8 +76,40 @@ def _make_guard(flow: str, options: dict[str, Any]) -> Any:
         return guard
 
 
-def _agent_base_name(agent: Any, prefix: str | None) -> str:
-    role = getattr(agent, "role", None) or "agent"
+#: ``{topic}``-style placeholders CrewAI fills from ``kickoff(inputs=...)``.
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+
+
+def _crewbase_agent_method(agent: Any) -> str | None:
+    """The name of the ``@agent`` method of a ``@CrewBase`` project that built ``agent`` (by
+    convention its YAML key), or ``None``. CrewAI keeps no link from an agent to its method;
+    ``crewai.project`` memoizes each method's result in one cache keyed
+    ``"<method name>-<arguments>"``, where this agent is found when a project built it."""
+    try:
+        from crewai.project import utils
+
+        entries = list(utils.cache._cache.items())
+    except Exception:  # another CrewAI layout: fall back to the role
+        return None
+    for key, value in entries:
+        if value is agent:
+            name = key.split("-", 1)[0]
+            return name if name.isidentifier() else None
+    return None
+
+
+def _agent_base_name(agent: Any, prefix: str | None, method: str | None = None) -> str:
+    """``agent/<YAML key>`` for an agent of a ``@CrewBase`` project, else ``agent/<role>``.
+    Roles may be templates (``{topic} Researcher``), filled at each kickoff: the name is the
+    same for every input, so the placeholders are left out of it."""
+    method = method or _crewbase_agent_method(agent)
+    if method is not None:
+        role = method.replace("_", "-")
+    else:
+        role = str(getattr(agent, "_original_role", None) or getattr(agent, "role", None) or "")
+        if _PLACEHOLDER.search(role):  # only then: other names stay as they always were
+            role = " ".join(_PLACEHOLDER.sub(" ", role).split())
+        role = role or "agent"
     raw = f"agent/{role}".lower()
     return sanitize_name(f"{prefix}/{raw}" if prefix else raw)
 
@@ -148,6 +181,12 @@ def secure_agent(agent: Any, *, flow: str, **options: Any) -> Any:
     (``"enforce"`` | ``"observe"``), ``environment``, ``trust_domain``, ``discoverable`` (for a
     flow created here), ``guard`` (a ready ``Guard``), ``prefix`` (namespace for the names).
     """
+    return _secure_agent(agent, flow, None, options)
+
+
+def _secure_agent(agent: Any, flow: str, method: str | None, options: dict[str, Any]) -> Any:
+    """``secure_agent``; ``method``: the ``@CrewBase`` method that returned the agent (its
+    name names the agent), when the caller knows it."""
     if not isinstance(agent, BaseAgent):
         raise TypeError(f"secure_agent() takes a crewai Agent, not {type(agent).__name__}")
     _check_options(options)
@@ -158,13 +197,19 @@ def secure_agent(agent: Any, *, flow: str, **options: Any) -> Any:
     if (
         existing is not None
         and existing.guard is guard
-        and existing.entry.name == _agent_base_name(agent, prefix)
+        and existing.entry.name == _agent_base_name(agent, prefix, method)
         and set(existing.entry.tools) >= {sanitize_tool_name(t.name) for t in _tools_of(agent)}
     ):
         return agent  # already secured by this guard, same tools: nothing to do
     extra = DELEGATION_TOOLS if getattr(agent, "allow_delegation", False) else ()
     entry = _enroll(
-        guard, agent, _agent_base_name(agent, prefix), _tools_of(agent), extra, prefix, token
+        guard,
+        agent,
+        _agent_base_name(agent, prefix, method),
+        _tools_of(agent),
+        extra,
+        prefix,
+        token,
     )
     reg.register_agent(reg.SecuredAgent(token=token, guard=guard, entry=entry, prefix=prefix))
     _hooks.install()
@@ -311,11 +356,13 @@ def supports(obj: Any) -> bool:
     return isinstance(obj, BaseAgent | Crew) or _is_crewbase_method(obj)
 
 
-def _secure_result(result: Any, flow: str, options: dict[str, Any]) -> Any:
+def _secure_result(
+    result: Any, flow: str, options: dict[str, Any], method: str | None = None
+) -> Any:
     if isinstance(result, Crew):
         return secure_crew(result, flow=flow, **options)
     if isinstance(result, BaseAgent):
-        return secure_agent(result, flow=flow, **options)
+        return _secure_agent(result, flow, method, options)
     raise TypeError(
         f"@secured expected the decorated function to return a crewai Agent or Crew, "
         f"got {type(result).__name__}"
@@ -325,18 +372,25 @@ def _secure_result(result: Any, flow: str, options: dict[str, Any]) -> Any:
 def _wrap_function(
     func: Callable[..., Any], flow: str, options: dict[str, Any], guard: Callable[[], Any]
 ) -> Callable[..., Any]:
+    def _method(args: tuple[Any, ...]) -> str | None:
+        # A method of a @CrewBase project (below @agent, so CrewAI has not memoized its
+        # result yet): its name is the agent's YAML key. A plain function keeps role naming.
+        is_project = bool(args) and getattr(args[0], "__crew_metadata__", None) is not None
+        return getattr(func, "__name__", None) if is_project else None
+
     if inspect.iscoroutinefunction(func):
 
         @functools.wraps(func)
         async def awrapper(*args: Any, **kwargs: Any) -> Any:
             result = await func(*args, **kwargs)
-            return _secure_result(result, flow, {**options, "guard": guard()})
+            return _secure_result(result, flow, {**options, "guard": guard()}, _method(args))
 
         return awrapper
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return _secure_result(func(*args, **kwargs), flow, {**options, "guard": guard()})
+        result = func(*args, **kwargs)
+        return _secure_result(result, flow, {**options, "guard": guard()}, _method(args))
 
     return wrapper
 

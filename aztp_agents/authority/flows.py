@@ -124,7 +124,12 @@ class Flows(Component):
                     seen = clash.discoverable == "public" or clash.owner_user_id == p.user_id
                     raise ConflictError(
                         f"a flow named {name!r} already exists in this organization"
-                        + (f" (id {clash.id})" if seen else "")
+                        + (
+                            f" (id {clash.id}); to reuse it, call ensure_flow({name!r}) (finds "
+                            f"it, or creates it when missing) or get_flow({clash.id!r})"
+                            if seen
+                            else "; choose another name"
+                        )
                     )
                 conn.execute(
                     insert(t.flows).values(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from ..config import AztpConfig
 from ._async import Aztp
 from ._backend import Backend
 from ._embedded import _AUTHORITIES as _AUTHORITIES  # tests close cached authorities
@@ -35,17 +36,24 @@ __all__ = [
     "resolve_home",
 ]
 
-_DEFAULT: Aztp | None = None
+_DEFAULTS: dict[AztpConfig, Aztp] = {}
 _DEFAULT_LOCK = threading.Lock()
 
 
 def default_client() -> Aztp:
-    """The process-wide embedded client adapters use when given none."""
-    global _DEFAULT
+    """The process-wide client adapters use when given none: for the configuration the
+    environment gives now (``AZTP_URL`` / ``AZTP_API_KEY`` / ``AZTP_HOME``, read as ``Aztp()``
+    and the CLI read them), so a test that moves ``AZTP_HOME`` gets a client on its own home."""
+    config = AztpConfig.from_env()
     with _DEFAULT_LOCK:
-        if _DEFAULT is None:
-            _DEFAULT = Aztp()
-        return _DEFAULT
+        client = _DEFAULTS.get(config)
+        if client is None:
+            client = _DEFAULTS[config] = (
+                Aztp(api_key=config.api_key, base_url=config.url)
+                if config.url
+                else Aztp(home=config.resolved_home())
+            )
+        return client
 
 
 def __getattr__(name: str) -> Any:

@@ -253,6 +253,13 @@ class Aztp(ClientBase):
     ) -> dict[str, Any]:
         return await self._run(self._create_flow(name, description, discoverable, tags, metadata))
 
+    async def ensure_flow(
+        self, name: str, discoverable: str = "private", description: str | None = None
+    ) -> dict[str, Any]:
+        """The visible flow named ``name``, created (``discoverable``) when missing: what a
+        script that runs again should call instead of ``create_flow``."""
+        return await self._run(self._ensure_flow(name, discoverable, description))
+
     async def update_flow(
         self,
         flow_id: str,

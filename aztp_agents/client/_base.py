@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..config import AztpConfig
 from ..errors import ValidationError
 from ..ids import AztpId
 from ..policy import authorize, parse_document, requested_actions
@@ -70,14 +71,20 @@ class ClientBase:
         self.home: Path | None = None
         if backend is not None:
             self.backend: Backend = backend
-        elif base_url:
+            return
+        # The environment, read now and the same way as the CLI and ``default_client`` read
+        # it; an explicit ``home`` means the embedded store even when ``AZTP_URL`` is set.
+        config = AztpConfig.from_env()
+        if base_url is None and home is None:
+            base_url = config.url
+        if base_url:
             from ._remote import RemoteBackend
 
             self.backend = RemoteBackend(
-                base_url, api_key=api_key, timeout=timeout or 10.0, verify=verify
+                base_url, api_key=api_key or config.api_key, timeout=timeout or 10.0, verify=verify
             )
         else:
-            self.home = resolve_home(home)
+            self.home = resolve_home(home or config.home)
             self.backend = open_embedded(self.home, trust_domain, api_key=api_key, user=user)
 
     def __repr__(self) -> str:
@@ -438,6 +445,19 @@ class ClientBase:
 
     def _delete_flow(self, flow_id: str) -> Plan[dict[str, Any]]:
         return dict((yield _call("delete_flow", flow_id=flow_id)))
+
+    def _ensure_flow(
+        self, name: str, discoverable: str, description: str | None
+    ) -> Plan[dict[str, Any]]:
+        if not name:
+            raise ValidationError("name is required")
+        return dict(
+            (
+                yield _call(
+                    "ensure_flow", name=name, discoverable=discoverable, description=description
+                )
+            )
+        )
 
     def _get_flow(self, flow_id: str) -> Plan[dict[str, Any]]:
         return dict((yield _call("get_flow", flow_id=flow_id)))

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -714,6 +715,103 @@ def test_secured_on_crewbase_agent_methods_in_either_order(client: Aztp) -> None
     built.kickoff()
     assert (search.executions, write.executions) == (1, 0)
     assert reasons(client) == ["allowed", "agent_revoked", "agent_revoked"]
+
+
+def test_crewbase_yaml_agents_with_templated_roles_are_named_by_their_key(
+    client: Aztp, tmp_path: Path
+) -> None:
+    """A standard ``@CrewBase`` project: YAML agents whose roles hold ``{topic}``. Each agent
+    is named by its YAML key / ``@agent`` method, the same identity for every topic."""
+    (tmp_path / "agents.yaml").write_text(
+        "researcher:\n"
+        '  role: "{topic} Senior Data Researcher"\n'
+        '  goal: "Find {topic} facts"\n'
+        '  backstory: "Careful."\n'
+        "reporting_analyst:\n"
+        '  role: "{topic} Reporting Analyst"\n'
+        '  goal: "Report on {topic}"\n'
+        '  backstory: "Precise."\n'
+    )
+    (tmp_path / "tasks.yaml").write_text(
+        "research_task:\n"
+        '  description: "Research {topic}"\n'
+        '  expected_output: "notes"\n'
+        "  agent: researcher\n"
+        "reporting_task:\n"
+        '  description: "Report on {topic}"\n'
+        '  expected_output: "a report"\n'
+        "  agent: reporting_analyst\n"
+    )
+    search, write = make_tool("web_search"), make_tool("write_report")
+
+    @CrewBase
+    class LatestAiDevelopment:
+        agents_config = str(tmp_path / "agents.yaml")
+        tasks_config = str(tmp_path / "tasks.yaml")
+
+        @agent
+        def researcher(self) -> Agent:
+            return Agent(
+                config=self.agents_config["researcher"], tools=[search], llm=calls("web_search")
+            )
+
+        @agent
+        def reporting_analyst(self) -> Agent:
+            return Agent(
+                config=self.agents_config["reporting_analyst"],
+                tools=[write],
+                llm=calls("write_report"),
+            )
+
+        @task
+        def research_task(self) -> Task:
+            return Task(config=self.tasks_config["research_task"])
+
+        @task
+        def reporting_task(self) -> Task:
+            return Task(config=self.tasks_config["reporting_task"])
+
+        @crew
+        def crew(self) -> Crew:
+            return Crew(agents=self.agents, tasks=self.tasks)
+
+    ids = []
+    for topic in ("AI LLMs", "Biology"):
+        built = secure_crew(LatestAiDevelopment().crew(), flow="prod", client=client)
+        built.kickoff(inputs={"topic": topic})
+        ids.append([identity_of(a) for a in built.agents])
+    assert ids[0] == ids[1]
+    assert [i.rsplit("/node/", 1)[1] for i in ids[0]] == [
+        "agent/researcher",
+        "agent/reporting-analyst",
+    ]
+    names = {i["aztpId"] for i in run(client.list_identities())}
+    assert not [n for n in names if "topic" in n]
+    assert (search.executions, write.executions) == (2, 2)
+    assert reasons(client) == ["allowed"] * 4
+
+    (tmp_path / "one-task.yaml").write_text(
+        'research_task:\n  description: "Research {topic}"\n  expected_output: "notes"\n'
+    )
+
+    @CrewBase
+    class SecuredMethods:  # the documented style: @secured below @agent
+        agents_config = str(tmp_path / "agents.yaml")
+        tasks_config = str(tmp_path / "one-task.yaml")
+
+        @agent
+        @secured(flow="prod", client=client)
+        def researcher(self) -> Agent:
+            return Agent(config=self.agents_config["researcher"], llm=calls())
+
+    made = SecuredMethods().researcher()
+    assert identity_of(made) == ids[0][0]
+    plain = secure_agent(
+        Agent(role="{topic} Senior Data Researcher", goal="g", backstory="b", llm=calls()),
+        flow="prod",
+        client=client,
+    )
+    assert identity_of(plain).endswith("/node/agent/senior-data-researcher")
 
 
 def test_hierarchical_crew_manager_gets_an_identity(client: Aztp) -> None:

@@ -7,10 +7,12 @@ import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from aztp_agents import Aztp
+from aztp_agents.authority import audit_log
 from tests.authority.helpers import issue, run
 
 # =========================================================================================
@@ -99,3 +101,32 @@ def test_audit_tampering_is_detected(
     report = run(client.verify_audit())
     assert report["ok"] is False
     assert problem in report["problem"]
+
+
+def test_audit_limit_keeps_the_newest_matching_entries_under_newer_batches(
+    client: Aztp, authority: Any, principal: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``limit`` applies after the ``action`` filter: flow entries older than many batched
+    decisions are still found, also when the search pages backwards over several pages."""
+    agent, tool = issue(client, "lim-agent", "lim-tool")
+    flows = [run(client.create_flow(f"lim-flow-{i}"))["_id"] for i in range(4)]
+    for ident in (agent, tool):
+        run(client.add_identity_to_flow(flows[0], ident))
+    run(client.link_identities(agent, tool))
+    for _ in range(6):  # six batches of decisions, all newer than every flow.* entry
+        for _ in range(20):
+            authority.decide(principal, flow_id=flows[0], agent=agent, tool=tool, tool_name="s")
+        authority.store.flush_audit()
+
+    everything = run(client.audit())
+    flow_entries = [e for e in everything if e["action"].startswith("flow.")]
+    decisions = [e for e in everything if e["action"].startswith("decision.")]
+    assert len(flow_entries) == 6 and len(decisions) == 120
+    for page in (500, 2, 1):  # one page, and the backward paging over many small pages
+        monkeypatch.setattr(audit_log, "_PAGE_ROWS", page)
+        assert run(client.audit(limit=3, action="flow.*")) == flow_entries[-3:]
+        assert run(client.audit(limit=3, action="flow.creat?")) == flow_entries[1:4]
+        assert run(client.audit(limit=50, action="decision.*")) == decisions[-50:]
+        assert run(client.audit(limit=100, action="flow.*")) == flow_entries
+        assert run(client.audit(limit=4)) == everything[-4:]
+        assert run(client.audit(limit=3, action="nothing.*")) == []

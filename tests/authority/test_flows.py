@@ -201,3 +201,29 @@ def test_flow_health_of_an_empty_flow_follows_the_seed(client: Aztp) -> None:
     flow = run(client.create_flow("empty"))["_id"]
     health = run(client.get_flow_health(flow))
     assert (health["securityScore"], health["status"]) == (0, "critical")
+
+
+def test_create_flow_on_a_taken_name_says_how_to_reuse_it(
+    client: Aztp, authority: Any, principal: Any, make_client: Callable[..., Aztp]
+) -> None:
+    """A second run of a quick start meets its own flow: the error names the way to reuse it
+    (``ensure_flow``, or the id), but only to who may see the flow."""
+    mine = run(client.create_flow("rerun", discoverable="private"))
+    with pytest.raises(ConflictError) as taken:
+        run(client.create_flow("rerun"))
+    message = str(taken.value)
+    assert mine["_id"] in message and "ensure_flow('rerun')" in message
+    again = run(client.ensure_flow("rerun"))
+    assert again["_id"] == mine["_id"]
+    assert client.sync.ensure_flow("rerun")["_id"] == mine["_id"]
+    fresh = client.sync.ensure_flow("rerun-new", discoverable="public")
+    assert fresh["name"] == "rerun-new" and fresh["discoverable"] == "public"
+
+    authority.create_user(principal.org_id, "bob")
+    bob = make_client(user="bob")
+    with pytest.raises(ConflictError) as hidden:
+        run(bob.create_flow("rerun"))
+    assert mine["_id"] not in str(hidden.value) and "ensure_flow" not in str(hidden.value)
+    assert "another name" in str(hidden.value)
+    with pytest.raises(ConflictError):
+        run(bob.ensure_flow("rerun"))  # a flow bob cannot see is not his to reuse

@@ -426,6 +426,28 @@ def test_doc_code_blocks_run(path: Path, tmp_path: Path) -> None:
             )
 
 
+#: The pages a new user runs first, and runs again: on the same home (``~/.aztp`` by default)
+#: the second run must succeed and print what the page documents, as the first did.
+RERUN_FILES = [ROOT / "README.md", ROOT / "docs" / "index.md"]
+
+
+@pytest.mark.parametrize("path", RERUN_FILES, ids=_doc_id)
+def test_quick_starts_run_twice_on_the_same_home(path: Path, tmp_path: Path) -> None:
+    blocks = [b for b in extract_blocks(path) if not b.no_run]
+    for n in (1, 2):  # the same workdir, so the same AZTP_HOME
+        code, outputs, stderr = run_blocks(blocks, tmp_path)
+        assert code == 0, f"{_doc_id(path)}: run {n} failed\n{stderr[-6000:]}"
+        assert len(outputs) == len(blocks), f"{_doc_id(path)}: run {n}\n{stderr[-3000:]}"
+        for block, out in zip(blocks, outputs, strict=True):
+            out = out.replace(CMD_MARK, "")
+            if block.expected is not None:
+                assert output_matches(block.expected, out), (
+                    f"{block.where}: run {n} printed something else\n"
+                    f"--- documented (masked)\n{mask(block.expected)}\n"
+                    f"--- actual (masked)\n{mask(out)}"
+                )
+
+
 def test_no_run_marker_is_rare() -> None:
     """``# doc: no-run`` is for code that needs a real LLM, the network or a service: at most a
     few blocks in all the docs, and each says why on its marker line."""

@@ -1,0 +1,45 @@
+"""The one reader of the environment's configuration.
+
+``Aztp()``, the process-wide default client of the adapters (``default_client``) and the CLI
+read the same variables, at the time of use (never cached at import), so a CLI command and a
+crew in the same shell act on the same authority:
+
+* ``AZTP_URL``: a server (``aztp-agents serve``); set, ``Aztp()`` is a remote client;
+* ``AZTP_API_KEY``: the API key for that server (or the principal of an embedded store);
+* ``AZTP_HOME``: the embedded store's folder (default ``~/.aztp``).
+
+Explicit arguments win: ``Aztp(home=...)`` is embedded even when ``AZTP_URL`` is set (as
+``--home`` is for the CLI).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["AztpConfig"]
+
+
+@dataclass(frozen=True)
+class AztpConfig:
+    """Where the authority is, as the environment says it now."""
+
+    url: str | None = None
+    api_key: str | None = None
+    home: Path | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> AztpConfig:
+        env = os.environ if environ is None else environ
+        home = env.get("AZTP_HOME") or None
+        return cls(
+            url=env.get("AZTP_URL") or None,
+            api_key=env.get("AZTP_API_KEY") or None,
+            home=Path(home).expanduser() if home else None,
+        )
+
+    def resolved_home(self) -> Path:
+        """The embedded store's folder: ``AZTP_HOME``, else ``~/.aztp``."""
+        return self.home or Path.home() / ".aztp"
