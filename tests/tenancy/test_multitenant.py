@@ -673,6 +673,8 @@ class Isolation(RuleBasedStateMachine):
             assert (data["valid"], data["reason"]) == (False, "policy_unknown"), data
         elif not w.own(src, a):
             assert (data["valid"], data["reason"]) == (False, "source_unknown"), data
+        elif w.idents[src].revoked:  # checks run in order: the source fails before the target
+            assert (data["valid"], data["reason"]) == (False, "source_revoked"), data
         elif not w.own(dst, a):
             assert (data["valid"], data["reason"]) == (False, "target_unknown"), data
         else:
