@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,10 +14,11 @@ from sqlalchemy import Connection, select
 
 from ..audit import canonical_json
 from ..decisions import LocalDecisions
+from ..decisions.changes import StateChange
 from ..errors import ValidationError
 from ..ids import AztpId, parse_aztp_id
 from ..ratelimit import TokenBuckets
-from ..store import Store, schema
+from ..store import Store, change_log, schema
 
 if TYPE_CHECKING:
     from .audit_log import AuditLog
@@ -122,6 +123,14 @@ class AuthorityContext:
             conn,
             org_id,
             [{"action": action, "actor": actor, "subject": subject, "data": dict(data)}],
+        )
+
+    def record_changes(self, conn: Connection, org_id: str, changes: Sequence[StateChange]) -> int:
+        """Append what this write changed in the organization's decision state to the change
+        log, inside the write transaction ``conn`` (see :mod:`aztp_agents.store.change_log`);
+        returns the write's position in the organization's log."""
+        return change_log.append(
+            conn, org_id, self._next_revision(conn), changes, lock=not self.store.is_sqlite
         )
 
     def _next_revision(self, conn: Connection) -> int:

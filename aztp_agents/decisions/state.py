@@ -1,26 +1,23 @@
-"""The decision state of one organization at one store revision (pure data).
+"""The decision state of one organization (data, kept current in place).
 
 The authority loads it from the store (embedded), or the remote backend builds it from the
-server's ``GET /v1/state`` answer; the rules (:mod:`.rules`) and the fast path
-(:mod:`.fastpath`) read it and never change it, except for the fast path's memo of decisions
-already made on it (a new revision is a new state with an empty memo).
+server; from then on its owner keeps it current by applying the organization's change records
+(:mod:`.changes`) in place — O(change), never a reload. The rules (:mod:`.rules`) and the fast
+path (:mod:`.fastpath`) read it and never change it, except for the fast path's memo of the
+decisions already made on it, which every apply replaces.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from ..policy import Statement
 
 __all__ = ["DecisionState", "Snapshot"]
 
-_EMPTY: Mapping[Any, Any] = MappingProxyType({})
 
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class DecisionState:
     """Decision state of one organization at one store revision.
 
@@ -35,35 +32,67 @@ class DecisionState:
     * ``policies``: aztp_id -> statements of every policy attached to it
     * ``flows``: flow_id -> name; ``flow_owners``: flow_id -> owner user id;
       ``public_flows``: the flows every user of the organization may see
+    * ``revision``: the store revision of the last write applied to this organization;
+      ``position``: that write's place in the organization's change log (0: none yet)
+
+    The containers are mutable because :func:`.changes.apply` updates them in place; given
+    other mappings and sets (frozensets, read-only views), the constructor copies them once.
     """
 
     organization: str
     revision: int
-    identities: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
-    members: Mapping[str, frozenset[str]] = field(default_factory=lambda: _EMPTY)
-    flow_revoked: Mapping[str, frozenset[str]] = field(default_factory=lambda: _EMPTY)
-    links: frozenset[tuple[str, str]] = frozenset()
-    flow_links: Mapping[str, frozenset[tuple[str, str]]] = field(default_factory=lambda: _EMPTY)
-    policies: Mapping[str, tuple[Statement, ...]] = field(default_factory=lambda: _EMPTY)
-    flows: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
-    flow_owners: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
-    public_flows: frozenset[str] = frozenset()
-    #: Decisions already made on this (immutable) state, owned by :mod:`.fastpath`: the one
-    #: memo. Keyed by :class:`~.fastpath.DecisionKey`; never holds context-dependent results.
-    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
-    #: Whether any attached policy statement has a Condition (results then depend on the
-    #: call's context and are not memoized). Worked out once, at construction.
-    conditional: bool = field(init=False, compare=False, repr=False)
+    identities: dict[str, str] = field(default_factory=dict)
+    members: dict[str, set[str]] = field(default_factory=dict)
+    flow_revoked: dict[str, set[str]] = field(default_factory=dict)
+    links: set[tuple[str, str]] = field(default_factory=set)
+    flow_links: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    policies: dict[str, tuple[Statement, ...]] = field(default_factory=dict)
+    flows: dict[str, str] = field(default_factory=dict)
+    flow_owners: dict[str, str] = field(default_factory=dict)
+    public_flows: set[str] = field(default_factory=set)
+    position: int = 0
+    #: Decisions already made on this state, owned by :mod:`.fastpath`: the one memo. Keyed
+    #: by :class:`~.fastpath.DecisionKey`; never holds context-dependent results. Replaced
+    #: (not cleared) by every apply.
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False)
+    #: The identities with an attached policy statement that has a Condition, and whether
+    #: there are any (results then depend on the call's context and are not memoized): a
+    #: plain attribute, read on the fast path without a call.
+    conditional_ids: set[str] = field(init=False, repr=False)
+    conditional: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "conditional", any(st.condition for sts in self.policies.values() for st in sts)
-        )
+        if type(self.identities) is not dict:
+            self.identities = dict(self.identities)
+        self.members = _sets(self.members)
+        self.flow_revoked = _sets(self.flow_revoked)
+        if type(self.links) is not set:
+            self.links = set(self.links)
+        self.flow_links = _sets(self.flow_links)
+        if type(self.policies) is not dict:
+            self.policies = dict(self.policies)
+        if type(self.flows) is not dict:
+            self.flows = dict(self.flows)
+        if type(self.flow_owners) is not dict:
+            self.flow_owners = dict(self.flow_owners)
+        if type(self.public_flows) is not set:
+            self.public_flows = set(self.public_flows)
+        self.conditional_ids = {
+            aztp_id for aztp_id, sts in self.policies.items() if any(st.condition for st in sts)
+        }
+        self.conditional = bool(self.conditional_ids)
 
     def flow_visible(self, flow_id: str, user_id: str) -> bool:
         """Public flows are visible to every user of the organization; private ones only to
         their owner."""
         return flow_id in self.public_flows or self.flow_owners.get(flow_id) == user_id
+
+
+def _sets(table: Any) -> dict[str, Any]:
+    """``table`` as a dict of mutable sets (copied only where it is not one already)."""
+    if type(table) is dict and all(type(v) is set for v in table.values()):
+        return table
+    return {k: set(v) for k, v in table.items()}
 
 
 #: The former name of :class:`DecisionState`.

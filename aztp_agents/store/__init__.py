@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 #: Version of the schema this code writes. Stores at an older version are migrated on open;
 #: a store at a newer version is refused (it was written by a newer aztp-agents).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _migrate_1(conn: Connection) -> None:
@@ -107,11 +107,19 @@ def _migrate_4(conn: Connection) -> None:
     conn.execute(text("DROP TABLE policies_v3"))
 
 
+def _migrate_5(conn: Connection) -> None:
+    """The change log (``state_changes``, ``change_heads``). Existing organizations start at
+    position 0 with no rows: a follower loads their whole state once, as before."""
+    schema.state_changes.create(conn, checkfirst=True)
+    schema.change_heads.create(conn, checkfirst=True)
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: _migrate_1,
     2: _migrate_2,
     3: _migrate_3,
     4: _migrate_4,
+    5: _migrate_5,
 }
 
 

@@ -249,6 +249,34 @@ audit_heads = Table(
     Column("hash", String(64), nullable=False),
 )
 
+#: The change log (see :mod:`aztp_agents.store.change_log`): per organization, one row per
+#: write transaction that changed its decision state, at the next position (``seq``) of the
+#: organization; ``records`` is the JSON list of the write's change records
+#: (:mod:`aztp_agents.decisions.changes`), ``revision`` the store revision the write made.
+state_changes = Table(
+    "state_changes",
+    metadata,
+    Column("org_id", String(32), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("records", Text, nullable=False),
+    Column("ts", String(32), nullable=False),
+    PrimaryKeyConstraint("org_id", "seq"),
+)
+
+#: Each organization's position in the change log: ``seq`` of its last row, and
+#: ``compacted_through``, the last position whose rows compaction deleted (a follower at an
+#: older position must load the whole state). The row is locked by every append, which
+#: orders one organization's appends even across PostgreSQL connections.
+change_heads = Table(
+    "change_heads",
+    metadata,
+    Column("org_id", String(32), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("compacted_through", BigInteger, nullable=False),
+)
+
 Index("ix_identities_org", identities.c.org_id)
 Index("ix_flows_org", flows.c.org_id)
 Index("ix_flow_members_aztp", flow_members.c.aztp_id)

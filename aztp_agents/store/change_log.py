@@ -1,0 +1,161 @@
+"""The change log: what each write changed in an organization's decision state, in order.
+
+The one owner of the ``state_changes`` and ``change_heads`` tables. A write that changes
+decision state calls :func:`append` inside its own transaction, so the log and the state can
+never disagree: both commit or neither does. Readers (the embedded decision cache, the
+server's change feed, remote followers through it) remember a *position* per organization and
+ask for what came after it (:func:`since`) — O(change), never a reload of the state.
+
+Positions are per organization (``seq`` 1, 2, 3, ... with no gaps): appends lock the
+organization's ``change_heads`` row, so two connections (PostgreSQL) cannot interleave one
+organization's positions, and a reader that saw position N has seen every write before it.
+
+Compaction (:func:`compact`) deletes rows older than the retention and records how far it
+went (``compacted_through``); :func:`since` then answers "compacted" to a reader that was
+behind it, which must load the whole state again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from .._util import now_iso
+from ..decisions.changes import StateChange, decode, encode
+from . import schema as t
+
+__all__ = ["LogEntry", "Since", "append", "compact", "heads", "since"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One write's records for one organization."""
+
+    seq: int
+    revision: int
+    changes: tuple[StateChange, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Since:
+    """What a reader at a position must apply: ``entries`` in order; or ``compacted`` (the
+    rows it needs are gone: load the whole state, at :attr:`head`, instead)."""
+
+    entries: tuple[LogEntry, ...]
+    head: int
+    compacted: bool = False
+
+
+def append(
+    conn: Connection,
+    org_id: str,
+    revision: int,
+    changes: Sequence[StateChange],
+    *,
+    lock: bool,
+) -> int:
+    """Append one write's ``changes`` at the organization's next position (inside the write
+    transaction ``conn``) and return that position. ``lock``: lock the head row first
+    (PostgreSQL; SQLite writers already hold the database's one write lock)."""
+    stmt = select(t.change_heads.c.seq).where(t.change_heads.c.org_id == org_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    head = conn.execute(stmt).scalar_one_or_none()
+    if head is None:
+        seq = 1
+        conn.execute(
+            insert(t.change_heads).values(
+                org_id=org_id, seq=seq, revision=revision, compacted_through=0
+            )
+        )
+    else:
+        seq = int(head) + 1
+        conn.execute(
+            update(t.change_heads)
+            .where(t.change_heads.c.org_id == org_id)
+            .values(seq=seq, revision=revision)
+        )
+    conn.execute(
+        insert(t.state_changes).values(
+            org_id=org_id,
+            seq=seq,
+            revision=revision,
+            records=json.dumps([encode(c) for c in changes], separators=(",", ":")),
+            ts=now_iso(),
+        )
+    )
+    return seq
+
+
+def heads(conn: Connection, org_ids: Iterable[str]) -> dict[str, int]:
+    """The current position of each of ``org_ids`` (0 for one with no change yet)."""
+    wanted = list(org_ids)
+    found = {
+        r.org_id: int(r.seq)
+        for r in conn.execute(
+            select(t.change_heads.c.org_id, t.change_heads.c.seq).where(
+                t.change_heads.c.org_id.in_(wanted)
+            )
+        )
+    }
+    return {org_id: found.get(org_id, 0) for org_id in wanted}
+
+
+def since(conn: Connection, org_id: str, position: int, *, limit: int | None = None) -> Since:
+    """The organization's entries after ``position`` (at most ``limit``, oldest first).
+    Raises :class:`~aztp_agents.decisions.changes.UnknownChange` for a record this version
+    cannot read (the caller reloads the whole state)."""
+    row = conn.execute(
+        select(t.change_heads.c.seq, t.change_heads.c.compacted_through).where(
+            t.change_heads.c.org_id == org_id
+        )
+    ).first()
+    if row is None:
+        return Since((), 0)
+    head, compacted_through = int(row.seq), int(row.compacted_through)
+    if position < compacted_through:
+        return Since((), head, compacted=True)
+    if position >= head:
+        return Since((), head)
+    stmt = (
+        select(t.state_changes.c.seq, t.state_changes.c.revision, t.state_changes.c.records)
+        .where(t.state_changes.c.org_id == org_id, t.state_changes.c.seq > position)
+        .order_by(t.state_changes.c.seq)
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    entries = tuple(
+        LogEntry(int(r.seq), int(r.revision), tuple(decode(d) for d in json.loads(r.records)))
+        for r in conn.execute(stmt)
+    )
+    return Since(entries, head)
+
+
+def compact(conn: Connection, org_id: str, keep_after: int) -> int:
+    """Delete the organization's entries at positions up to ``keep_after`` and record it;
+    returns how many rows went. Readers behind ``keep_after`` will load the whole state."""
+    gone = conn.execute(
+        delete(t.state_changes).where(
+            t.state_changes.c.org_id == org_id, t.state_changes.c.seq <= keep_after
+        )
+    ).rowcount
+    conn.execute(
+        update(t.change_heads)
+        .where(
+            t.change_heads.c.org_id == org_id,
+            t.change_heads.c.compacted_through < keep_after,
+        )
+        .values(compacted_through=keep_after)
+    )
+    return int(gone or 0)
+
+
+def oldest_kept(conn: Connection, org_id: str) -> int | None:
+    """The oldest position still in the log for the organization (None: no rows)."""
+    value = conn.execute(
+        select(func.min(t.state_changes.c.seq)).where(t.state_changes.c.org_id == org_id)
+    ).scalar_one_or_none()
+    return None if value is None else int(value)
