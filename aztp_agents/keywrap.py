@@ -1,8 +1,12 @@
 """Secrets at rest: CA private keys are stored encrypted (AES-256-GCM) under a master key.
 
 The master key lives outside the database: a ``master.key`` file beside an embedded store
-(created 0600 on first use), or ``AZTP_MASTER_KEY`` (base64 of 32 bytes) for a server or a
-shared PostgreSQL store. A copy of the database alone does not give away a CA key.
+(created 0600 on first use), or, for a server or a shared PostgreSQL store,
+``AZTP_MASTER_KEY`` (base64 of 32 bytes) or a file named by ``AZTP_MASTER_KEY_FILE`` (0600,
+not a symlink). A copy of the database alone does not give away a CA key.
+
+Each store keeps a *check value* sealed under its master key (:data:`CHECK_CONTEXT`): a
+process given another key is refused when it opens the store, before it writes anything.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import StoreError
 
-__all__ = ["MASTER_KEY_ENV", "KeyWrapper"]
+__all__ = ["CHECK_CONTEXT", "MASTER_KEY_ENV", "MASTER_KEY_FILE_ENV", "KeyWrapper"]
 
 MASTER_KEY_ENV = "AZTP_MASTER_KEY"
+MASTER_KEY_FILE_ENV = "AZTP_MASTER_KEY_FILE"
+#: The context of the store's sealed check value (see the module's note).
+CHECK_CONTEXT = "aztp-master-key-check"
 _PREFIX = "aesgcm:v1:"
 
 
@@ -39,13 +46,39 @@ class KeyWrapper:
 
     @classmethod
     def from_env(cls) -> KeyWrapper | None:
+        """``AZTP_MASTER_KEY``, else the file ``AZTP_MASTER_KEY_FILE`` names, else None."""
         value = os.environ.get(MASTER_KEY_ENV)
         if not value:
-            return None
+            file = os.environ.get(MASTER_KEY_FILE_ENV)
+            return cls.from_key_file(Path(file)) if file else None
         try:
             return cls(base64.b64decode(value, validate=True))
         except (binascii.Error, ValueError):
             raise StoreError(f"{MASTER_KEY_ENV} is not valid base64 of 32 bytes") from None
+
+    @classmethod
+    def from_key_file(cls, path: Path) -> KeyWrapper:
+        """The key in an operator's file: read without following a symlink, and refused when
+        anyone but its owner may read it (``chmod 600``)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot read the master key file {path}: {exc.strerror or type(exc).__name__}"
+                + (" (it must not be a symlink)" if os.path.islink(path) else "")
+            ) from None
+        try:
+            if os.fstat(fd).st_mode & 0o077:
+                raise StoreError(
+                    f"the master key file {path} may be read by others: chmod 600 {path}"
+                )
+            raw = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        try:
+            return cls(base64.b64decode(raw.strip(), validate=True))
+        except (binascii.Error, ValueError):
+            raise StoreError(f"the master key file {path} is not base64 of 32 bytes") from None
 
     @classmethod
     def for_file(cls, path: Path) -> KeyWrapper:
@@ -78,6 +111,13 @@ class KeyWrapper:
         return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label.encode()).derive(
             self._key
         )
+
+    def matches(self, check: str) -> bool:
+        """Whether ``check`` (the store's sealed check value) was sealed with this key."""
+        try:
+            return self.unwrap(check, context=CHECK_CONTEXT) == CHECK_CONTEXT
+        except (StoreError, ValueError, binascii.Error):
+            return False
 
     def wrap(self, secret: str, *, context: str) -> str:
         nonce = secrets.token_bytes(12)

@@ -101,3 +101,32 @@ def principal(client: Aztp) -> Any:
 @pytest.fixture
 def db_path(client: Aztp, aztp_home: Path) -> Path:
     return aztp_home / "aztp.db"
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Any]:
+    """One throwaway PostgreSQL cluster for the session (Debian's package; ``.ci/run``
+    installs it). Missing PostgreSQL fails the tests that need it: nothing is skipped."""
+    from tests.support.postgres import PostgresCluster
+
+    cluster = PostgresCluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def master_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh ``AZTP_MASTER_KEY`` for this test (a database store needs one)."""
+    import base64
+
+    key = base64.b64encode(os.urandom(32)).decode()
+    monkeypatch.setenv("AZTP_MASTER_KEY", key)
+    return key
+
+
+@pytest.fixture
+def pg_url(postgres_cluster: Any, master_key: str) -> str:
+    """A fresh, empty PostgreSQL database of the session's cluster (its SQLAlchemy URL)."""
+    return str(postgres_cluster.database())

@@ -97,6 +97,16 @@ def _global(
             help="Talk to an aztp-agents server instead of the embedded store.",
         ),
     ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="AZTP_DATABASE_URL",
+            metavar="URL",
+            show_default=False,
+            help="Embedded store on this database (postgresql://...) instead of --home's file.",
+        ),
+    ] = None,
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -112,6 +122,7 @@ def _global(
 ) -> None:
     state = ctx.ensure_object(State)
     state.home, state.url, state.api_key = home or None, url or None, api_key or None
+    state.database_url = database_url or None
     state.json, state.debug = as_json, debug
     state.url_from_env = _source(ctx, "url") == "ENVIRONMENT"
     state.home_explicit = _source(ctx, "home") == "COMMANDLINE"

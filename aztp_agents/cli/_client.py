@@ -45,6 +45,9 @@ def client_for(state: State) -> Aztp:
                     "remote mode is not available in this installation (aztp_agents.remote is missing)"
                 ) from None
             raise
+    database_url = state.embedded_database()
+    if database_url:
+        return Aztp(api_key=state.api_key, database_url=database_url)
     return Aztp(api_key=state.api_key, home=state.home)
 
 
@@ -75,7 +78,13 @@ def embedded_authority(ctx: typer.Context, what: str) -> tuple[Authority, Princi
     from ..client import open_embedded, resolve_home
 
     api_key = None if state.url else state.api_key
-    backend = open_embedded(resolve_home(state.home), None, api_key=api_key, user=None)
+    backend = open_embedded(
+        resolve_home(state.home),
+        None,
+        api_key=api_key,
+        user=None,
+        database_url=state.embedded_database(),
+    )
     return backend.authority, backend.principal
 
 

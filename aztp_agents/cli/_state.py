@@ -15,11 +15,17 @@ class State:
 
     home: str | None = None
     url: str | None = None
+    database_url: str | None = None  # may hold a password: never printed
     api_key: str | None = None  # never printed
     json: bool = False
     debug: bool = False
     url_from_env: bool = False
     home_explicit: bool = False
+
+    def embedded_database(self) -> str | None:
+        """The database the embedded store is on (``--database-url`` / ``AZTP_DATABASE_URL``),
+        unless ``--home`` was given on the command line (it wins, as ``Aztp(home=...)``)."""
+        return None if self.home_explicit else self.database_url
 
     def __repr__(self) -> str:  # keep the key out of any debug output
         return f"State(home={self.home!r}, url={self.url!r}, json={self.json}, debug={self.debug})"

@@ -7,6 +7,7 @@ imported only when the command runs.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from enum import Enum
 from pathlib import Path
@@ -65,8 +66,26 @@ def serve(
         LogLevel, typer.Option("--log-level", help="Server log level.")
     ] = LogLevel.info,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            metavar="URL",
+            show_default=False,
+            help="Serve this database (postgresql://...), as the global --database-url.",
+        ),
+    ] = None,
+    master_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--master-key-file",
+            metavar="F",
+            help="The master key (base64 of 32 bytes, mode 0600), as AZTP_MASTER_KEY_FILE.",
+        ),
+    ] = None,
 ) -> None:
-    """Run the authority as an HTTP server over the embedded store (--home)."""
+    """Run the authority as an HTTP server over the embedded store (--home), or over a
+    database (--database-url) that several servers may share."""
     state = state_of(ctx)
     refuse_remote(
         state,
@@ -77,16 +96,25 @@ def serve(
     run_server = _server_runner()
     from ..client import resolve_home
 
+    if master_key_file is not None:
+        os.environ["AZTP_MASTER_KEY_FILE"] = str(master_key_file)
     store_home = resolve_home(home or state.home)
+    # The serve command's own --database-url wins; the global one (or AZTP_DATABASE_URL)
+    # yields to an explicit --home, as everywhere.
+    database = database_url or (None if home is not None else state.embedded_database())
     scheme = "https" if tls_cert else "http"
-    typer.echo(f"aztp-agents: serving {store_home} on {scheme}://{host}:{port}", err=True)
+    where = database.split("@")[-1] if database else store_home
+    typer.echo(f"aztp-agents: serving {where} on {scheme}://{host}:{port}", err=True)
+    options = _changed_options(prefix, trust_domain, log_level, access_log)
+    if database:
+        options["database_url"] = database
     run_server(
         store_home,
         host,
         port,
         str(tls_cert) if tls_cert else None,
         str(tls_key) if tls_key else None,
-        **_changed_options(prefix, trust_domain, log_level, access_log),
+        **options,
     )
 
 

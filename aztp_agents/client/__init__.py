@@ -42,8 +42,9 @@ _DEFAULT_LOCK = threading.Lock()
 
 def default_client() -> Aztp:
     """The process-wide client adapters use when given none: for the configuration the
-    environment gives now (``AZTP_URL`` / ``AZTP_API_KEY`` / ``AZTP_HOME``, read as ``Aztp()``
-    and the CLI read them), so a test that moves ``AZTP_HOME`` gets a client on its own home."""
+    environment gives now (``AZTP_URL`` / ``AZTP_API_KEY`` / ``AZTP_DATABASE_URL`` /
+    ``AZTP_HOME``, read as ``Aztp()`` and the CLI read them), so a test that moves
+    ``AZTP_HOME`` gets a client on its own home."""
     config = AztpConfig.from_env()
     with _DEFAULT_LOCK:
         client = _DEFAULTS.get(config)
@@ -51,6 +52,8 @@ def default_client() -> Aztp:
             client = _DEFAULTS[config] = (
                 Aztp(api_key=config.api_key, base_url=config.url)
                 if config.url
+                else Aztp(database_url=config.database_url)
+                if config.database_url
                 else Aztp(home=config.resolved_home())
             )
         return client

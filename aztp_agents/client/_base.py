@@ -63,20 +63,24 @@ class ClientBase:
         trust_domain: str | None = None,
         verify: bool | str = True,
         user: str | None = None,
+        database_url: str | None = None,
         backend: Backend | None = None,
     ) -> None:
         self.environment = environment or "production"
         self.trust_domain = trust_domain
         #: The embedded authority's folder (None for a remote or given backend).
         self.home: Path | None = None
+        #: The embedded authority's database when it is not the SQLite file under ``home``.
+        self.database_url: str | None = None
         if backend is not None:
             self.backend: Backend = backend
             return
         # The environment, read now and the same way as the CLI and ``default_client`` read
         # it; an explicit ``home`` means the embedded store even when ``AZTP_URL`` is set.
         config = AztpConfig.from_env()
-        if base_url is None and home is None:
+        if base_url is None and home is None and database_url is None:
             base_url = config.url
+            database_url = config.database_url
         if base_url:
             from ._remote import RemoteBackend
 
@@ -85,10 +89,23 @@ class ClientBase:
             )
         else:
             self.home = resolve_home(home or config.home)
-            self.backend = open_embedded(self.home, trust_domain, api_key=api_key, user=user)
+            self.database_url = None if home is not None else database_url
+            self.backend = open_embedded(
+                self.home,
+                trust_domain,
+                api_key=api_key,
+                user=user,
+                database_url=self.database_url,
+            )
 
     def __repr__(self) -> str:
-        where = "remote" if self.backend.is_remote else f"embedded home={self.home or '?'}"
+        where = (
+            "remote"
+            if self.backend.is_remote
+            else f"embedded database={self.database_url.split('@')[-1]}"
+            if self.database_url
+            else f"embedded home={self.home or '?'}"
+        )
         return f"{type(self).__name__}({where})"
 
     @property

@@ -23,9 +23,9 @@ from ..store import Store
 
 __all__ = ["EmbeddedBackend", "open_embedded", "resolve_home"]
 
-#: One authority per database file in a process: clients on the same home share its
-#: decision state and change detection.
-_AUTHORITIES: dict[Path, Authority] = {}
+#: One authority per database (file or URL) in a process: clients on the same home or
+#: database share its decision state and change detection.
+_AUTHORITIES: dict[Path | str, Authority] = {}
 _AUTHORITIES_LOCK = threading.Lock()
 
 
@@ -46,18 +46,41 @@ def _authority_for(home: Path, trust_domain: str | None) -> Authority:
         return authority
 
 
+def _authority_for_url(url: str, trust_domain: str | None) -> Authority:
+    with _AUTHORITIES_LOCK:
+        authority = _AUTHORITIES.get(url)
+        if authority is None:
+            authority = Authority(
+                Store.open_url(url), default_trust_domain=trust_domain or "aztp.local"
+            )
+            _AUTHORITIES[url] = authority
+        return authority
+
+
 def open_embedded(
-    home: Path, trust_domain: str | None, *, api_key: str | None, user: str | None
+    home: Path,
+    trust_domain: str | None,
+    *,
+    api_key: str | None,
+    user: str | None,
+    database_url: str | None = None,
 ) -> EmbeddedBackend:
     """The backend of ``Aztp(home=..., api_key=..., user=...)``: the owner of ``api_key`` if
-    given, else ``user`` of the local organization, else the local principal."""
-    authority = _authority_for(home, trust_domain)
+    given, else ``user`` of the local organization, else the local principal. With
+    ``database_url`` the store is that database (e.g. PostgreSQL shared by several
+    processes), not the SQLite file under ``home``."""
+    authority = (
+        _authority_for_url(database_url, trust_domain)
+        if database_url
+        else _authority_for(home, trust_domain)
+    )
+    where = Store.describe_url(database_url) if database_url else str(home)
     if api_key:
         try:
             principal = authority.authenticate(api_key)
         except AuthenticationError as exc:
             raise AuthenticationError(
-                f"{exc.message} for the embedded authority at {home}: omit api_key for the "
+                f"{exc.message} for the embedded authority at {where}: omit api_key for the "
                 "local organization, use a live key made with 'aztp-agents keys create', or pass "
                 "base_url= to talk to a server"
             ) from None

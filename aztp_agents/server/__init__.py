@@ -32,8 +32,10 @@ def run(
     trust_domain: str | None = None,
     log_level: str = "info",
     access_log: bool = False,
+    database_url: str | None = None,
 ) -> None:
-    """Serve the authority whose store is ``home/aztp.db`` until interrupted.
+    """Serve the authority whose store is ``home/aztp.db`` (or the database at
+    ``database_url``, which several servers may share) until interrupted.
 
     With ``tls_cert`` and ``tls_key`` (PEM files) the server speaks HTTPS only. API keys made
     with ``aztp-agents keys create`` on the same home are accepted at once, without a restart.
@@ -46,7 +48,7 @@ def run(
         if f is not None and not Path(f).is_file():
             raise FileNotFoundError(f"TLS file not found: {f}")
     home = Path(home).expanduser()
-    store = Store.open_sqlite(home / "aztp.db")
+    store = Store.open_url(database_url) if database_url else Store.open_sqlite(home / "aztp.db")
     try:
         authority = Authority(store, default_trust_domain=trust_domain or DEFAULT_TRUST_DOMAIN)
         app = create_app(authority, prefix=prefix)

@@ -36,7 +36,7 @@ from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, SQLA
 from .._util import epoch_iso, now_iso
 from ..audit import BATCH_ACTION, GENESIS, QueuedRecord, canonical_json, encode_batch, entry_hash
 from ..errors import StoreError
-from ..keywrap import KeyWrapper
+from ..keywrap import CHECK_CONTEXT, KeyWrapper
 from ..private_files import private_folder
 from . import schema
 from .changes import StoreChanges
@@ -112,6 +112,7 @@ def _migrate_5(conn: Connection) -> None:
     position 0 with no rows: a follower loads their whole state once, as before."""
     schema.state_changes.create(conn, checkfirst=True)
     schema.change_heads.create(conn, checkfirst=True)
+    schema.store_settings.create(conn, checkfirst=True)
 
 
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
@@ -136,6 +137,13 @@ class Store:
             else KeyWrapper.from_env()
         )
         self.is_sqlite = url.startswith("sqlite")
+        if self.key_wrapper is None:
+            raise StoreError(
+                f"the store at {self.describe()} needs a master key to seal its CA keys: set "
+                "AZTP_MASTER_KEY (base64 of 32 random bytes, e.g. from "
+                "'python -c \"import base64,os;print(base64.b64encode(os.urandom(32)).decode())\"')"
+                " or AZTP_MASTER_KEY_FILE, the same for every process on this database"
+            )
         try:
             if self.is_sqlite:
                 self.engine: Engine = create_engine(
@@ -221,7 +229,12 @@ class Store:
         return self.key_wrapper.unwrap(stored, context=context)
 
     def describe(self) -> str:
-        return str(self.path) if self.path else self.url.split("@")[-1]
+        return str(self.path) if self.path else self.describe_url(self.url)
+
+    @staticmethod
+    def describe_url(url: str) -> str:
+        """A database URL as it may be shown: host and database, never a password."""
+        return url.split("@")[-1]
 
     def _install_sqlite_hooks(self) -> None:
         @event.listens_for(self.engine, "connect")
@@ -253,6 +266,7 @@ class Store:
                         f"the store at {self.describe()} has schema version {current}, newer than "
                         f"this aztp-agents understands ({SCHEMA_VERSION}); upgrade aztp-agents"
                     )
+                self._check_master_key(conn, current)
                 for version in range(current + 1, SCHEMA_VERSION + 1):
                     log.info("migrating store %s to schema version %d", self.describe(), version)
                     MIGRATIONS[version](conn)
@@ -267,6 +281,40 @@ class Store:
                         .where(schema.meta.c.key == "schema_version")
                         .values(value=SCHEMA_VERSION)
                     )
+                self._seal_master_key_check(conn)
+
+    def _check_master_key(self, conn: Connection, version: int) -> None:
+        """Refuse a master key other than the one this store's check value was sealed with,
+        before anything is written (the caller's transaction is rolled back)."""
+        if version < 5 or self.key_wrapper is None:
+            return  # no check value yet (sealed below, after the migration)
+        check = conn.execute(
+            select(schema.store_settings.c.value).where(
+                schema.store_settings.c.key == "master_key_check"
+            )
+        ).scalar_one_or_none()
+        if check is not None and not self.key_wrapper.matches(check):
+            raise StoreError(
+                f"the master key does not match the store at {self.describe()}: it was sealed "
+                "with another key (check AZTP_MASTER_KEY / AZTP_MASTER_KEY_FILE, or the "
+                "store's master.key); nothing was written"
+            )
+
+    def _seal_master_key_check(self, conn: Connection) -> None:
+        if self.key_wrapper is None:
+            return
+        exists = conn.execute(
+            select(schema.store_settings.c.key).where(
+                schema.store_settings.c.key == "master_key_check"
+            )
+        ).first()
+        if exists is None:
+            conn.execute(
+                insert(schema.store_settings).values(
+                    key="master_key_check",
+                    value=self.key_wrapper.wrap(CHECK_CONTEXT, context=CHECK_CONTEXT),
+                )
+            )
 
     # --- transactions ----------------------------------------------------------------
 

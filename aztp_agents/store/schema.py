@@ -32,6 +32,16 @@ meta = Table(
     Column("value", BigInteger, nullable=False),
 )
 
+#: Text settings of the store itself: ``master_key_check``, a value sealed under the master
+#: key, by which a process with another key is refused before it writes (see
+#: :mod:`aztp_agents.keywrap`).
+store_settings = Table(
+    "store_settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
 orgs = Table(
     "orgs",
     metadata,

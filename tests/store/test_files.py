@@ -11,7 +11,7 @@ import pytest
 
 from aztp_agents import Aztp
 from aztp_agents.private_files import private_folder
-from tests.authority.helpers import run
+from tests.authority.helpers import db_state, run
 from tests.support.cli import close_embedded
 
 # =========================================================================================
@@ -60,19 +60,17 @@ def test_ca_private_keys_are_sealed_at_rest(
     assert b"PRIVATE KEY" not in raw  # the database files hold no CA key in clear
     # The sealed key still signs: a fresh credential validates against the bundle.
     assert run(client.verify_credential(agent.identity.certificate))["valid"] is True
-    # With another master key the store refuses to use the CA (clear error, no garbage keys).
-    from aztp_agents.authority import Authority
+    # With another master key the store is refused when it is opened (a clear error, before
+    # anything is written: no garbage keys, no rows).
     from aztp_agents.errors import StoreError
     from aztp_agents.store import Store
 
+    close_embedded(aztp_home)
+    before = db_state(db_path)
     monkeypatch.setenv("AZTP_MASTER_KEY", "A" * 43 + "=")
-    other = Authority(Store.open_sqlite(db_path))
-    try:
-        principal = other.local_principal()
-        with pytest.raises(StoreError, match="master key"):
-            other.issue_credential(principal, agent.identity.aztp_id)
-    finally:
-        other.store.close()
+    with pytest.raises(StoreError, match="master key does not match"):
+        Store.open_sqlite(db_path)
+    assert db_state(db_path) == before
 
 
 def test_default_home_is_the_test_session_folder(session_aztp_home: Path) -> None:
