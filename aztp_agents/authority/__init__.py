@@ -32,7 +32,7 @@ from ..ratelimit import TokenBuckets
 from ..store import Store
 from ._context import DEFAULT_TRUST_DOMAIN, LOCAL_ORG, AuthorityContext, Principal
 from .audit_log import AuditLog
-from .decision_state import load_state
+from .decision_state import StoreChangeLog, load_state
 from .federation import Federation
 from .flows import Flows
 from .identities import Identities
@@ -77,7 +77,10 @@ class Authority:
         #: This authority's view of store changes, and the decisions taken on its states.
         self.changes = store.changes.cursor()
         self.decisions = LocalDecisions(
-            functools.partial(load_state, store), self.changes, store.audit_queue
+            functools.partial(load_state, store),
+            StoreChangeLog(store),
+            self.changes,
+            store.audit_queue,
         )
         ctx = self.ctx = AuthorityContext(
             store,

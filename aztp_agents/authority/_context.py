@@ -19,6 +19,7 @@ from ..errors import ValidationError
 from ..ids import AztpId, parse_aztp_id
 from ..ratelimit import TokenBuckets
 from ..store import Store, change_log, schema
+from .decision_state import SYMMETRIC, Touched, read_changes
 
 if TYPE_CHECKING:
     from .audit_log import AuditLog
@@ -32,7 +33,15 @@ if TYPE_CHECKING:
     from .trust import Trust
     from .verification import Verification
 
-__all__ = ["DEFAULT_TRUST_DOMAIN", "LOCAL_ORG", "AuthorityContext", "Component", "Principal"]
+__all__ = [
+    "DEFAULT_TRUST_DOMAIN",
+    "LOCAL_ORG",
+    "SYMMETRIC",
+    "AuthorityContext",
+    "Component",
+    "Principal",
+    "Touched",
+]
 
 #: Actions of writes that change decision state. Their audit rows carry ``revision``: the state
 #: revision the write makes (decisions record the revision they were taken on, so the log
@@ -56,8 +65,6 @@ STATE_ACTIONS = frozenset(
 
 DEFAULT_TRUST_DOMAIN = "aztp.local"
 LOCAL_ORG = "local"
-#: Relationship types that authorize both ways.
-SYMMETRIC = frozenset({"linked"})
 DISCOVERABLE = ("public", "private")
 #: Longest lifetimes a caller may ask for (SPIFFE's model relies on short-lived SVIDs).
 MAX_X509_TTL = 24 * 3600
@@ -125,12 +132,38 @@ class AuthorityContext:
             [{"action": action, "actor": actor, "subject": subject, "data": dict(data)}],
         )
 
-    def record_changes(self, conn: Connection, org_id: str, changes: Sequence[StateChange]) -> int:
+    def state_changed(self, conn: Connection, org_id: str, touched: Touched) -> None:
+        """This write (transaction ``conn``) changed ``touched`` in the organization's decision
+        state: append the resulting values to the change log in the same transaction, and
+        once it commits apply them to this process's state at once (the very next decision
+        here sees them without reading the store)."""
+        if not touched:
+            return
+        changes = read_changes(conn, org_id, touched)
+        revision = self._next_revision(conn)
+        position = self.record_changes(conn, org_id, changes, revision=revision)
+        self.store.after_commit(
+            conn, lambda: self.decisions.applied(org_id, position, revision, changes)
+        )
+
+    def record_changes(
+        self,
+        conn: Connection,
+        org_id: str,
+        changes: Sequence[StateChange],
+        *,
+        revision: int | None = None,
+    ) -> int:
         """Append what this write changed in the organization's decision state to the change
         log, inside the write transaction ``conn`` (see :mod:`aztp_agents.store.change_log`);
         returns the write's position in the organization's log."""
         return change_log.append(
-            conn, org_id, self._next_revision(conn), changes, lock=not self.store.is_sqlite
+            conn,
+            org_id,
+            self._next_revision(conn) if revision is None else revision,
+            changes,
+            lock=not self.store.is_sqlite,
+            keep=self.store.change_log_keep,
         )
 
     def _next_revision(self, conn: Connection) -> int:

@@ -24,11 +24,13 @@ from ._context import (
     DISCOVERABLE,
     Component,
     Principal,
+    Touched,
     json_value,
     need_aztp_id,
     need_str,
     opt_text,
 )
+from .decision_state import touched_links
 from .links import drop_flow_scopes
 
 __all__ = ["Flows"]
@@ -153,6 +155,7 @@ class Flows(Component):
                     flow_id,
                     {"name": name, "discoverable": discoverable},
                 )
+                self.ctx.state_changed(conn, p.org_id, Touched(flows={flow_id}))
                 doc = self._flow_doc(conn, self._flow_row(conn, p, flow_id))
         except IntegrityError:
             raise ConflictError(
@@ -264,6 +267,8 @@ class Flows(Component):
                     self.ctx.audit(
                         conn, p.org_id, p.user_id, "flow.update", row.id, {"fields": sorted(values)}
                     )
+                    if values.keys() & {"name", "discoverable"}:
+                        self.ctx.state_changed(conn, p.org_id, Touched(flows={row.id}))
                 doc = self._flow_doc(conn, self._flow_row(conn, p, flow_id))
         except IntegrityError:
             raise ConflictError(
@@ -275,11 +280,18 @@ class Flows(Component):
     def delete_flow(self, p: Principal, flow_id: str) -> dict[str, Any]:
         with self.ctx.store.write() as conn:
             row = self._flow_row(conn, p, flow_id)
+            scoped = touched_links(
+                conn,
+                conn.execute(
+                    select(t.link_flows.c.link_id).where(t.link_flows.c.flow_id == row.id)
+                ).scalars(),
+            )
             conn.execute(delete(t.flow_members).where(t.flow_members.c.flow_id == row.id))
             conn.execute(delete(t.flow_revocations).where(t.flow_revocations.c.flow_id == row.id))
             drop_flow_scopes(conn, row.id)
             conn.execute(delete(t.flows).where(t.flows.c.id == row.id))
             self.ctx.audit(conn, p.org_id, p.user_id, "flow.delete", row.id, {"name": row.name})
+            self.ctx.state_changed(conn, p.org_id, Touched(flows={row.id}, links=scoped))
         self.ctx.invalidate()
         return {"_id": row.id, "name": row.name, "deleted": True}
 
@@ -307,6 +319,7 @@ class Flows(Component):
                     ident.aztp_id,
                     {"flowId": row.id},
                 )
+                self.ctx.state_changed(conn, p.org_id, Touched(members={(row.id, ident.aztp_id)}))
             doc = self._flow_doc(conn, row)
         self.ctx.invalidate()
         return doc
@@ -324,6 +337,7 @@ class Flows(Component):
                 self.ctx.audit(
                     conn, p.org_id, p.user_id, "flow.remove_identity", aztp, {"flowId": row.id}
                 )
+                self.ctx.state_changed(conn, p.org_id, Touched(members={(row.id, aztp)}))
             doc = self._flow_doc(conn, row)
         self.ctx.invalidate()
         return doc
@@ -371,6 +385,7 @@ class Flows(Component):
                 aztp,
                 {"flowId": row.id, "reason": reason},
             )
+            self.ctx.state_changed(conn, p.org_id, Touched(members={(row.id, aztp)}))
         self.ctx.invalidate()
         return {
             "valid": True,
@@ -394,6 +409,7 @@ class Flows(Component):
             self.ctx.audit(
                 conn, p.org_id, p.user_id, "flow.reinstate_identity", aztp, {"flowId": row.id}
             )
+            self.ctx.state_changed(conn, p.org_id, Touched(members={(row.id, aztp)}))
             doc = self._flow_doc(conn, row)
         self.ctx.invalidate()
         return doc

@@ -21,6 +21,7 @@ from ._context import (
     LOCAL_ORG,
     Component,
     Principal,
+    Touched,
     json_value,
     need_aztp_id,
     need_str,
@@ -109,6 +110,9 @@ class Identities(Component):
                 answer["identity"]["aztpId"],
                 {"credential": bool(answer["certificate"])},
             )
+            if action == "identity.issue":
+                touched = Touched(identities={answer["identity"]["aztpId"]})
+                self.ctx.state_changed(conn, p.org_id, touched)
         self.ctx.invalidate()
         return answer
 
@@ -349,6 +353,7 @@ class Identities(Component):
             self.ctx.audit(
                 conn, p.org_id, p.user_id, "identity.revoke", row.aztp_id, {"reason": reason}
             )
+            self.ctx.state_changed(conn, p.org_id, Touched(identities={row.aztp_id}))
         self.ctx.invalidate()
         return {
             "aztpId": row.aztp_id,
@@ -387,5 +392,6 @@ class Identities(Component):
             if csr_pem or make_key:
                 answer.update(self.ctx.svids.issue_x509(conn, p, row, csr_pem=csr_pem, ttl=3600))
             self.ctx.audit(conn, p.org_id, p.user_id, "identity.reissue", row.aztp_id, {})
+            self.ctx.state_changed(conn, p.org_id, Touched(identities={row.aztp_id}))
         self.ctx.invalidate()
         return answer

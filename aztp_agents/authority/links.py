@@ -32,6 +32,7 @@ from ._context import (
     SYMMETRIC,
     Component,
     Principal,
+    Touched,
     json_value,
     need_aztp_id,
 )
@@ -100,6 +101,7 @@ class Links(Component):
                 t.links.c.relationship_type == relationship_type,
             )
             existing = conn.execute(select(t.links).where(found)).first()
+            changed = existing is None
             if existing is None:
                 link_id = object_id()
                 conn.execute(
@@ -122,9 +124,13 @@ class Links(Component):
                     # An organization-wide link asked for: the flow-scoped one is widened.
                     conn.execute(delete(t.link_flows).where(t.link_flows.c.link_id == existing.id))
                     self._audit_link(conn, p, src, dst, relationship_type, None)
+                    changed = True
                 elif flow is not None and flows and flow not in flows:
                     self._add_flow(conn, p, existing.id, flow)
                     self._audit_link(conn, p, src, dst, relationship_type, flow)
+                    changed = True
+            if changed:
+                self.ctx.state_changed(conn, p.org_id, Touched(links={(src, dst)}))
             row = conn.execute(select(t.links).where(found)).one()
             doc = self._link_doc(row, self._flows_of(conn, [row.id]).get(row.id, []))
         self.ctx.invalidate()
@@ -279,6 +285,8 @@ class Links(Component):
             n = conn.execute(delete(t.links).where(t.links.c.id.in_(ids))).rowcount
             if not n:
                 raise NotFoundError(f"no link from {src} to {dst}")
+            touched = Touched(links={(r.source, r.target) for r in rows})
+            self.ctx.state_changed(conn, p.org_id, touched)
             self.ctx.audit(
                 conn,
                 p.org_id,
@@ -312,6 +320,7 @@ class Links(Component):
             if not rows:
                 raise NotFoundError(f"no operator removal of a link from {src} to {dst}")
             conn.execute(delete(t.link_removals).where(cond))
+            relinked = Touched()
             for r in rows:
                 flows = [
                     f
@@ -350,6 +359,7 @@ class Links(Component):
                     )
                     for f in flows:
                         self._add_flow(conn, p, link_id, f)
+                    relinked.links.add((r.source, r.target))
                     restored.append(
                         self._link_doc(
                             conn.execute(select(t.links).where(t.links.c.id == link_id)).one(),
@@ -369,6 +379,7 @@ class Links(Component):
                         "relinked": relink,
                     },
                 )
+            self.ctx.state_changed(conn, p.org_id, relinked)
         self.ctx.invalidate()
         return {
             "sourceIdentity": src,

@@ -23,6 +23,7 @@ from ..store import schema as t
 from ._context import (
     Component,
     Principal,
+    Touched,
     json_value,
     need_aztp_id,
     need_str,
@@ -82,6 +83,7 @@ class Policies(Component):
                 self.ctx.audit(
                     conn, p.org_id, p.user_id, "policy.attach", ident.aztp_id, {"code": code}
                 )
+                self.ctx.state_changed(conn, p.org_id, Touched(policies={ident.aztp_id}))
         self.ctx.invalidate()
         return {"code": code, "aztpId": ident.aztp_id, "attached": True}
 
@@ -98,6 +100,7 @@ class Policies(Component):
             if not n:
                 raise NotFoundError(f"policy {code!r} is not attached to {aztp}")
             self.ctx.audit(conn, p.org_id, p.user_id, "policy.detach", aztp, {"code": code})
+            self.ctx.state_changed(conn, p.org_id, Touched(policies={aztp}))
         self.ctx.invalidate()
         return {"code": code, "aztpId": aztp, "attached": False}
 

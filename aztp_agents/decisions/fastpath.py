@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from .._util import epoch_iso
@@ -41,6 +41,7 @@ from ..audit import (
     flatten_context,
     register_layout,
 )
+from .changes import StateChange, UnknownChange, apply
 from .decision import Decision, Reason
 from .rules import decide_tool_call
 from .state import DecisionState
@@ -166,21 +167,62 @@ class Changes(Protocol):
     def current_now(self) -> bool: ...
 
 
-class LocalDecisions:
-    """The decision states of every organization an embedded authority serves, kept at the
-    store's current revision, and the decisions taken on them (audited).
+class LogEntry(Protocol):
+    """One write's records for one organization (a :class:`aztp_agents.store.change_log.LogEntry`)."""
 
-    ``load``: reads one organization's state from the store (blocking); ``changes``: this
-    reader's change cursor; ``audit_queue``: returns the audit writer's ``put`` (called once,
-    on the first record, which starts the writer)."""
+    @property
+    def seq(self) -> int: ...
+    @property
+    def revision(self) -> int: ...
+    @property
+    def changes(self) -> Sequence[StateChange]: ...
+
+
+class LogTail(Protocol):
+    """What a reader behind the head must apply (a :class:`aztp_agents.store.change_log.Since`)."""
+
+    @property
+    def entries(self) -> Sequence[LogEntry]: ...
+    @property
+    def compacted(self) -> bool: ...
+
+
+class ChangeLog(Protocol):
+    """What the cache needs of the store's change log (blocking reads)."""
+
+    def positions(self, org_ids: Sequence[str]) -> tuple[int, dict[str, int]]:
+        """The store revision and each organization's log position, read together."""
+        ...
+
+    def since(self, org_id: str, position: int) -> LogTail:
+        """The organization's entries after ``position``."""
+        ...
+
+
+class LocalDecisions:
+    """The decision states of every organization an embedded authority serves, kept current
+    by applying the change log, and the decisions taken on them (audited).
+
+    A state is loaded whole once per organization (``load``). After that, when the store's
+    revision moves (``changes``, this reader's change cursor, tells), the cache reads the
+    log positions of the organizations it holds — one small read — and applies only the
+    entries after each state's position (O(change)); a write in another organization costs
+    that read and nothing else. A state whose entries were compacted away, or that meets a
+    record this version cannot read, is dropped and loaded again. A write made through this
+    process is applied at once, after its commit (:meth:`applied`).
+
+    ``log``: the store's change log; ``audit_queue``: returns the audit writer's ``put``
+    (called once, on the first record, which starts the writer)."""
 
     def __init__(
         self,
         load: Callable[[str], DecisionState],
+        log: ChangeLog,
         changes: Changes,
         audit_queue: Callable[[], Callable[[tuple[str, QueuedRecord]], None]],
     ) -> None:
         self._load = load
+        self._log = log
         self.changes = changes
         self._states: dict[str, DecisionState] = {}
         self._lock = threading.Lock()
@@ -194,8 +236,54 @@ class LocalDecisions:
         self.audit_put(item)
 
     def _revision_moved(self, revision: int) -> None:
+        self.catch_up()
+
+    def catch_up(self, org_ids: Sequence[str] | None = None) -> None:
+        """Bring the held states (or those of ``org_ids``) to the log's head (blocking).
+        Serialized with every other apply: :func:`.changes.apply` mutates in place."""
         with self._lock:
-            self._states = {}
+            states = self._states
+            held = list(states) if org_ids is None else [o for o in org_ids if o in states]
+            if not held:
+                return
+            revision, heads = self._log.positions(held)
+            for org_id in held:
+                state = states[org_id]
+                head = heads.get(org_id, 0)
+                if head != state.position and not self._apply_tail(state, head):
+                    del states[org_id]  # loaded again, whole, by the next decision
+                    continue
+                if state.revision < revision:
+                    # Current as of ``revision`` (nothing of this organization changed since
+                    # its last entry): its memo stays valid.
+                    state.revision = revision
+
+    def _apply_tail(self, state: DecisionState, head: int) -> bool:
+        """Apply the entries after ``state.position``; False when the state must be loaded
+        again instead (compacted past it, an unreadable record, a gap, or a log behind it)."""
+        if head < state.position:
+            return False  # the log restarted (a replaced store): never trust the old state
+        try:
+            tail = self._log.since(state.organization, state.position)
+        except UnknownChange:
+            return False
+        if tail.compacted:
+            return False
+        for entry in tail.entries:
+            if entry.seq != state.position + 1:
+                return False
+            apply(state, entry.changes, revision=entry.revision, position=entry.seq)
+        return True
+
+    def applied(
+        self, org_id: str, position: int, revision: int, changes: Sequence[StateChange]
+    ) -> None:
+        """A write through this process committed ``changes`` at ``position``: apply them
+        now when the held state is right behind it (else the next catch-up reads them)."""
+        with self._lock:
+            state = self._states.get(org_id)
+            if state is not None and state.position == position - 1:
+                apply(state, changes, revision=revision, position=position)
 
     def invalidate(self) -> None:
         """A write here changed decision state: confirm before the next decision."""
@@ -207,10 +295,12 @@ class LocalDecisions:
         self.changes.confirm()
         state = self._states.get(org_id)
         if state is None:
-            state = self._load(org_id)
+            loaded = self._load(org_id)
             with self._lock:
-                if state.revision == self.changes.revision:
-                    self._states[org_id] = state
+                state = self._states.setdefault(org_id, loaded)
+            if state is loaded:
+                # A catch-up that ran while it loaded did not see it: apply what it missed.
+                self.catch_up([org_id])
         return state
 
     def cached_state(self, org_id: str) -> DecisionState | None:
