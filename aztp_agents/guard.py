@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 from .audit import FieldData
 from .client import Aztp, default_client
 from .decisions import Decision, Reason, denial
+from .enrollment_cache import EnrollmentCache, KnownEnrollment, Shape, renew_at
 from .errors import ValidationError
 from .ids import sanitize_name
 from .models import Identity
@@ -178,14 +179,51 @@ class Guard:
         )
 
     def enroll(self, agent_name: str, tool_names: Sequence[str]) -> Enrollment:
-        """Identities for an agent and its tools, all in the flow, agent linked to each tool."""
+        """Identities for an agent and its tools, all in the flow, agent linked to each tool.
+
+        The same shape enrolled again through the same client (a crew built per request)
+        writes nothing and signs nothing while the decision state confirms the enrollment
+        still holds and its credentials are fresh (see :mod:`aztp_agents.enrollment_cache`)."""
+        names = list(tool_names)
+        shape = Shape(
+            self.flow,
+            self.environment,
+            self.trust_domain,
+            self.discoverable,
+            agent_name,
+            tuple(sorted(set(names))),
+        )
+        cache: EnrollmentCache = self.client.enrollments
+        known = cache.get(shape)
+        if known is not None and self._still_enrolled(known):
+            self._flow_id = known.flow_id
+            self.identities.update(known.identities)
+            return Enrollment(known.agent_id, {name: known.tools[name] for name in names})
         agent_id = self.ensure_identity(agent_name)
         tools: dict[str, str] = {}
-        for tool_name in tool_names:
+        for tool_name in names:
             tool_id = self.ensure_identity(tool_name)
             self.link(agent_id, tool_id)
             tools[tool_name] = tool_id
+        issued = {i: self.identities[i] for i in (agent_id, *tools.values())}
+        cache.put(
+            shape,
+            KnownEnrollment(self.flow_id, agent_id, dict(tools), issued, renew_at(issued)),
+        )
         return Enrollment(agent_id, tools)
+
+    def _still_enrolled(self, known: KnownEnrollment) -> bool:
+        """Confirmed on the backend's decision state, without a request (False: enroll)."""
+        if self._flow_id is not None and self._flow_id != known.flow_id:
+            return False
+        check = getattr(self._point, "enrolled", None)
+        if check is None:
+            return False  # a backend that cannot tell without a request: the full path
+        try:
+            return bool(check(known.flow_id, known.agent_id, list(known.tools.values())))
+        except Exception:  # cannot confirm: enroll as the first time (which reports errors)
+            log.debug("could not confirm a known enrollment", exc_info=True)
+            return False
 
     # ----------------------------------------------------------------- decisions (never raise)
 

@@ -120,6 +120,7 @@ class Authority:
 
     # --- identities
     secure_connect = _delegate(Identities.secure_connect, "identities")
+    import_identities = _delegate(Identities.import_identities, "identities")
     get_identity = _delegate(Identities.get_identity, "identities")
     get_identity_by_name = _delegate(Identities.get_identity_by_name, "identities")
     list_identities = _delegate(Identities.list_identities, "identities")

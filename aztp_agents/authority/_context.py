@@ -49,6 +49,7 @@ __all__ = [
 STATE_ACTIONS = frozenset(
     {
         "identity.issue",
+        "identity.import",
         "identity.revoke",
         "identity.reissue",
         "flow.delete",
@@ -137,9 +138,12 @@ class AuthorityContext:
         state: append the resulting values to the change log in the same transaction, and
         once it commits apply them to this process's state at once (the very next decision
         here sees them without reading the store)."""
-        if not touched:
-            return
-        changes = read_changes(conn, org_id, touched)
+        if touched:
+            self.append_changes(conn, org_id, read_changes(conn, org_id, touched))
+
+    def append_changes(self, conn: Connection, org_id: str, changes: Sequence[StateChange]) -> None:
+        """:meth:`state_changed` for a write that knows its records' resulting values itself
+        (a bulk import: every row it inserted, as inserted)."""
         revision = self._next_revision(conn)
         position = self.record_changes(conn, org_id, changes, revision=revision)
         self.store.after_commit(

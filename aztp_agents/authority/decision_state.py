@@ -257,5 +257,14 @@ class StoreChangeLog:
         return self.store.positions(org_ids)
 
     def since(self, org_id: str, position: int) -> change_log.Since:
+        quick = change_log.since_quick(self.store.quick_rows, org_id, position)
+        if quick is not None:
+            return quick
         with self.store.read() as conn:
             return change_log.since(conn, org_id, position)
+
+    def committed(self) -> tuple[int | None, int]:
+        """The store's change token, then its revision (in that order: see
+        :meth:`aztp_agents.decisions.fastpath.LocalDecisions.invalidate`)."""
+        token = self.store.change_token()
+        return token, self.store.revision()

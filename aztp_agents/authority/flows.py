@@ -54,6 +54,10 @@ class Flows(Component):
             raise NotFoundError(f"identity flow {flow_id!r} not found")
         return row
 
+    def row(self, conn: Connection, p: Principal, flow_id: str) -> Any:
+        """The flow's row, if the principal may see it (else :class:`NotFoundError`)."""
+        return self._flow_row(conn, p, flow_id)
+
     def _flow_doc(self, conn: Connection, row: Any) -> dict[str, Any]:
         members = conn.execute(
             select(t.flow_members)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Connection, insert, or_, select, update
 
 from .._util import now_iso, object_id
+from ..decisions.changes import IdentityStatus, Membership, StateChange
 from ..errors import (
     AlreadyRevokedError,
     ConflictError,
@@ -172,58 +173,162 @@ class Identities(Component):
         extra: Mapping[str, Any] | None,
     ) -> None:
         """A new identity record (its trust domain claimed for the organization if new)."""
-        now = now_iso()
         td = TrustDomain.parse(trust_domain).name if trust_domain else p.default_trust_domain
         self.ctx.trust.claim(conn, p.org_id, td, assign=p.org_name == LOCAL_ORG)
-        aztp = AztpId.build(td, name, environment=environment, method=method or "node")
         if parent_identity is not None:
             parent_identity = str(need_aztp_id(parent_identity, "parentIdentity"))
             self.row(conn, p, parent_identity)
-        if conn.execute(
-            select(t.identities.c.id).where(t.identities.c.aztp_id == str(aztp))
-        ).first():
-            raise ConflictError(f"{aztp} is already issued by another organization")
-        workload_info = {
-            "workloadId": name,
-            "agentId": "aztp",
-            "trustDomain": td,
-            "method": aztp.method,
-            "timestamp": now,
-            "hostname": hostname,
-            "environment": environment,
-        }
-        selectors = [
-            f"workload:id:{name}",
-            "agent:id:aztp",
-            f"method:{aztp.method}",
-            f"metadata:hostname:{hostname}",
-            f"metadata:environment:{environment}",
-            f"metadata:trustDomain:{td}",
-            f"metadata:parentIdentity:{parent_identity or 'null'}",
-            f"metadata:isGlobal:{str(is_global).lower()}",
-        ]
-        if extra:
-            json_value(extra, "metadata.extra")
-            selectors += [f"metadata:extra:{k}:{v}" for k, v in sorted(extra.items())][:32]
-        conn.execute(
-            insert(t.identities).values(
-                id=object_id(),
-                org_id=p.org_id,
-                user_id=p.user_id,
-                aztp_id=str(aztp),
-                name=name,
-                trust_domain=td,
-                environment=environment,
-                method=aztp.method,
-                is_global=is_global,
-                parent_identity=parent_identity,
-                status="active",
-                selectors=selectors,
-                workload_info=workload_info,
-                created_at=now,
-                updated_at=now,
-            )
+        values = _identity_values(
+            p,
+            name,
+            td,
+            is_global=is_global,
+            parent_identity=parent_identity,
+            environment=environment,
+            method=method,
+            hostname=hostname,
+            extra=extra,
         )
+        if conn.execute(
+            select(t.identities.c.id).where(t.identities.c.aztp_id == values["aztp_id"])
+        ).first():
+            raise ConflictError(f"{values['aztp_id']} is already issued by another organization")
+        conn.execute(insert(t.identities).values(**values))
+
+    #: Names per transaction of :meth:`import_identities`.
+    IMPORT_BATCH = 10_000
+
+    def import_identities(
+        self,
+        p: Principal,
+        names: Iterable[str],
+        *,
+        environment: str = "production",
+        trust_domain: str | None = None,
+        flow_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Issue many identities at once, without credentials (a workload gets its X.509-SVID
+        when it connects: ``secure_connect`` by name answers with the same identity and a
+        fresh credential); with ``flow_id``, each is also a member of that flow. Idempotent
+        by name: names already issued are counted as existing (and added to the flow).
+
+        One write transaction per :attr:`IMPORT_BATCH` names, each one audit entry
+        (``identity.import``: how many, the flow, the first and last name) and one change-log
+        entry (the new identities and memberships). Answer: ``{"issued", "existing",
+        "flowId"}``."""
+        environment = need_str(environment or "production", "environment", max_len=64)
+        hostname = socket.gethostname()
+        issued = existing = 0
+        batch: list[str] = []
+        seen: set[str] = set()
+        for raw in names:
+            name = validate_name(raw)
+            if name in seen:
+                continue
+            seen.add(name)
+            batch.append(name)
+            if len(batch) == self.IMPORT_BATCH:
+                n, m = self._import_batch(p, batch, environment, trust_domain, flow_id, hostname)
+                issued, existing, batch = issued + n, existing + m, []
+        if batch or not seen:
+            n, m = self._import_batch(p, batch, environment, trust_domain, flow_id, hostname)
+            issued, existing = issued + n, existing + m
+        self.ctx.invalidate()
+        return {"issued": issued, "existing": existing, "flowId": flow_id}
+
+    def _import_batch(
+        self,
+        p: Principal,
+        names: list[str],
+        environment: str,
+        trust_domain: str | None,
+        flow_id: str | None,
+        hostname: str,
+    ) -> tuple[int, int]:
+        if self.ctx.issuance is not None and names:
+            # no credential is signed: one token per batch bounds the rate of imports
+            self.ctx.issuance.take(p.org_id, "identity imports")
+        td = TrustDomain.parse(trust_domain).name if trust_domain else p.default_trust_domain
+        with self.ctx.store.write() as conn:
+            if flow_id is not None:
+                flow_id = self.ctx.flows.row(conn, p, flow_id).id
+            if not names:
+                return 0, 0
+            self.ctx.trust.claim(conn, p.org_id, td, assign=p.org_name == LOCAL_ORG)
+            known = {
+                r.name: r.aztp_id
+                for r in conn.execute(
+                    select(t.identities.c.name, t.identities.c.aztp_id).where(
+                        t.identities.c.org_id == p.org_id, t.identities.c.name.in_(names)
+                    )
+                )
+            }
+            rows = [
+                _identity_values(
+                    p,
+                    name,
+                    td,
+                    is_global=False,
+                    parent_identity=None,
+                    environment=environment,
+                    method="node",
+                    hostname=hostname,
+                    extra=None,
+                )
+                for name in names
+                if name not in known
+            ]
+            new_ids = [r["aztp_id"] for r in rows]
+            if (
+                new_ids
+                and conn.execute(
+                    select(t.identities.c.aztp_id)
+                    .where(t.identities.c.aztp_id.in_(new_ids))
+                    .limit(1)
+                ).first()
+            ):
+                raise ConflictError("some of these identities are issued by another organization")
+            if rows:
+                conn.execute(insert(t.identities), rows)
+            changes: list[StateChange] = [IdentityStatus(i, "active") for i in new_ids]
+            if flow_id is not None:
+                ids = [*known.values(), *new_ids]
+                members = set(
+                    conn.execute(
+                        select(t.flow_members.c.aztp_id).where(
+                            t.flow_members.c.flow_id == flow_id,
+                            t.flow_members.c.aztp_id.in_(list(known.values())),
+                        )
+                    ).scalars()
+                )
+                joining = [i for i in ids if i not in members]
+                now = now_iso()
+                if joining:
+                    conn.execute(
+                        insert(t.flow_members),
+                        [
+                            {"flow_id": flow_id, "aztp_id": i, "added_at": now, "updated_at": now}
+                            for i in joining
+                        ],
+                    )
+                changes += [Membership(flow_id, i, True) for i in joining]
+            self.ctx.audit(
+                conn,
+                p.org_id,
+                p.user_id,
+                "identity.import",
+                None,
+                {
+                    "issued": len(rows),
+                    "existing": len(known),
+                    "flowId": flow_id,
+                    "first": names[0],
+                    "last": names[-1],
+                },
+            )
+            if changes:
+                self.ctx.append_changes(conn, p.org_id, changes)
+        return len(rows), len(known)
 
     def _connect_answer(
         self,
@@ -395,3 +500,59 @@ class Identities(Component):
             self.ctx.state_changed(conn, p.org_id, Touched(identities={row.aztp_id}))
         self.ctx.invalidate()
         return answer
+
+
+def _identity_values(
+    p: Principal,
+    name: str,
+    td: str,
+    *,
+    is_global: bool,
+    parent_identity: str | None,
+    environment: str,
+    method: str,
+    hostname: str,
+    extra: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The ``identities`` row of a new identity."""
+    now = now_iso()
+    aztp = AztpId.build(td, name, environment=environment, method=method or "node")
+    workload_info = {
+        "workloadId": name,
+        "agentId": "aztp",
+        "trustDomain": td,
+        "method": aztp.method,
+        "timestamp": now,
+        "hostname": hostname,
+        "environment": environment,
+    }
+    selectors = [
+        f"workload:id:{name}",
+        "agent:id:aztp",
+        f"method:{aztp.method}",
+        f"metadata:hostname:{hostname}",
+        f"metadata:environment:{environment}",
+        f"metadata:trustDomain:{td}",
+        f"metadata:parentIdentity:{parent_identity or 'null'}",
+        f"metadata:isGlobal:{str(is_global).lower()}",
+    ]
+    if extra:
+        json_value(extra, "metadata.extra")
+        selectors += [f"metadata:extra:{k}:{v}" for k, v in sorted(extra.items())][:32]
+    return {
+        "id": object_id(),
+        "org_id": p.org_id,
+        "user_id": p.user_id,
+        "aztp_id": str(aztp),
+        "name": name,
+        "trust_domain": td,
+        "environment": environment,
+        "method": aztp.method,
+        "is_global": is_global,
+        "parent_identity": parent_identity,
+        "status": "active",
+        "selectors": selectors,
+        "workload_info": workload_info,
+        "created_at": now,
+        "updated_at": now,
+    }

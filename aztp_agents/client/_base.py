@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import AztpConfig
+from ..enrollment_cache import EnrollmentCache
 from ..errors import ValidationError
 from ..ids import AztpId
 from ..policy import authorize, parse_document, requested_actions
@@ -72,6 +73,9 @@ class ClientBase:
         self.home: Path | None = None
         #: The embedded authority's database when it is not the SQLite file under ``home``.
         self.database_url: str | None = None
+        #: What guards on this client enrolled (securing the same crew shape again costs no
+        #: write: :mod:`aztp_agents.enrollment_cache`).
+        self.enrollments = EnrollmentCache()
         if backend is not None:
             self.backend: Backend = backend
             return

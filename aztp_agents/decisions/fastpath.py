@@ -43,7 +43,7 @@ from ..audit import (
 )
 from .changes import StateChange, UnknownChange, apply
 from .decision import Decision, Reason
-from .rules import decide_tool_call
+from .rules import decide_tool_call, enrolled
 from .state import DecisionState
 
 __all__ = [
@@ -198,6 +198,10 @@ class ChangeLog(Protocol):
         """The organization's entries after ``position``."""
         ...
 
+    def committed(self) -> tuple[int | None, int]:
+        """The store's change token (None: none), then its revision, read in that order."""
+        ...
+
 
 class LocalDecisions:
     """The decision states of every organization an embedded authority serves, kept current
@@ -226,6 +230,9 @@ class LocalDecisions:
         self.changes = changes
         self._states: dict[str, DecisionState] = {}
         self._lock = threading.Lock()
+        #: Per thread: the revision of the write it just committed and applied (see
+        #: :meth:`invalidate`).
+        self._own = threading.local()
         self._audit_queue = audit_queue
         #: Queues ``(org_id, record)`` for the audit writer (started on the first record).
         self.audit_put: Callable[[tuple[str, QueuedRecord]], None] = self._first_audit_put
@@ -282,12 +289,42 @@ class LocalDecisions:
         now when the held state is right behind it (else the next catch-up reads them)."""
         with self._lock:
             state = self._states.get(org_id)
-            if state is not None and state.position == position - 1:
+            current = state is None or state.position == position - 1
+            if state is not None and current:
                 apply(state, changes, revision=revision, position=position)
+        # What invalidate() may confirm without a read (only if this was applied, or not held)
+        self._own.revision = revision if current else None
 
     def invalidate(self) -> None:
-        """A write here changed decision state: confirm before the next decision."""
+        """A write here committed: confirm before the next decision — unless it was this
+        thread's own write, applied at once, and the only change (see :meth:`_confirm_own`)."""
+        own, self._own.revision = getattr(self._own, "revision", None), None
+        if own is not None and self._confirm_own(own):
+            return
         self.changes.stale = True
+
+    def _confirm_own(self, revision: int) -> bool:
+        """After this process's write at ``revision``, already applied: if every held state
+        was current at ``revision - 1`` (the cursor's confirmed revision) and the store's
+        revision is still ``revision`` when read *after* its change token, nothing else was
+        committed that changes decision state up to that token — so every held state is
+        current there, and the next decision needs no read at all. False: it confirms."""
+        changes = self.changes
+        if changes.stale or changes.revision != revision - 1:
+            return False
+        try:
+            token, now = self._log.committed()
+        except Exception:  # the next decision confirms (and fails closed if it must)
+            return False
+        if token is None or now != revision:
+            return False
+        with self._lock:
+            for state in self._states.values():
+                if state.revision < revision:
+                    state.revision = revision
+            changes.revision = revision
+            changes.confirmed_token = token
+        return True
 
     def state(self, org_id: str) -> DecisionState:
         """The organization's state, current as of the latest commit here or in any other
@@ -509,3 +546,8 @@ class PrincipalDecisions:
 
     def record_decision(self, decision: Decision, context: Mapping[str, Any] | None = None) -> None:
         self.cache.record(self.org_id, self.user_id, decision, context)
+
+    def enrolled(self, flow_id: str, agent: str, tools: Sequence[str]) -> bool:
+        """Whether enrolling ``agent`` and ``tools`` in the flow would change nothing, on the
+        current state (blocking only when the state must be loaded or caught up)."""
+        return enrolled(self.cache.state(self.org_id), self.user_id, flow_id, agent, tools)

@@ -23,7 +23,13 @@ from ..policy import Outcome, Statement, authorize, evaluate, requested_actions
 from .decision import Reason, Verdict
 from .state import DecisionState
 
-__all__ = ["authorize_connection", "decide_tool_call", "tool_actions", "verify_in_snapshot"]
+__all__ = [
+    "authorize_connection",
+    "decide_tool_call",
+    "enrolled",
+    "tool_actions",
+    "verify_in_snapshot",
+]
 
 
 _AGENT = (
@@ -136,6 +142,23 @@ def _decide(
     if denied is not None:
         return denied, False, detail
     return Reason.ALLOWED, audit, None
+
+
+def enrolled(
+    snap: DecisionState, user_id: str, flow_id: str, agent: str, tools: Iterable[str]
+) -> bool:
+    """Would enrolling ``agent`` and ``tools`` in the flow change nothing? The flow is one the
+    user sees, every identity is active and a member of it, and the agent may call every
+    tool there (a grant of that flow, or an organization-wide one)."""
+    if flow_id not in snap.flows or not snap.flow_visible(flow_id, user_id):
+        return False
+    tools = tuple(tools)
+    members = snap.members.get(flow_id, ())
+    for aztp_id in (agent, *tools):
+        if snap.identities.get(aztp_id) != "active" or aztp_id not in members:
+            return False
+    scoped = snap.flow_links.get(flow_id, ())
+    return all((agent, tool) in scoped or (agent, tool) in snap.links for tool in tools)
 
 
 def authorize_connection(

@@ -19,8 +19,9 @@ behind it, which must load the whole state again.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
@@ -28,7 +29,17 @@ from .._util import now_iso
 from ..decisions.changes import StateChange, decode, encode
 from . import schema as t
 
-__all__ = ["COMPACT_EVERY", "RETENTION", "LogEntry", "Since", "append", "compact", "heads", "since"]
+__all__ = [
+    "COMPACT_EVERY",
+    "RETENTION",
+    "LogEntry",
+    "Since",
+    "append",
+    "compact",
+    "heads",
+    "since",
+    "since_quick",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +158,37 @@ def since(conn: Connection, org_id: str, position: int, *, limit: int | None = N
         for r in conn.execute(stmt)
     )
     return Since(entries, head)
+
+
+#: Reads one statement's rows (:meth:`aztp_agents.store.Store.quick_rows`), or None.
+QuickRows = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]] | None]
+
+
+def since_quick(rows: QuickRows, org_id: str, position: int) -> Since | None:
+    """:func:`since` over raw SQLite rows (the decision path's catch-up: microseconds, not a
+    SQLAlchemy round); ``None`` where ``rows`` cannot read (use :func:`since`). The head and
+    the entries are two reads: a compaction between them shows as a gap, which the reader
+    treats like "compacted"."""
+    head = rows(_HEAD, (org_id,))
+    if head is None:
+        return None
+    if not head:
+        return Since((), 0)
+    seq, compacted_through = int(head[0][0]), int(head[0][1])
+    if position < compacted_through:
+        return Since((), seq, compacted=True)
+    if position >= seq:
+        return Since((), seq)
+    found = rows(_ENTRIES, (org_id, position)) or []
+    entries = tuple(
+        LogEntry(int(s), int(r), tuple(decode(d) for d in json.loads(records)))
+        for s, r, records in found
+    )
+    return Since(entries, seq)
+
+
+_HEAD = "SELECT seq, compacted_through FROM change_heads WHERE org_id=?"
+_ENTRIES = "SELECT seq, revision, records FROM state_changes WHERE org_id=? AND seq>? ORDER BY seq"
 
 
 def compact(conn: Connection, org_id: str, keep_after: int) -> int:

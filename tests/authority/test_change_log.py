@@ -436,3 +436,23 @@ def test_a_record_this_version_cannot_read_makes_it_load_afresh(two: Any) -> Non
     decision = here.decide(acme, flow_id=flow, agent=agent, tool=tool)
     assert decision.reason is Reason.AGENT_REVOKED  # never skipped: loaded afresh
     assert here.decisions.state(acme.org_id) is not held
+
+
+def test_an_import_is_followed_in_batches(two: Any) -> None:
+    store, here, there, acme, _ = two
+    agent, tool, flow = _crew(there, acme)
+    assert here.decide(acme, flow_id=flow, agent=agent, tool=tool).allowed
+    held = here.decisions.state(acme.org_id)
+    there.identities.IMPORT_BATCH = 7  # several transactions, one log entry each
+    answer = there.identities.import_identities(
+        acme, [f"worker-{i}" for i in range(20)] + ["agent"], flow_id=flow
+    )
+    assert answer == {"issued": 20, "existing": 1, "flowId": flow}
+    worker = "aztp://acme.example/workload/production/node/worker-19"
+    there.links.link_identities(acme, worker, tool, "uses_tool")
+
+    assert here.decide(acme, flow_id=flow, agent=worker, tool=tool).allowed
+    assert here.decisions.state(acme.org_id) is held  # followed, not reloaded
+    assert normalized(held) == normalized(load_state(store, acme.org_id))
+    imports = here.audit_log.audit_entries(acme, action="identity.import")
+    assert [e.data["issued"] for e in imports] == [7, 7, 6]

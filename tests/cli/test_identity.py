@@ -97,3 +97,20 @@ def test_identity_revoke_and_reissue(run: Run, crew: dict[str, str]) -> None:
     assert "reissued" in run("identity", "reissue", "researcher").stdout
     run("verify", "researcher", code=0)
     assert "revoked" in run("identity", "revoke", "tool-search").stdout
+
+
+def test_identity_import_issues_many_and_enrolls_them(run: Run, tmp_path: Path) -> None:
+    flow = run.json("flow", "create", "fleet")["_id"]
+    names = tmp_path / "names.txt"
+    names.write_text("# one per line\nworker-1\nworker-2\n\nworker-3\nworker-2\n")
+    doc = run.json("identity", "import", str(names), "--flow", "fleet")
+    assert doc == {"issued": 3, "existing": 0, "flowId": flow}
+    members = {m["aztpId"] for m in run.json("flow", "show", "fleet")["identities"]}
+    assert members == {f"aztp://aztp.local/workload/production/node/worker-{i}" for i in (1, 2, 3)}
+
+    names.write_text("worker-3\nworker-4\n")
+    again = run("identity", "import", str(names)).stdout
+    assert "imported 1 identities (1 already existed)" in again
+    assert run.json("identity", "show", "worker-4")["status"] == "active"
+    missing = run("identity", "import", str(names), "--flow", "no-such-flow", code=3)
+    assert "not found" in missing.stderr

@@ -1,0 +1,397 @@
+"""Hosting at scale: what a decision costs at a million identities, right after a write, with
+another tenant writing; and what securing a crew per request costs. Side by side, one run.
+
+The store is seeded the way the product writes it: ``identity import`` (one transaction per
+10,000 names, each one audit entry and one change-log entry), every identity a member of the
+flow. The decisions are the guard's full path (``Guard.check``: change check, state, rules or
+memo, the Decision, the queued audit record), as in ``bench/decisions.py``.
+
+Rows (each prints its target and MET / NOT MET):
+
+* steady decision at N identities vs at 1,000 (one organization): <= 1.5x;
+* first decision after an unrelated write at N identities vs steady: <= 10x — the write made
+  through this process (applied when it commits) and through another enforcement point on
+  the same store (this one reads the log entry);
+* first decision after a write in another organization vs steady: <= 2x;
+* memory of the decision state per identity (RSS growth while loading it / N): <= 1 KB;
+* ``secure_crew`` on a known crew shape (2 agents, 3 tools) vs one ES256 JWT-SVID
+  validation: <= 10x; a first-time crew of 5 identities vs one unguarded CrewAI tool call: <= 2x;
+* a whole 60-tool-call run including securing a fresh crew object of a known shape, guarded vs
+  unguarded, median of paired runs (process CPU time): <= +3 % (CrewAI), <= +5 % (LangChain,
+  a new ``create_agent`` graph with a new ``AztpMiddleware`` per run).
+
+Remote followers (bytes per revocation, revoke -> denial at a follower) are measured by
+``bench/propagation.py``; see docs/performance.md for where that stands.
+
+Run: .venv/bin/python bench/scale.py [--identities 1000000] [--pairs 15]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _key in ("CREWAI_DISABLE_TELEMETRY", "CREWAI_DISABLE_TRACKING"):
+    os.environ.setdefault(_key, "true")
+os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
+
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _paired import median_ci, pct  # noqa: E402
+
+from aztp_agents import Aztp  # noqa: E402
+from aztp_agents import credentials as cred  # noqa: E402
+from aztp_agents.guard import Guard  # noqa: E402
+
+ROWS: list[tuple[str, str, str, bool]] = []
+
+
+def row(label: str, value: str, target: str, met: bool) -> None:
+    ROWS.append((label, value, target, met))
+    print(f"{label:<66}{value:>16}   target {target:<10} {'MET' if met else 'NOT MET'}", flush=True)
+
+
+def rss_kb() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def per_op_us(fn: Callable[[], Any], n: int) -> float:
+    start = time.perf_counter_ns()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter_ns() - start) / n / 1000
+
+
+class Tenant:
+    """One organization's crew on a shared embedded store: ``size`` identities in the flow."""
+
+    def __init__(self, home: Path, org: str, size: int, api_key: str | None = None) -> None:
+        self.client = Aztp(home=home, trust_domain=f"{org}.bench", api_key=api_key)
+        self.authority = self.client.backend.authority  # type: ignore[attr-defined]
+        self.principal = self.client.backend.principal  # type: ignore[attr-defined]
+        self.guard = Guard(flow=f"{org}-flow", client=self.client)
+        enrollment = self.guard.enroll("bench-agent", ["search"])
+        self.agent, self.tool = enrollment.agent_id, enrollment.tools["search"]
+        started = time.perf_counter()
+        if size > 2:
+            self.authority.import_identities(
+                self.principal,
+                (f"member-{i}" for i in range(size - 2)),
+                flow_id=self.guard.flow_id,
+            )
+        self.seeded_s = time.perf_counter() - started
+        self.unrelated = f"aztp://{org}.bench/workload/production/node/member-0"
+
+    def decide(self) -> None:
+        decision = self.guard.check(self.agent, self.tool, "search", None)
+        assert decision.allowed, decision
+
+    def steady_us(self, n: int = 20_000) -> float:
+        self.decide()
+        return statistics.median(per_op_us(self.decide, n) for _ in range(5))
+
+    def after_write_us(self, write: Callable[[int], None], rounds: int = 200) -> float:
+        """Median time of the first decision after ``write(i)``."""
+        times = []
+        for i in range(rounds):
+            write(i)
+            start = time.perf_counter_ns()
+            self.decide()
+            times.append((time.perf_counter_ns() - start) / 1000)
+        return statistics.median(times)
+
+    def toggle_unrelated(self, by: Any) -> Callable[[int], None]:
+        """A write about an unrelated identity of this organization: its flow revocation
+        and reinstatement in turn (through the authority ``by``)."""
+        flow_id, who, p = self.guard.flow_id, self.unrelated, self.principal
+
+        def write(i: int) -> None:
+            if i % 2 == 0:
+                by.revoke_flow_identity(p, who, flow_id)
+            else:
+                by.reinstate_flow_identity(p, who, flow_id)
+
+        return write
+
+
+def decisions_at_scale(n: int) -> None:
+    from aztp_agents.authority import Authority
+
+    root = Path(tempfile.mkdtemp(prefix="aztp-bench-scale-"))
+    small = Tenant(root / "small", "small", 1_000)
+    small_steady = small.steady_us()
+    print(f"seeding {n:,} identities with `identity import` ...", flush=True)
+    big = Tenant(root / "big", "big", n)
+    print(f"  seeded in {big.seeded_s:.0f} s", flush=True)
+    # the state is loaded by the first decision: its memory, measured around that load
+    gc.collect()
+    before = rss_kb()
+    big.decide()
+    gc.collect()
+    per_identity = (rss_kb() - before) * 1024 / n
+    steady = big.steady_us()
+    row(
+        f"steady decision at {n:,} identities vs at 1,000",
+        f"{steady:.2f} / {small_steady:.2f} us = {steady / small_steady:.2f}x",
+        "<= 1.5x",
+        steady / small_steady <= 1.5,
+    )
+    # another enforcement point on the same store: this process learns of its writes only
+    # from the store (the change counter, then the log), as another process would
+    other_point = Authority(big.authority.store, issuance_rate=None)
+    here = big.after_write_us(big.toggle_unrelated(big.authority))
+    there = big.after_write_us(big.toggle_unrelated(other_point))
+    row(
+        f"first decision after an unrelated write here, {n:,} ids, vs steady",
+        f"{here:.1f} us = {here / steady:.1f}x",
+        "<= 10x",
+        here / steady <= 10,
+    )
+    row(
+        f"first decision after an unrelated write elsewhere, {n:,} ids",
+        f"{there:.1f} us = {there / steady:.1f}x",
+        "<= 10x",
+        there / steady <= 10,
+    )
+    # another organization on the same store writes; this one's next decision
+    _, key = big.authority.create_org("neighbour", "neighbour.bench")
+    neighbour = Tenant(root / "big", "neighbour", 3, api_key=key)
+    neighbour.decide()
+    cross = big.after_write_us(neighbour.toggle_unrelated(other_point))
+    steady_again = big.steady_us()
+    row(
+        "first decision after a write in another organization vs steady",
+        f"{cross:.1f} us = {cross / steady_again:.1f}x",
+        "<= 2x",
+        cross / steady_again <= 2,
+    )
+    row(
+        "decision state memory per identity (RSS growth / identities)",
+        f"{per_identity:.0f} bytes",
+        "<= 1 KB",
+        per_identity <= 1024,
+    )
+    for tenant in (small, big, neighbour):
+        tenant.authority.store.flush_audit(timeout=120)
+
+
+# --- securing per request ---------------------------------------------------------------
+
+
+def crewai_parts() -> tuple[Any, Any]:
+    from aztp_crewai import _hooks, secure_crew
+    from aztp_crewai.testing import scripted_crew_llm
+    from crewai import Agent, Crew, Task
+    from crewai.hooks.dispatch import InterceptionPoint, get_global_hook_list
+    from crewai.tools import BaseTool
+
+    class Tool(BaseTool):
+        name: str = "search"
+        description: str = "A tool."
+
+        def _run(self, query: str = "") -> str:
+            return f"{self.name}: {query}"
+
+    def build(calls: int = 2, prefix: str = "") -> Any:
+        """A new crew object: 2 agents, 3 tools; ``calls`` tool calls in all."""
+        tools = [Tool(name=f"{prefix}{n}", description=f"The {n} tool.") for n in "abc"]
+        first = calls - calls // 2
+        researcher = Agent(
+            role=f"{prefix}Researcher",
+            goal="g",
+            backstory="b",
+            tools=tools[:2],
+            llm=scripted_crew_llm(
+                *[(tools[i % 2].name, {"query": f"q{i}"}) for i in range(first)], final="ok"
+            ),
+            max_iter=calls + 5,
+        )
+        writer = Agent(
+            role=f"{prefix}Writer",
+            goal="g",
+            backstory="b",
+            tools=tools[2:],
+            llm=scripted_crew_llm(
+                *[(tools[2].name, {"query": f"q{i}"}) for i in range(calls // 2)], final="ok"
+            ),
+            max_iter=calls + 5,
+        )
+        return Crew(
+            agents=[researcher, writer],
+            tasks=[
+                Task(description="research", expected_output="x", agent=researcher),
+                Task(description="write", expected_output="x", agent=writer),
+            ],
+        )
+
+    def hooks(on: bool) -> None:
+        points = (
+            (InterceptionPoint.PRE_TOOL_CALL, _hooks.before_tool_call),
+            (InterceptionPoint.POST_TOOL_CALL, _hooks.after_tool_call),
+        )
+        for point, hook in points:
+            hooks_list = get_global_hook_list(point)
+            if on and hook not in hooks_list:
+                hooks_list.append(hook)
+            if not on and hook in hooks_list:
+                hooks_list.remove(hook)
+
+    def secure(crew: Any, client: Aztp, flow: str = "bench") -> None:
+        secure_crew(crew, flow=flow, client=client)
+
+    return build, (secure, hooks, _hooks)
+
+
+def securing(pairs: int) -> None:
+    build, (secure, hooks, _hooks) = crewai_parts()
+    client = Aztp(home=Path(tempfile.mkdtemp(prefix="aztp-bench-secure-")))
+    ca = cred.CertificateAuthority.generate("bench.test")
+    bundle = cred.TrustBundle.from_authorities("bench.test", [ca])
+    token = ca.mint_jwt_svid("spiffe://bench.test/workload/production/node/a", "bench", ttl=3600)
+    jwt_us = statistics.median(
+        per_op_us(lambda: cred.validate_jwt_svid(token, bundle, "bench"), 500) for _ in range(5)
+    )
+
+    # secure_crew on a known shape: new crew objects, built beforehand (not timed)
+    secure(build(), client)
+    crews = [build() for _ in range(200)]
+    start = time.perf_counter_ns()
+    for crew in crews:
+        secure(crew, client)
+    known_us = (time.perf_counter_ns() - start) / len(crews) / 1000
+    row(
+        "secure_crew, known shape (2 agents, 3 tools) vs one JWT-SVID check",
+        f"{known_us:.0f} / {jwt_us:.0f} us = {known_us / jwt_us:.1f}x",
+        "<= 10x",
+        known_us / jwt_us <= 10,
+    )
+
+    # first time: 5 new identities (new names each time) vs one unguarded tool call
+    firsts = []
+    for i in range(10):
+        crew = build(prefix=f"n{i}-")
+        start = time.perf_counter_ns()
+        secure(crew, client, flow=f"first-{i}")
+        firsts.append((time.perf_counter_ns() - start) / 1000)
+    first_us = statistics.median(firsts)
+    hooks(False)
+    calls = 60
+    unguarded = []
+    for _ in range(5):
+        crew = build(calls)
+        start = time.process_time()
+        crew.kickoff()
+        unguarded.append((time.process_time() - start) / calls * 1e6)
+    call_us = statistics.median(unguarded)
+    row(
+        "secure_crew, first time (5 identities) vs one unguarded CrewAI call",
+        f"{first_us / 1000:.1f} ms = {first_us / call_us:.1f}x",
+        "<= 2x",
+        first_us / call_us <= 2,
+    )
+
+    # whole 60-call runs, each with a fresh crew object of the known shape
+    gc.collect()
+    ratios = []
+    for i in range(pairs):
+        sides = ("A", "B") if i % 2 == 0 else ("B", "A")
+        spent = {}
+        for side in sides:
+            crew = build(calls)
+            hooks(side == "B")
+            start = time.process_time()
+            if side == "B":
+                secure(crew, client)
+            crew.kickoff()
+            spent[side] = time.process_time() - start
+        ratios.append(spent["B"] / spent["A"])
+    med, low, high = median_ci(ratios)
+    row(
+        "CrewAI 60-call run incl. securing a fresh crew, guarded/unguarded",
+        f"{pct(med)} [{pct(low)}, {pct(high)}]",
+        "<= +3 %",
+        med <= 1.03,
+    )
+    hooks(True)
+    _hooks.install()
+    client.backend.authority.store.flush_audit(timeout=60)  # type: ignore[attr-defined]
+    langchain_runs(client, pairs)
+
+
+def langchain_runs(client: Aztp, pairs: int) -> None:
+    from aztp_langchain import AztpMiddleware
+    from aztp_langchain.testing import ScriptedChatModel, call
+    from langchain.agents import create_agent
+    from langchain_core.tools import StructuredTool
+
+    def search(query: str) -> str:
+        """Search."""
+        return f"found {query}"
+
+    def fetch(query: str) -> str:
+        """Fetch."""
+        return f"fetched {query}"
+
+    tools = [StructuredTool.from_function(search), StructuredTool.from_function(fetch)]
+    calls = 60
+
+    def one(guarded: bool) -> float:
+        model = ScriptedChatModel(
+            script=[[call(("search", "fetch")[i % 2], query=f"q{i}")] for i in range(calls)]
+            + ["done"]
+        )
+        start = time.process_time()
+        middleware = (
+            [AztpMiddleware(flow="bench-lc", agent_name="researcher", client=client)]
+            if guarded
+            else []
+        )
+        create_agent(model, tools, middleware=middleware).invoke(
+            {"messages": [("user", "go")]}, {"recursion_limit": 4 * calls + 10}
+        )
+        return time.process_time() - start
+
+    one(True)
+    one(False)
+    ratios = []
+    for i in range(pairs):
+        order = (False, True) if i % 2 == 0 else (True, False)
+        spent = {g: one(g) for g in order}
+        ratios.append(spent[True] / spent[False])
+    med, low, high = median_ci(ratios)
+    row(
+        "LangChain 60-call run, new graph + new AztpMiddleware, guarded/unguarded",
+        f"{pct(med)} [{pct(low)}, {pct(high)}]",
+        "<= +5 %",
+        med <= 1.05,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--identities", type=int, default=1_000_000)
+    parser.add_argument("--pairs", type=int, default=15, help="paired whole runs per framework")
+    parser.add_argument("--skip-securing", action="store_true")
+    args = parser.parse_args()
+    decisions_at_scale(args.identities)
+    if not args.skip_securing:
+        securing(args.pairs)
+    met = sum(1 for r in ROWS if r[3])
+    print(f"\n{met} of {len(ROWS)} targets met")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
