@@ -77,6 +77,16 @@ def tool_actions(tool_name: str | None) -> tuple[str, ...]:
 _DENY_MATCHED = "a Deny statement matches"
 
 
+def _deny_detail(snap: DecisionState, subjects: Iterable[str], st: Statement) -> str:
+    """``a Deny statement matches: "NoShell" Deny tool:shell (attached to aztp://...)``. Made
+    once per state and call (decisions are memoized), so naming the statement costs nothing
+    per call. The state holds no policy codes: ``aztp-agents explain`` names the policy."""
+    holder = next((s for s in subjects if st in snap.policies.get(s, ())), None)
+    sid = f' "{st.sid}"' if st.sid else ""
+    where = f" (attached to {holder})" if holder else ""
+    return f"{_DENY_MATCHED}:{sid} Deny {', '.join(st.action)}{where}"
+
+
 def _policy_reason(
     snap: DecisionState,
     subjects: Iterable[str],
@@ -86,6 +96,7 @@ def _policy_reason(
 ) -> tuple[Reason | None, bool, str | None]:
     """Every policy attached to any subject counts: a Deny wins, and with any attached the
     call needs a matching Allow; with none attached the link alone decides."""
+    subjects = tuple(subjects)
     statements: list[Statement] = []
     for subject in subjects:
         statements.extend(snap.policies.get(subject, ()))
@@ -93,7 +104,7 @@ def _policy_reason(
     if result.permitted:
         return None, result.audit, None
     if result.outcome is Outcome.DENY:
-        return Reason.POLICY_DENIED, False, _DENY_MATCHED
+        return Reason.POLICY_DENIED, False, _deny_detail(snap, subjects, result.matched[0])
     return Reason.POLICY_DENIED, False, f"no attached policy allows {actions[-1]}"
 
 
