@@ -20,7 +20,7 @@ Secrets are never printed, except the one-time API key of ``org create`` / ``key
 Layout: ``_app`` (the root app, global options, :func:`main`), ``_state``, ``_errors`` (exit
 codes, one-line errors), ``_output`` (tables, JSON), ``_options`` (shared arguments),
 ``_resolve`` (names and ids to AZTP IDs and flows), ``_client`` (how commands reach the
-authority); then one module per command group: ``identity``, ``flow``, ``link``, ``verify``,
+authority); then one module per command group: ``identity``, ``flow``, ``link``, ``verify``, ``explain``,
 ``policy``, ``credentials`` (bundle, svid), ``audit``, ``admin`` (org, keys, user), ``serve``,
 ``demo``.
 """
@@ -32,7 +32,7 @@ from ._app import app, main
 # Importing a command module registers its commands on `app`, and the order of these imports
 # is the order of `aztp-agents --help`: keep it, not the alphabet.
 # isort: off
-from . import identity, flow, link, verify, policy, credentials, audit, admin, serve, demo  # noqa: F401
+from . import identity, flow, link, verify, explain, policy, credentials, audit, admin, serve, demo  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main"]

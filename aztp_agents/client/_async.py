@@ -313,6 +313,25 @@ class Aztp(ClientBase):
         """Withdraw that trust; cross-domain authorization fails again at once."""
         return await self._run(self._unfederate(trust_domain))
 
+    # ----------------------------------------------------------------- decisions
+
+    async def explain(
+        self,
+        agent: str,
+        tool: str,
+        flow_id: str,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Why a call of ``tool`` by ``agent`` in flow ``flow_id`` is (or would be) allowed or
+        denied now: ``reason`` (what the decision answers), ``detail``, every check in order
+        (``checks``: flow known; agent known, active, member, not revoked in the flow; the
+        same for the tool; link; policy) with ``status`` pass/fail/skip and a ``fix``
+        command, ``linkScope`` and the policy ``statements`` that decided (policy code,
+        index, Sid, effect, actions, resources). ``tool_name`` is the tool's name as the
+        agent calls it (policies on ``tool:NAME``); ``context`` the call's condition keys."""
+        return await self._run(self._explain(agent, tool, flow_id, tool_name, context))
+
     # ----------------------------------------------------------------- audit
 
     async def audit(

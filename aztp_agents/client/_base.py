@@ -538,6 +538,31 @@ class ClientBase:
     def _unfederate(self, trust_domain: str) -> Plan[dict[str, Any]]:
         return dict((yield _call("unfederate", trust_domain=trust_domain)))
 
+    # ----------------------------------------------------------------- decisions
+
+    def _explain(
+        self,
+        agent: str,
+        tool: str,
+        flow_id: str,
+        tool_name: str | None,
+        context: Mapping[str, Any] | None,
+    ) -> Plan[dict[str, Any]]:
+        if not isinstance(flow_id, str) or not flow_id:
+            raise ValidationError("flow_id must be a flow's _id")
+        return dict(
+            (
+                yield _call(
+                    "explain",
+                    agent=_need_aztp(agent, "agent"),
+                    tool=_need_aztp(tool, "tool"),
+                    flow_id=flow_id,
+                    tool_name=tool_name,
+                    context=None if context is None else dict(context),
+                )
+            )
+        )
+
     # ----------------------------------------------------------------- audit
 
     def _audit(self, limit: int | None, action: str | None) -> Plan[list[dict[str, Any]]]:

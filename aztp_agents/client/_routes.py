@@ -447,6 +447,21 @@ ROUTES: dict[str, Route] = {
     "service_health": Route(
         "GET", "identity-flow/health", idempotent=True, writes=False, envelope=False
     ),
+    # decisions
+    "explain": Route(
+        "POST",
+        "v1/decisions/explain",
+        {
+            "flow_id": "flowId",
+            "agent": "agent",
+            "tool": "tool",
+            "tool_name": "toolName",
+            "context": "context",
+        },
+        body_model=wire.ExplainBody,
+        idempotent=True,
+        writes=False,
+    ),
     # audit
     "audit_entries": Route(
         "GET",

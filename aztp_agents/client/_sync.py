@@ -292,6 +292,19 @@ class SyncAztp(ClientBase):
         """Withdraw that trust; cross-domain authorization fails again at once."""
         return self._run(self._unfederate(trust_domain))
 
+    # ----------------------------------------------------------------- decisions
+
+    def explain(
+        self,
+        agent: str,
+        tool: str,
+        flow_id: str,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """See :meth:`Aztp.explain`."""
+        return self._run(self._explain(agent, tool, flow_id, tool_name, context))
+
     # ----------------------------------------------------------------- audit
 
     def audit(self, limit: int | None = None, action: str | None = None) -> list[dict[str, Any]]:

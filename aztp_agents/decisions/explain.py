@@ -96,6 +96,8 @@ class StatementRef:
         """``policy:0650537f8614 statement "NoShell" (#0): Deny tool:shell on *``."""
         st = self.statement
         where = self.policy_code or f"a policy attached to {self.subject}"
+        if self.policy_code and self.policy_name:
+            where += f" ({self.policy_name})"
         which = f'statement "{st.sid}" (#{self.index})' if st.sid else f"statement #{self.index}"
         on = ", ".join(st.resource) if st.resource else "*"
         cond = " if " + _condition_text(st.condition) if st.condition else ""
@@ -218,9 +220,7 @@ def _identity_checks(
                 Check(f"{role}.{suffix}", CheckStatus.SKIP, reason, f"the {role} is unknown")
             )
         return checks
-    checks.append(
-        Check(f"{role}.known", CheckStatus.PASS, unknown, f"the {role} {aztp_id} is known")
-    )
+    checks.append(Check(f"{role}.known", CheckStatus.PASS, unknown, f"the {role} has an identity"))
     if status == "active":
         checks.append(Check(f"{role}.active", CheckStatus.PASS, revoked, f"the {role} is active"))
     else:

@@ -142,7 +142,9 @@ def test_the_denying_statement_and_its_policy_are_named() -> None:
     (ref,) = e.statements
     assert (ref.policy_code, ref.index, ref.statement.sid) == ("policy:bbb", 1, "NoShell")
     policy = e.checks[-1]
-    assert policy.message == ('denied by policy:bbb statement "NoShell" (#1): Deny tool:shell on *')
+    assert policy.message == (
+        'denied by policy:bbb (no-shell) statement "NoShell" (#1): Deny tool:shell on *'
+    )
     assert policy.fix == f"aztp-agents policy detach {A} policy:bbb"
     assert e.to_dict()["statements"][0]["effect"] == "Deny"
 
@@ -155,7 +157,7 @@ def test_the_denying_statement_and_its_policy_are_named() -> None:
     # An allowed call says which statement allowed it.
     ok = explain_tool_call(snap, flow_id=F, agent=A, tool=T, tool_name="search", attached=attached)
     assert ok.allowed
-    assert ok.checks[-1].message == "allowed by policy:aaa statement #0: Allow tool:* on *"
+    assert ok.checks[-1].message == "allowed by policy:aaa (rest) statement #0: Allow tool:* on *"
 
 
 def test_an_allow_list_that_does_not_match_says_so() -> None:
