@@ -10,7 +10,7 @@ from ._app import app
 from ._client import run
 from ._errors import EXIT_NEGATIVE, EXIT_OK
 from ._options import JsonOpt
-from ._output import console, emit, table
+from ._output import console, emit
 from ._resolve import aztp_id, find_flow, json_object
 
 if TYPE_CHECKING:
@@ -96,16 +96,11 @@ def _print(answer: dict[str, Any]) -> None:
         actions += " (give --tool-name NAME to ask tool:NAME too)"
     out.print(f"actions: {actions}")
     out.print(f"state:   revision {answer['revision']}")
-    rows = [
-        (
-            str(i),
-            c["check"],
-            Text(c["status"], style=_STATUS_STYLES.get(c["status"], "")),
-            c["message"],
-        )
-        for i, c in enumerate(answer["checks"], 1)
-    ]
-    out.print(table(None, ["#", "check", "result", "detail"], rows))
-    fixes = [c["fix"] for c in answer["checks"] if c["status"] == "fail" and c.get("fix")]
-    for fix in dict.fromkeys(fixes):
-        out.print(Text(f"fix: {fix}", style="yellow"))
+    width = max(len(c["check"]) for c in answer["checks"])
+    for c in answer["checks"]:
+        line = Text("  ")
+        line.append(f"{c['status']:<4}", style=_STATUS_STYLES.get(c["status"], ""))
+        line.append(f"  {c['check']:<{width}}  {c['message']}")
+        out.print(line)
+        if c["status"] == "fail" and c.get("fix"):
+            out.print(Text(f"        {'':<{width}}  fix: {c['fix']}", style="yellow"))
