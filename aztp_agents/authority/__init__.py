@@ -162,6 +162,7 @@ class Authority:
     attach_policy = _delegate(Policies.attach_policy, "policies")
     detach_policy = _delegate(Policies.detach_policy, "policies")
     get_policies = _delegate(Policies.get_policies, "policies")
+    list_policies = _delegate(Policies.list_policies, "policies")
     check_permissions = _delegate(Policies.check_permissions, "policies")
     oiap_evaluate = _delegate(Policies.oiap_evaluate, "policies")
 

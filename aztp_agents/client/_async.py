@@ -220,6 +220,11 @@ class Aztp(ClientBase):
     async def detach_policy(self, aztp_id: str, code: str) -> dict[str, Any]:
         return await self._run(self._detach_policy(aztp_id, code))
 
+    async def list_policies(self) -> list[dict[str, Any]]:
+        """Every policy of the organization (``code``, ``policyName``, ``policyStatement``,
+        ``createdAt``) and the identities each is attached to (``attachedTo``)."""
+        return await self._run(self._list_policies())
+
     async def get_policy(self, aztp_id: str) -> list[dict[str, Any]]:
         return await self._run(self._get_policy(aztp_id))
 

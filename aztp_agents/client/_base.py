@@ -338,6 +338,9 @@ class ClientBase:
     def _detach_policy(self, aztp_id: str, code: str) -> Plan[dict[str, Any]]:
         return dict((yield _call("detach_policy", aztp_id=_need_aztp(aztp_id), code=code)))
 
+    def _list_policies(self) -> Plan[list[dict[str, Any]]]:
+        return list((yield _call("list_policies")))
+
     def _get_policy(self, aztp_id: str) -> Plan[list[dict[str, Any]]]:
         return list((yield _call("get_policies", aztp_id=_need_aztp(aztp_id))))
 

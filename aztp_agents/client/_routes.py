@@ -360,6 +360,7 @@ ROUTES: dict[str, Route] = {
     "detach_policy": _write(
         "POST", "v1/policies/detach", body_model=wire.AttachBody, aztp_id="aztpId", code="code"
     ),
+    "list_policies": Route("GET", "v1/policies", idempotent=True, writes=False, parse=_as_list),
     "get_policies": Route(
         "GET",
         "aztp/get-identity-access-policy",

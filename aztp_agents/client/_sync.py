@@ -203,6 +203,10 @@ class SyncAztp(ClientBase):
     def detach_policy(self, aztp_id: str, code: str) -> dict[str, Any]:
         return self._run(self._detach_policy(aztp_id, code))
 
+    def list_policies(self) -> list[dict[str, Any]]:
+        """See :meth:`Aztp.list_policies`."""
+        return self._run(self._list_policies())
+
     def get_policy(self, aztp_id: str) -> list[dict[str, Any]]:
         return self._run(self._get_policy(aztp_id))
 

@@ -662,6 +662,8 @@ def test_explain_over_the_wire_agrees_with_the_guard(server: Server, org_key: st
             {"Statement": [{"Sid": "NoTool", "Effect": "Deny", "Action": "tool:tool"}]},
         )
         operator.attach_policy(tool, deny["code"])
+        (listed,) = operator.list_policies()  # GET v1/policies (issue 16.7)
+        assert (listed["code"], listed["attachedTo"]) == (deny["code"], [tool])
         decision = guard.check(agent, tool, "tool")
         assert decision.reason.value == "policy_denied"
         assert decision.detail == (
