@@ -169,6 +169,33 @@ def test_an_allow_list_that_does_not_match_says_so() -> None:
     assert e.detail.startswith("no attached policy allows tool:search (attached: policy:ccc)")
 
 
+def test_a_condition_is_asked_with_the_calls_context() -> None:
+    conditional = _statements(
+        {
+            "Statement": [
+                {
+                    "Sid": "ProdOnly",
+                    "Effect": "Allow",
+                    "Action": "tool:*",
+                    "Condition": {"StringEquals": {"env": "prod"}},
+                }
+            ]
+        }
+    )
+    snap = _state(policies={A: conditional})
+    for context, reason in (
+        ({"env": "prod"}, Reason.ALLOWED),
+        ({"env": "dev"}, Reason.POLICY_DENIED),
+    ):
+        e = explain_tool_call(snap, flow_id=F, agent=A, tool=T, tool_name="x", context=context)
+        decided, _, _ = decide_tool_call(
+            snap, flow_id=F, agent=A, tool=T, tool_name="x", context=context
+        )
+        assert e.reason is reason is decided
+    allowed = explain_tool_call(snap, flow_id=F, agent=A, tool=T, context={"env": "prod"})
+    assert allowed.checks[-1].message.endswith("if StringEquals env='prod'")
+
+
 # --- the explanation agrees with the decision, over many states -------------------------
 
 IDS = [A, T, "aztp://t.org/workload/production/node/other"]
@@ -182,31 +209,47 @@ _STATEMENTS = [
 ]
 
 ident = st.sampled_from(IDS)
-flow = st.sampled_from([F, G, "d" * 24])
-pairs = st.sets(st.tuples(ident, ident), max_size=4)
+flow = st.sampled_from([F, F, G, "d" * 24])
+
+
+def _often(value: bool = True) -> st.SearchStrategy[bool]:
+    """``value`` three times in four: most generated calls get far (to the link, the policy),
+    so allowed and Audit-marked calls are common, not rare."""
+    return st.sampled_from([value, value, value, not value])
 
 
 @st.composite
 def states(draw: st.DrawFn) -> DecisionState:
-    identities = draw(st.dictionaries(ident, st.sampled_from(["active", "revoked"])))
     flows = {F: "prod", G: "other"}
-    members = {f: draw(st.sets(ident)) for f in flows}
-    revoked = {f: draw(st.sets(ident, max_size=2)) for f in flows}
-    policies = {
-        i: tuple(
-            _statements({"Statement": draw(st.lists(st.sampled_from(_STATEMENTS), max_size=3))})
-        )
-        for i in draw(st.sets(ident, max_size=2))
-    }
+    identities = {}
+    for i in IDS:
+        status = draw(st.sampled_from(["active", "active", "active", "revoked", None]))
+        if status is not None:
+            identities[i] = status
+    members = {f: {i for i in IDS if draw(_often())} for f in flows}
+    revoked = {f: {i for i in IDS if draw(_often(False)) and draw(st.booleans())} for f in flows}
+    links: set[tuple[str, str]] = set()
+    flow_links: dict[str, set[tuple[str, str]]] = {f: set() for f in flows}
+    for pair in [(a, b) for a in IDS for b in IDS]:
+        scope = draw(st.sampled_from(["org", "flow", "none"]))
+        if scope == "org":
+            links.add(pair)
+        elif scope == "flow":
+            flow_links[draw(st.sampled_from(list(flows)))].add(pair)
+    policies = {}
+    for i in IDS:
+        chosen = draw(st.lists(st.sampled_from(_STATEMENTS), max_size=3))
+        if chosen and draw(st.booleans()):
+            policies[i] = _statements({"Statement": chosen})
     return DecisionState(
         organization="org",
         revision=1,
         identities=identities,
         members=members,
         flow_revoked=revoked,
-        links=draw(pairs),
-        flow_links={f: draw(pairs) for f in flows},
-        policies={k: v for k, v in policies.items() if v},
+        links=links,
+        flow_links=flow_links,
+        policies=policies,
         flows=flows,
         public_flows=set(flows),
     )
