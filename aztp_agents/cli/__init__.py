@@ -7,7 +7,8 @@ through the :class:`~aztp_agents.Aztp` facade, so both behave the same.
 Tables for people, ``--json`` for scripts. Exit codes:
 
 * 0 ok
-* 1 a negative answer (verification invalid, audit chain broken) or an unexpected failure
+* 1 a negative answer (verification invalid, a call ``explain`` says is denied, audit chain
+  broken) or an unexpected failure
 * 2 usage error or bad input (bad flag, malformed ID, invalid JSON, conflict)
 * 3 not found (identity, flow, policy, organization, key)
 * 4 authentication or permission refused

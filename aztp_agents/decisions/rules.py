@@ -87,6 +87,16 @@ def _deny_detail(snap: DecisionState, subjects: Iterable[str], st: Statement) ->
     return f"{_DENY_MATCHED}:{sid} Deny {', '.join(st.action)}{where}"
 
 
+def _no_link_detail(snap: DecisionState, flow_id: str, pair: tuple[str, str]) -> str | None:
+    """Say so when the link is a grant of another flow (grants hold in their flow only): the
+    usual surprise. The other flow is not named (the caller may not see it). Made once per
+    state and call, like every decision."""
+    for other, pairs in snap.flow_links.items():
+        if other != flow_id and pair in pairs:
+            return "a grant declared for another flow holds there only"
+    return None
+
+
 def _policy_reason(
     snap: DecisionState,
     subjects: Iterable[str],
@@ -140,7 +150,7 @@ def _decide(
         return failure, False, None
     # An organization-wide link, or one declared for this flow; a grant of another flow is none.
     if (agent, tool) not in snap.links and (agent, tool) not in snap.flow_links.get(flow_id, ()):
-        return Reason.NO_LINK, False, None
+        return Reason.NO_LINK, False, _no_link_detail(snap, flow_id, (agent, tool))
     denied, audit, detail = _policy_reason(
         snap, (agent, tool), tool_actions(tool_name), tool, context
     )
