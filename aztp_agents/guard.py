@@ -44,6 +44,24 @@ log = logging.getLogger("aztp_agents.guard")
 
 Mode = Literal["enforce", "observe"]
 
+
+def _log_denial(decision: Decision) -> None:
+    """One rule for every denial (docs/security.md "Logging"): a decision the rules took
+    is INFO (it is audited, and the framework hands the model the reason); a would-be denial
+    in observe mode is WARNING (a call ran that enforce mode would block); a denial because
+    the authority could not be consulted is ERROR (something is broken: an operator acts).
+    The reason decides the level, never the path that produced the denial."""
+    if decision.reason is Reason.AUTHORITY_UNAVAILABLE:
+        level = logging.ERROR
+    elif not decision.enforced:
+        level = logging.WARNING
+    else:
+        level = logging.INFO
+    if log.isEnabledFor(level):
+        prefix = "" if decision.enforced else "observe mode, would deny: "
+        log.log(level, "%s%s", prefix, decision.describe())
+
+
 #: Relationship type of the agent -> tool links a guard creates (directed).
 TOOL_RELATIONSHIP = "tool_access"
 
@@ -274,10 +292,7 @@ class Guard:
             self._record_failure(denied, context)
             return denied
         if not decision.allowed:
-            if self.mode == "observe":
-                log.warning("observe mode, would deny: %s", decision.describe())
-            else:
-                log.info("%s", decision.describe())
+            _log_denial(decision)
         if self.listeners:
             self._notify(decision)
         return decision
@@ -313,8 +328,8 @@ class Guard:
         try:
             self._point.record_decision(decision, context)
         except Exception:  # the denial stands; only its audit record is lost
-            log.warning("could not audit a fail-closed denial", exc_info=True)
-        log.error("%s", decision.describe())
+            log.error("could not audit a fail-closed denial", exc_info=True)
+        _log_denial(decision)
         if self.listeners:
             self._notify(decision)
 

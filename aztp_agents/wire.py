@@ -272,6 +272,17 @@ class DecideBody(Body):
     enforce: bool = True
 
 
+class ExplainBody(Body):
+    """``POST v1/decisions/explain``: why a call of ``tool`` by ``agent`` in ``flowId`` is
+    (or would be) allowed or denied."""
+
+    flowId: FlowIdField
+    agent: AztpIdField
+    tool: AztpIdField
+    toolName: ShortText | None = None
+    context: dict[str, Any] | None = None
+
+
 class DecisionRecord(Body):
     allowed: bool
     reason: ReasonValue

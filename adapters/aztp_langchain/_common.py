@@ -51,7 +51,8 @@ def failure_decision(
     exc: BaseException,
 ) -> Decision:
     """Fail closed: an error on the decision path is an ``authority_unavailable`` denial."""
-    logger.warning(
+    # ERROR: the authority could not be consulted (the guard logs such denials the same way).
+    logger.error(
         "AZTP decision for tool %r failed (%s); the call is denied (fail closed)",
         tool_name,
         type(exc).__name__,
@@ -67,9 +68,10 @@ def failure_decision(
 
 
 def note_observed(decision: Decision) -> None:
-    """Observe mode: a denial is logged, the call goes on."""
+    """Observe mode: the call goes on. The guard already logged the would-be denial at
+    WARNING (or ERROR when the authority failed); this only notes that the call ran."""
     if not decision.allowed and not decision.blocks:
-        logger.warning("observe mode, not blocking: %s", decision.describe())
+        logger.debug("observe mode, not blocking: %s", decision.describe())
 
 
 def denied_text(decision: Decision) -> str:

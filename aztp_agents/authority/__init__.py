@@ -16,7 +16,7 @@ server can send them as they are and the client can return them as the seeds exp
 * :mod:`.verification` verification, connections    * :mod:`.policies` policies
 * :mod:`.federation` federation                     * :mod:`.audit_log` reading the audit chain
 * :mod:`.decision_state` loading the decision state; the decisions themselves are
-  :mod:`aztp_agents.decisions`
+  :mod:`aztp_agents.decisions`; :mod:`.explanations` why a decision is what it is
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from ..store import Store
 from ._context import DEFAULT_TRUST_DOMAIN, LOCAL_ORG, AuthorityContext, Principal
 from .audit_log import AuditLog
 from .decision_state import StoreChangeLog, load_state
+from .explanations import Explanations
 from .federation import Federation
 from .flows import Flows
 from .identities import Identities
@@ -98,6 +99,7 @@ class Authority:
         self.policies = ctx.policies = Policies(ctx)
         self.federation = ctx.federation = Federation(ctx)
         self.audit_log = ctx.audit_log = AuditLog(ctx)
+        self.explanations = Explanations(ctx)
 
     # --- tenants
     local_principal = _delegate(Tenants.local_principal, "tenants")
@@ -164,6 +166,7 @@ class Authority:
     attach_policy = _delegate(Policies.attach_policy, "policies")
     detach_policy = _delegate(Policies.detach_policy, "policies")
     get_policies = _delegate(Policies.get_policies, "policies")
+    list_policies = _delegate(Policies.list_policies, "policies")
     check_permissions = _delegate(Policies.check_permissions, "policies")
     oiap_evaluate = _delegate(Policies.oiap_evaluate, "policies")
 
@@ -178,6 +181,7 @@ class Authority:
     audit_checkpoint_key = _delegate(AuditLog.audit_checkpoint_key, "audit_log")
 
     # --- decisions
+    explain = _delegate(Explanations.explain, "explanations")
 
     def snapshot(self, org_id: str) -> DecisionState:
         """The organization's decision state, current as of the latest committed write here

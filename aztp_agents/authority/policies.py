@@ -123,6 +123,33 @@ class Policies(Component):
             ).all()
         return [{"code": r.code, "policyName": r.name, "policyStatement": r.document} for r in rows]
 
+    def list_policies(self, p: Principal) -> list[dict[str, Any]]:
+        """Every policy of the organization, oldest first, with the identities it is attached
+        to (``attachedTo``). A read: nothing is written or audited."""
+        with self.ctx.store.read() as conn:
+            rows = conn.execute(
+                select(t.policies)
+                .where(t.policies.c.org_id == p.org_id)
+                .order_by(t.policies.c.created_at, t.policies.c.code)
+            ).all()
+            attached: dict[str, list[str]] = {}
+            for r in conn.execute(
+                select(t.policy_attachments.c.code, t.policy_attachments.c.aztp_id)
+                .where(t.policy_attachments.c.org_id == p.org_id)
+                .order_by(t.policy_attachments.c.aztp_id)
+            ):
+                attached.setdefault(r.code, []).append(r.aztp_id)
+        return [
+            {
+                "code": r.code,
+                "policyName": r.name,
+                "policyStatement": r.document,
+                "createdAt": r.created_at,
+                "attachedTo": attached.get(r.code, []),
+            }
+            for r in rows
+        ]
+
     def statements(self, p: Principal, code: str) -> tuple[Statement, ...] | None:
         with self.ctx.store.read() as conn:
             row = conn.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,6 +14,10 @@ from ._client import run
 from ._errors import EXIT_NEGATIVE, EXIT_OK, one_line
 from ._options import JsonOpt
 from ._output import console, emit, print_json, say, table, wants_json
+from ._resolve import aztp_id, find_flow
+
+if TYPE_CHECKING:
+    from ..client import Aztp
 
 audit_app = sub_app("audit", "The hash-chained audit log.")
 
@@ -32,15 +36,58 @@ def audit_tail(
             help="Only actions matching, e.g. 'flow.*' or 'decision.*'.",
         ),
     ] = None,
+    flow: Annotated[
+        str | None,
+        typer.Option(
+            "--flow",
+            metavar="FLOW",
+            help="Only entries about this flow (id or name): its changes, memberships and "
+            "decisions.",
+        ),
+    ] = None,
+    subject: Annotated[
+        str | None,
+        typer.Option(
+            "--subject",
+            metavar="ID",
+            help="Only entries about this identity (AZTP ID or name; as the subject, a "
+            "decision's tool or a link's target) or this policy code.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show the latest audit entries: when each was taken (a decision: when it was decided,
-    also at a remote enforcement point) and on which state revision."""
-    entries = run(ctx, lambda c: c.audit(limit=lines or None, action=action))
+    also at a remote enforcement point) and on which state revision. Identities and flows
+    are shown by name; --json keeps the entries as they are."""
+
+    async def go(client: Aztp) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        flow_id = None if flow is None else (await find_flow(client, flow))["_id"]
+        about = None
+        if subject is not None:
+            about = subject if subject.startswith("policy:") else await aztp_id(client, subject)
+        filtered = flow_id is not None or about is not None
+        # The filters below run here: fetch every entry matching --action, then keep the last n.
+        entries = await client.audit(limit=None if filtered else lines or None, action=action)
+        if filtered:
+            entries = [e for e in entries if _about(e, flow_id, about)]
+            if lines:
+                entries = entries[-lines:]
+        names: dict[str, str] = {}
+        if entries and not wants_json(ctx, as_json):
+            names = {i["aztpId"]: i["name"] for i in await client.list_identities()}
+            names.update({f["_id"]: f["name"] for f in await client.list_flows()})
+        return entries, names
+
+    entries, names = run(ctx, go)
 
     def human() -> None:
         if not entries:
-            say("no audit entries" + (f" matching {action!r}" if action else ""))
+            wanted = [
+                f"{opt} {value!r}"
+                for opt, value in (("--action", action), ("--flow", flow), ("--subject", subject))
+                if value
+            ]
+            say("no audit entries" + (f" matching {', '.join(wanted)}" if wanted else ""))
             return
         console().print(
             table(
@@ -52,10 +99,8 @@ def audit_tail(
                         e["ts"],
                         (e.get("data") or {}).get("revision"),
                         e["action"],
-                        e.get("subject"),
-                        e.get("problem")
-                        or {k: v for k, v in (e.get("data") or {}).items() if k != "revision"}
-                        or None,
+                        _name(e.get("subject"), names),
+                        e.get("problem") or _details(e, names),
                     )
                     for e in entries
                 ],
@@ -63,6 +108,48 @@ def audit_tail(
         )
 
     emit(ctx, as_json, entries, human)
+
+
+def _about(entry: dict[str, Any], flow_id: str | None, about: str | None) -> bool:
+    """Whether an entry concerns the flow and the identity (or policy) asked for."""
+    data = entry.get("data") or {}
+    if flow_id is not None and flow_id not in (entry.get("subject"), data.get("flowId")):
+        return False
+    if about is not None:
+        involved = (entry.get("subject"), data.get("tool"), data.get("target"), data.get("code"))
+        if about not in involved:
+            return False
+    return True
+
+
+def _name(value: Any, names: dict[str, str]) -> Any:
+    """An identity or flow by its name (the id stays in --json)."""
+    if isinstance(value, str) and value in names:
+        return names[value]
+    return value
+
+
+def _details(entry: dict[str, Any], names: dict[str, str]) -> str | None:
+    """An entry's data for people: a decision as one sentence, the rest as key=value with
+    identities and flows named."""
+    data = {k: v for k, v in (entry.get("data") or {}).items() if k != "revision"}
+    if not data:
+        return None
+    if entry["action"] == "decision.tool_call":
+        verdict = "allowed" if data.get("allowed") else "DENIED"
+        tool = _name(data.get("tool"), names)
+        if data.get("toolName"):
+            tool = f"{tool} ({data['toolName']})"
+        observed = "" if data.get("enforced", True) else " (observe mode: not blocked)"
+        where = f" in flow {_name(data['flowId'], names)}" if data.get("flowId") else ""
+        return f"{verdict} [{data.get('reason')}] tool {tool}{where}{observed}"
+    parts = []
+    for key, value in data.items():
+        if key == "flowId":
+            key = "flow"
+        text = _name(value, names)
+        parts.append(f"{key}={text if isinstance(text, str) else json.dumps(text, default=str)}")
+    return " ".join(parts)
 
 
 @audit_app.command("checkpoint")

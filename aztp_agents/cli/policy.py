@@ -12,13 +12,13 @@ from ._app import sub_app
 from ._client import run
 from ._errors import UsageProblem
 from ._options import IdentityArg, JsonOpt
-from ._output import console, emit, say, table
+from ._output import console, emit, say, table, wants_json
 from ._resolve import aztp_id, parse_json
 
 if TYPE_CHECKING:
     from ..client import Aztp
 
-policy_app = sub_app("policy", "IAM-style policies: create, attach, detach, show.")
+policy_app = sub_app("policy", "IAM-style policies: create, list, attach, detach, show.")
 
 CodeArg = Annotated[str, typer.Argument(metavar="CODE", help="Policy code, 'policy:...'.")]
 
@@ -102,6 +102,44 @@ def policy_detach(
 
     answer = run(ctx, go)
     emit(ctx, as_json, answer, lambda: say(f"detached {answer['code']} from {answer['aztpId']}"))
+
+
+@policy_app.command("list")
+def policy_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List the organization's policies and the identities each is attached to."""
+
+    async def go(client: Aztp) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        policies = await client.list_policies()
+        names = {}
+        if policies and not wants_json(ctx, as_json):
+            names = {i["aztpId"]: i["name"] for i in await client.list_identities()}
+        return policies, names
+
+    policies, names = run(ctx, go)
+
+    def human() -> None:
+        if not policies:
+            say("no policies: create one with 'aztp-agents policy create NAME --statement JSON'")
+            return
+        rows = [
+            (
+                p["code"],
+                p["policyName"],
+                len((p.get("policyStatement") or {}).get("Statement", [])),
+                [names.get(a, a) for a in p["attachedTo"]],
+                p["createdAt"],
+            )
+            for p in policies
+        ]
+        console().print(
+            table(
+                f"{len(policies)} policies",
+                ["code", "name", "statements", "attached to", "created"],
+                rows,
+            )
+        )
+
+    emit(ctx, as_json, policies, human)
 
 
 @policy_app.command("show")

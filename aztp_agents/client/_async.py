@@ -220,6 +220,11 @@ class Aztp(ClientBase):
     async def detach_policy(self, aztp_id: str, code: str) -> dict[str, Any]:
         return await self._run(self._detach_policy(aztp_id, code))
 
+    async def list_policies(self) -> list[dict[str, Any]]:
+        """Every policy of the organization (``code``, ``policyName``, ``policyStatement``,
+        ``createdAt``) and the identities each is attached to (``attachedTo``)."""
+        return await self._run(self._list_policies())
+
     async def get_policy(self, aztp_id: str) -> list[dict[str, Any]]:
         return await self._run(self._get_policy(aztp_id))
 
@@ -312,6 +317,25 @@ class Aztp(ClientBase):
     async def unfederate(self, trust_domain: str) -> dict[str, Any]:
         """Withdraw that trust; cross-domain authorization fails again at once."""
         return await self._run(self._unfederate(trust_domain))
+
+    # ----------------------------------------------------------------- decisions
+
+    async def explain(
+        self,
+        agent: str,
+        tool: str,
+        flow_id: str,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Why a call of ``tool`` by ``agent`` in flow ``flow_id`` is (or would be) allowed or
+        denied now: ``reason`` (what the decision answers), ``detail``, every check in order
+        (``checks``: flow known; agent known, active, member, not revoked in the flow; the
+        same for the tool; link; policy) with ``status`` pass/fail/skip and a ``fix``
+        command, ``linkScope`` and the policy ``statements`` that decided (policy code,
+        index, Sid, effect, actions, resources). ``tool_name`` is the tool's name as the
+        agent calls it (policies on ``tool:NAME``); ``context`` the call's condition keys."""
+        return await self._run(self._explain(agent, tool, flow_id, tool_name, context))
 
     # ----------------------------------------------------------------- audit
 

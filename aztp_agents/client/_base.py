@@ -342,6 +342,9 @@ class ClientBase:
     def _detach_policy(self, aztp_id: str, code: str) -> Plan[dict[str, Any]]:
         return dict((yield _call("detach_policy", aztp_id=_need_aztp(aztp_id), code=code)))
 
+    def _list_policies(self) -> Plan[list[dict[str, Any]]]:
+        return list((yield _call("list_policies")))
+
     def _get_policy(self, aztp_id: str) -> Plan[list[dict[str, Any]]]:
         return list((yield _call("get_policies", aztp_id=_need_aztp(aztp_id))))
 
@@ -541,6 +544,31 @@ class ClientBase:
 
     def _unfederate(self, trust_domain: str) -> Plan[dict[str, Any]]:
         return dict((yield _call("unfederate", trust_domain=trust_domain)))
+
+    # ----------------------------------------------------------------- decisions
+
+    def _explain(
+        self,
+        agent: str,
+        tool: str,
+        flow_id: str,
+        tool_name: str | None,
+        context: Mapping[str, Any] | None,
+    ) -> Plan[dict[str, Any]]:
+        if not isinstance(flow_id, str) or not flow_id:
+            raise ValidationError("flow_id must be a flow's _id")
+        return dict(
+            (
+                yield _call(
+                    "explain",
+                    agent=_need_aztp(agent, "agent"),
+                    tool=_need_aztp(tool, "tool"),
+                    flow_id=flow_id,
+                    tool_name=tool_name,
+                    context=None if context is None else dict(context),
+                )
+            )
+        )
 
     # ----------------------------------------------------------------- audit
 

@@ -360,6 +360,7 @@ ROUTES: dict[str, Route] = {
     "detach_policy": _write(
         "POST", "v1/policies/detach", body_model=wire.AttachBody, aztp_id="aztpId", code="code"
     ),
+    "list_policies": Route("GET", "v1/policies", idempotent=True, writes=False, parse=_as_list),
     "get_policies": Route(
         "GET",
         "aztp/get-identity-access-policy",
@@ -446,6 +447,21 @@ ROUTES: dict[str, Route] = {
     "flow_health": _read("GET", "v1/flows/{flow_id}/health"),
     "service_health": Route(
         "GET", "identity-flow/health", idempotent=True, writes=False, envelope=False
+    ),
+    # decisions
+    "explain": Route(
+        "POST",
+        "v1/decisions/explain",
+        {
+            "flow_id": "flowId",
+            "agent": "agent",
+            "tool": "tool",
+            "tool_name": "toolName",
+            "context": "context",
+        },
+        body_model=wire.ExplainBody,
+        idempotent=True,
+        writes=False,
     ),
     # audit
     "audit_entries": Route(

@@ -203,6 +203,10 @@ class SyncAztp(ClientBase):
     def detach_policy(self, aztp_id: str, code: str) -> dict[str, Any]:
         return self._run(self._detach_policy(aztp_id, code))
 
+    def list_policies(self) -> list[dict[str, Any]]:
+        """See :meth:`Aztp.list_policies`."""
+        return self._run(self._list_policies())
+
     def get_policy(self, aztp_id: str) -> list[dict[str, Any]]:
         return self._run(self._get_policy(aztp_id))
 
@@ -291,6 +295,19 @@ class SyncAztp(ClientBase):
     def unfederate(self, trust_domain: str) -> dict[str, Any]:
         """Withdraw that trust; cross-domain authorization fails again at once."""
         return self._run(self._unfederate(trust_domain))
+
+    # ----------------------------------------------------------------- decisions
+
+    def explain(
+        self,
+        agent: str,
+        tool: str,
+        flow_id: str,
+        tool_name: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """See :meth:`Aztp.explain`."""
+        return self._run(self._explain(agent, tool, flow_id, tool_name, context))
 
     # ----------------------------------------------------------------- audit
 

@@ -83,6 +83,26 @@ def tool_actions(tool_name: str | None) -> tuple[str, ...]:
 _DENY_MATCHED = "a Deny statement matches"
 
 
+def _deny_detail(snap: DecisionState, subjects: Iterable[str], st: Statement) -> str:
+    """``a Deny statement matches: "NoShell" Deny tool:shell (attached to aztp://...)``. Made
+    once per state and call (decisions are memoized), so naming the statement costs nothing
+    per call. The state holds no policy codes: ``aztp-agents explain`` names the policy."""
+    holder = next((s for s in subjects if st in snap.policies.get(s, ())), None)
+    sid = f' "{st.sid}"' if st.sid else ""
+    where = f" (attached to {holder})" if holder else ""
+    return f"{_DENY_MATCHED}:{sid} Deny {', '.join(st.action)}{where}"
+
+
+def _no_link_detail(snap: DecisionState, flow_id: str, pair: tuple[str, str]) -> str | None:
+    """Say so when the link is a grant of another flow (grants hold in their flow only): the
+    usual surprise. The other flow is not named (the caller may not see it). Made once per
+    state and call, like every decision."""
+    for other, pairs in snap.flow_links.items():
+        if other != flow_id and pair in pairs:
+            return "a grant declared for another flow holds there only"
+    return None
+
+
 def _policy_reason(
     snap: DecisionState,
     subjects: Iterable[str],
@@ -92,6 +112,7 @@ def _policy_reason(
 ) -> tuple[Reason | None, bool, str | None]:
     """Every policy attached to any subject counts: a Deny wins, and with any attached the
     call needs a matching Allow; with none attached the link alone decides."""
+    subjects = tuple(subjects)
     statements: list[Statement] = []
     for subject in subjects:
         statements.extend(snap.policies.get(subject, ()))
@@ -99,7 +120,7 @@ def _policy_reason(
     if result.permitted:
         return None, result.audit, None
     if result.outcome is Outcome.DENY:
-        return Reason.POLICY_DENIED, False, _DENY_MATCHED
+        return Reason.POLICY_DENIED, False, _deny_detail(snap, subjects, result.matched[0])
     return Reason.POLICY_DENIED, False, f"no attached policy allows {actions[-1]}"
 
 
@@ -135,7 +156,7 @@ def _decide(
         return failure, False, None
     # An organization-wide link, or one declared for this flow; a grant of another flow is none.
     if (agent, tool) not in snap.links and (agent, tool) not in snap.flow_links.get(flow_id, ()):
-        return Reason.NO_LINK, False, None
+        return Reason.NO_LINK, False, _no_link_detail(snap, flow_id, (agent, tool))
     denied, audit, detail = _policy_reason(
         snap, (agent, tool), tool_actions(tool_name), tool, context
     )

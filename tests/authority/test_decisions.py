@@ -50,7 +50,10 @@ def test_decision_reasons_in_order(client: Aztp, authority: Any, principal: Any)
         client.create_policy("rest", {"Statement": [{"Effect": "Allow", "Action": "tool:*"}]})
     )
     run(client.attach_policy(agent, rest["code"]))
-    assert decide(name="delete_file").detail == "a Deny statement matches"  # Deny wins
+    # Deny wins, and the denial names the statement (its actions, whom it is attached to).
+    assert decide(name="delete_file").detail == (
+        f"a Deny statement matches: Deny tool:delete_file (attached to {agent})"
+    )
     assert decide(name="search").allowed
     audit = run(
         client.create_policy("watch", {"Statement": [{"Effect": "Audit", "Action": "tool:search"}]})

@@ -129,7 +129,10 @@ def test_flow_scoped_grants_and_organization_wide_links(client: Aztp) -> None:
     in_b.enroll("agent/dba", ["tool/delete-db"])  # delete-db is a member of flow B too
 
     assert in_a.check(agent, delete_db, "delete_db").allowed
-    assert in_b.check(agent, delete_db, "delete_db").reason is Reason.NO_LINK
+    elsewhere = in_b.check(agent, delete_db, "delete_db")
+    assert elsewhere.reason is Reason.NO_LINK
+    # The denial says why (issue 16.3), without naming a flow the caller may not see.
+    assert elsewhere.detail == "a grant declared for another flow holds there only"
     assert in_b.check(agent, search, "search").allowed
     # A grant scoped to a flow is not an organization-wide authorization.
     assert run(client.verify_authorize_identity_connection(agent, delete_db)) is False
@@ -150,7 +153,8 @@ def test_flow_scoped_grants_and_organization_wide_links(client: Aztp) -> None:
     in_a.link(agent, delete_db)
     run(client.delete_flow(in_a.flow_id))
     assert not [x for x in run(client.list_links(agent)) if x["targetIdentity"] == delete_db]
-    assert in_b.check(agent, delete_db, "delete_db").reason is Reason.NO_LINK
+    gone = in_b.check(agent, delete_db, "delete_db")
+    assert gone.reason is Reason.NO_LINK and gone.detail is None
 
     # The AZTP API's link is organization-wide: every flow, and the connection check.
     api = run(client.link_identities(agent, delete_db, "tool_access"))

@@ -22,6 +22,54 @@ def test_audit_tail(run: Run, crew: dict[str, str]) -> None:
     run.fails("audit", "tail", "-n", "-1", code=2)
 
 
+def test_audit_tail_names_and_filters(run: Run, crew: dict[str, str]) -> None:
+    """Issue 16.7: people read names, not ids; --flow and --subject narrow the tail (the
+    limit applies after them)."""
+    from aztp_agents import Aztp, Guard
+
+    run("identity", "issue", "bystander")
+    run("flow", "create", "other")
+    run("flow", "add", "other", "bystander")
+    run("unlink", "researcher", "tool-search")
+    client = Aztp(home=run.home)
+    try:
+        guard = Guard(flow="prod", client=client)
+        assert not guard.check(crew["agent"], crew["tool"], "search").allowed  # no_link
+    finally:
+        client.close()
+
+    out = " ".join(run("audit", "tail").stdout.split())
+    assert "DENIED [no_link] tool tool-search (search) in flow prod" in out, out
+    assert "flow=other" in out and crew["flow"] not in out
+    assert crew["agent"] not in out  # by name only, for people
+    assert crew["agent"] in run("audit", "tail", "--json").stdout  # ids for scripts
+
+    in_prod = run.json("audit", "tail", "--flow", "prod", "-n", "0")
+    assert [e["action"] for e in in_prod] == [
+        "flow.create",
+        "flow.add_identity",
+        "flow.add_identity",
+        "decision.tool_call",
+    ]
+    assert run.json("audit", "tail", "--flow", crew["flow"], "-n", "1") == in_prod[-1:]
+    about = run.json("audit", "tail", "--subject", "tool-search", "-n", "0")
+    assert [e["action"] for e in about] == [
+        "identity.issue",
+        "flow.add_identity",
+        "link.create",  # as the link's target
+        "link.delete",
+        "decision.tool_call",  # as the decision's tool
+    ]
+    assert run.json("audit", "tail", "--subject", "bystander", "--flow", "prod") == []
+    both = run.json("audit", "tail", "--subject", "bystander", "--flow", "other")
+    assert [e["action"] for e in both] == ["flow.add_identity"]
+    assert (
+        "matching --flow 'prod'"
+        in run("audit", "tail", "--flow", "prod", "--subject", "bystander").stdout
+    )
+    run.fails("audit", "tail", "--flow", "nope", code=3)
+
+
 @pytest.mark.parametrize("tamper", ["edit", "drop_middle", "drop_last"])
 def test_audit_verify_detects_tampering(run: Run, crew: dict[str, str], tamper: str) -> None:
     result = run("audit", "verify")

@@ -79,3 +79,26 @@ def test_policies(run: Run, crew: dict[str, str], tmp_path: Path) -> None:
     run.fails("policy", "attach", "researcher", "policy:nope", code=3)
     run.fails("verify", "researcher", "--policy", "policy:allow", code=2, contains="--to")
     run.fails("verify", "researcher", "--to", "tool-search", "--flow", "prod", code=2)
+
+
+def test_policy_list_shows_every_policy_and_where_it_is_attached(
+    run: Run, crew: dict[str, str]
+) -> None:
+    """Issue 16.7: the organization's policies can be listed (not only per identity)."""
+    assert run.json("policy", "list") == []
+    assert "no policies" in run("policy", "list").stdout
+    statement = '{"Effect": "Allow", "Action": "tool:*"}'
+    run("policy", "create", "open", "--statement", statement, "--code", "policy:open")
+    run("policy", "create", "spare", "--statement", statement, "--code", "policy:spare")
+    run("policy", "attach", "researcher", "policy:open")
+    run("policy", "attach", "tool-search", "policy:open")
+    listed = run.json("policy", "list")
+    assert [(p["code"], p["policyName"]) for p in listed] == [
+        ("policy:open", "open"),
+        ("policy:spare", "spare"),
+    ]
+    assert sorted(listed[0]["attachedTo"]) == sorted([crew["agent"], crew["tool"]])
+    assert listed[1]["attachedTo"] == []
+    assert listed[0]["policyStatement"] == {"Statement": [json.loads(statement)]}
+    out = run("policy", "list").stdout
+    assert "researcher" in out and "tool-search" in out and crew["agent"] not in out

@@ -41,6 +41,25 @@ def test_remote_mode_against_a_real_server(run: Run, served: tuple[str, str, Pat
     run(*remote, "verify", "remote-agent", "--to", "remote-tool", code=0)
     run(*remote, "flow", "revoke", "prod", agent)
     run(*remote, "verify", "remote-agent", "--flow", "prod", code=1)
+    # why a call is denied, through the server (issue 16.3)
+    why = run.json(*remote, "explain", "remote-agent", "remote-tool", "--flow", "prod", code=1)
+    assert why["reason"] == "agent_revoked_in_flow"
+    assert [c["check"] for c in why["checks"] if c["status"] == "fail"] == [
+        "agent.not_revoked_in_flow"
+    ]
+    assert run.json(*remote, "policy", "list") == []
+    revoked = run.json(
+        *remote,
+        "audit",
+        "tail",
+        "--flow",
+        "prod",
+        "--subject",
+        "remote-agent",
+        "--action",
+        "flow.*",
+    )
+    assert [e["action"] for e in revoked] == ["flow.add_identity", "flow.revoke_identity"]
     assert run.json(*remote, "flow", "health", "prod")["status"] == "critical"
     assert json.loads(run(*remote, "bundle").stdout)["keys"]
     assert run(*remote, "svid", "jwt", "remote-agent", "--audience", "x").stdout.count(".") == 2

@@ -635,6 +635,54 @@ def test_an_operator_removal_outlasts_a_remote_guards_enrollment(
         guard.client.close()
 
 
+def test_explain_over_the_wire_agrees_with_the_guard(server: Server, org_key: str) -> None:
+    """Issue 16.3 over the wire: ``explain`` through a real server gives the reason the
+    remote guard decides, every check, the removed link's fix and the denying statement."""
+    guard, agent, tool, _backend = _remote_guard(server.url, org_key, "why")
+    operator = Aztp(api_key=org_key, base_url=server.url).sync
+    try:
+        flow = guard.flow_id
+        assert flow is not None
+        ok = operator.explain(agent, tool, flow, "tool")
+        assert ok["allowed"] and ok["reason"] == "allowed" and ok["linkScope"] == "flow"
+        assert [c["status"] for c in ok["checks"]] == ["pass"] * 11
+
+        operator.unlink_identities(agent, tool, reason="review")
+        assert guard.check(agent, tool, "tool").reason.value == "no_link"
+        gone = operator.explain(agent, tool, flow, "tool")
+        assert gone["reason"] == "no_link"
+        (link,) = [c for c in gone["checks"] if c["check"] == "link"]
+        assert (
+            link["status"] == "fail" and link["fix"] == f"aztp-agents restore-link {agent} {tool}"
+        )
+
+        operator.restore_link(agent, tool)
+        deny = operator.create_policy(
+            "no-tool",
+            {"Statement": [{"Sid": "NoTool", "Effect": "Deny", "Action": "tool:tool"}]},
+        )
+        operator.attach_policy(tool, deny["code"])
+        (listed,) = operator.list_policies()  # GET v1/policies (issue 16.7)
+        assert (listed["code"], listed["attachedTo"]) == (deny["code"], [tool])
+        decision = guard.check(agent, tool, "tool")
+        assert decision.reason.value == "policy_denied"
+        assert decision.detail == (
+            f'a Deny statement matches: "NoTool" Deny tool:tool (attached to {tool})'
+        )
+        why = operator.explain(agent, tool, flow, "tool")
+        assert why["reason"] == "policy_denied" and not why["allowed"]
+        (statement,) = why["statements"]
+        assert statement["policyCode"] == deny["code"] and statement["sid"] == "NoTool"
+        assert why["detail"] == (
+            f'denied by {deny["code"]} (no-tool) statement "NoTool" (#0): Deny tool:tool on *'
+        )
+        with pytest.raises(ValidationError):
+            operator.explain("not-an-id", tool, flow)
+    finally:
+        operator.close()
+        guard.client.close()
+
+
 def test_feed_down_fails_closed_within_the_stale_bound(lone_server: Server) -> None:
     guard, agent, tool, backend = _remote_guard(
         lone_server.url, lone_server.key, "outage", stale_after=1.5

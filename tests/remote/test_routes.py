@@ -42,6 +42,10 @@ SAMPLE: dict[str, Any] = {
     "checkpoint": {"checkpoint": {"seq": 1}, "signature": "s", "public_key": "k"},
     "public_key": "-----BEGIN PUBLIC KEY-----",
     "declared": True,
+    "agent": AZTP,
+    "tool": AZTP,
+    "tool_name": "search",
+    "context": {"env": "prod"},
 }
 #: The keyword arguments of the routes whose request is built by hand.
 BUILT = {

@@ -1,6 +1,6 @@
 """Tool-call decisions at the server: taken and audited here (``POST v1/decisions``, the
 enforcement points' fallback), or taken at a remote enforcement point and recorded here
-(``POST v1/decisions/audit``)."""
+(``POST v1/decisions/audit``); and explained (``POST v1/decisions/explain``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from ...decisions import Decision, Reason
 from ..responses import ok
-from ..schemas import DecideBody, DecisionAuditBody, DecisionDoc, Loose
+from ..schemas import DecideBody, DecisionAuditBody, DecisionDoc, ExplainBody, Loose
 from .dependencies import Caller, ServedAuthority
 from .openapi import success
 
@@ -32,6 +32,20 @@ def decide(body: DecideBody, caller: Caller, authority: ServedAuthority) -> Resp
         enforce=body.enforce,
     )
     return ok(decision.to_dict(), decision.describe())
+
+
+@router.post(
+    "/v1/decisions/explain",
+    responses=success(Loose),
+    summary="Why a tool call is (or would be) allowed or denied: every check in order, the "
+    "missing link or membership, the policy statement that decided",
+)
+def explain(body: ExplainBody, caller: Caller, authority: ServedAuthority) -> Response:
+    data = authority.explain(
+        caller, body.agent, body.tool, body.flowId, tool_name=body.toolName, context=body.context
+    )
+    verdict = "allowed" if data["allowed"] else "denied"
+    return ok(data, f"{verdict} [{data['reason']}]: {data['detail']}")
 
 
 @router.post(

@@ -20,6 +20,16 @@ AztpId = Annotated[str, Query(min_length=1, max_length=2048)]
 
 
 @router.get(
+    "/v1/policies",
+    responses=success(list[Loose]),
+    summary="Every policy of the organization and the identities each is attached to",
+)
+def list_policies(caller: Caller, authority: ServedAuthority) -> Response:
+    policies = authority.list_policies(caller)
+    return ok(policies, f"{len(policies)} policies")
+
+
+@router.get(
     "/aztp/get-identity-access-policy",
     responses=success(list[PolicyInfo]),
     summary="Policies attached to an identity",
