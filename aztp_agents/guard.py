@@ -509,6 +509,10 @@ class _BackendDecisions:
     async def adecide(self, **kwargs: Any) -> Decision:
         return await self._backend.adecide(**kwargs)  # type: ignore[no-any-return]
 
+    def enrolled(self, flow_id: str, agent: str, tools: Sequence[str]) -> bool:
+        check = getattr(self._backend, "enrolled", None)
+        return bool(check(flow_id, agent, tools)) if check is not None else False
+
     def record_decision(self, decision: Decision, context: Mapping[str, Any] | None = None) -> None:
         record = getattr(self._backend, "record_decision", None)
         if record is not None:

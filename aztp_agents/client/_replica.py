@@ -31,12 +31,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
 from ..decisions import Decision, DecisionKey, Reason, Snapshot, decide_on
+from ..decisions.rules import enrolled
 from ..errors import AuthorityUnavailableError, AztpError
 from ..policy import Statement
 from ._routes import DECIDE_ROUTE, DECISION_AUDIT_ROUTE, FEED_PATH, STATE_ROUTE, WireRequest, clean
@@ -350,6 +351,13 @@ class DecisionReplica:
         ):
             return None
         return snap
+
+    def enrolled(self, flow_id: str, agent: str, tools: Sequence[str]) -> bool:
+        """Whether enrolling ``agent`` and ``tools`` in the flow would change nothing, on the
+        replica while decisions may be taken on it (else False: the caller enrolls, with
+        requests). The replica holds only the flows this user may see."""
+        snap = self._current()
+        return snap is not None and enrolled(snap, None, flow_id, agent, tools)
 
     def decide(
         self,

@@ -166,12 +166,15 @@ def _decide(
 
 
 def enrolled(
-    snap: DecisionState, user_id: str, flow_id: str, agent: str, tools: Iterable[str]
+    snap: DecisionState, user_id: str | None, flow_id: str, agent: str, tools: Iterable[str]
 ) -> bool:
     """Would enrolling ``agent`` and ``tools`` in the flow change nothing? The flow is one the
-    user sees, every identity is active and a member of it, and the agent may call every
-    tool there (a grant of that flow, or an organization-wide one)."""
-    if flow_id not in snap.flows or not snap.flow_visible(flow_id, user_id):
+    user sees (``user_id`` None: a state that holds only such flows, as a remote replica),
+    every identity is active and a member of it, and the agent may call every tool there (a
+    grant of that flow, or an organization-wide one)."""
+    if flow_id not in snap.flows:
+        return False
+    if user_id is not None and not snap.flow_visible(flow_id, user_id):
         return False
     tools = tuple(tools)
     members = snap.members.get(flow_id, ())

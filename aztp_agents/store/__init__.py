@@ -387,9 +387,11 @@ class Store:
             raise StoreError(f"store read failed at {self.describe()}: {exc.orig}") from None
 
     def revision(self, conn: Connection | None = None) -> int:
-        stmt = select(schema.meta.c.value).where(schema.meta.c.key == "revision")
+        """The state revision (in ``conn``'s transaction, or now). Without ``conn`` on a
+        SQLite file: one raw statement on a pooled connection (~2 us; every enforcement
+        point reads it after any commit), the SQLAlchemy statement built only otherwise."""
         if conn is not None:
-            return int(conn.execute(stmt).scalar_one())
+            return int(conn.execute(_REVISION_STMT).scalar_one())
         slot = self._borrow()
         if slot is not None:
             try:
@@ -399,7 +401,7 @@ class Store:
             finally:
                 self._pool.put(slot)
         with self.read() as c:
-            return int(c.execute(stmt).scalar_one())
+            return int(c.execute(_REVISION_STMT).scalar_one())
 
     def maybe_changed(self) -> bool:
         """Could another connection or process have committed since last asked? (see
@@ -554,6 +556,7 @@ def _chain_rows(
     return rows, seq, prev
 
 
+_REVISION_STMT = select(schema.meta.c.value).where(schema.meta.c.key == "revision")
 #: Most organizations :meth:`Store.positions` asks about in one raw statement.
 _MAX_QUICK_IDS = 500
 _INSERT_AUDIT = "INSERT INTO audit (org_id, seq, ts, actor, action, subject, data, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?)"

@@ -1013,3 +1013,38 @@ def test_remote_decisions_keep_the_time_they_were_taken(server: Server, org_key:
     assert first["ts"] < revoke["ts"] <= first["data"]["receivedAt"]  # decided before, sent after
     assert first["data"]["revision"] < revoke["data"]["revision"] <= second["data"]["revision"]
     assert check_decision_order(entries).ok
+
+
+def test_a_known_crew_shape_is_secured_from_the_replica_without_a_request(
+    server: Server, org_key: str
+) -> None:
+    """A crew per request on a remote client: once the replica holds the enrollment, the same
+    shape is secured again with no request to the server (the requests are counted at the
+    transport) and the credentials issued the first time."""
+    sent: list[str] = []
+    backend = RemoteBackend(
+        server.url,
+        api_key=org_key,
+        event_hooks={"request": [lambda request: sent.append(request.url.path)]},
+    )
+    client = Aztp(backend=backend)
+    try:
+        first = Guard("per-request", client=client)
+        team = first.enroll("agent", ["tool"])
+        assert backend.start(wait=5.0)
+        deadline = time.monotonic() + 5
+        while not first.check(team.agent_id, team.tools["tool"], "tool").allowed:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        while backend.stats["local"] == 0:  # decided on the replica: it is current
+            assert time.monotonic() < deadline
+            first.check(team.agent_id, team.tools["tool"], "tool")
+        sent.clear()
+        again = Guard("per-request", client=client)
+        same = again.enroll("agent", ["tool"])
+        assert same == team and sent == []  # no request at all
+        cert = again.identities[team.agent_id].certificate
+        assert cert == first.identities[team.agent_id].certificate
+        assert again.check(same.agent_id, same.tools["tool"], "tool").allowed
+    finally:
+        client.close()
