@@ -13,7 +13,8 @@ Rows (each prints its target and MET / NOT MET):
   through this process (applied when it commits) and through another enforcement point on
   the same store (this one reads the log entry);
 * first decision after a write in another organization vs steady: <= 2x;
-* memory of the decision state per identity (RSS growth while loading it / N): <= 1 KB;
+* memory of the decision state per identity (bytes allocated loading it / N, tracemalloc):
+  <= 1 KB;
 * ``secure_crew`` on a known crew shape (2 agents, 3 tools) vs one ES256 JWT-SVID
   validation: <= 10x; a first-time crew of 5 identities vs one unguarded CrewAI tool call: <= 2x;
 * a whole 60-tool-call run including securing a fresh crew object of a known shape, guarded vs
@@ -41,6 +42,7 @@ import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+import tracemalloc  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -60,11 +62,6 @@ ROWS: list[tuple[str, str, str, bool]] = []
 def row(label: str, value: str, target: str, met: bool) -> None:
     ROWS.append((label, value, target, met))
     print(f"{label:<66}{value:>16}   target {target:<10} {'MET' if met else 'NOT MET'}", flush=True)
-
-
-def rss_kb() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 def per_op_us(fn: Callable[[], Any], n: int) -> float:
@@ -100,7 +97,7 @@ class Tenant:
 
     def steady_us(self, n: int = 20_000) -> float:
         self.decide()
-        return statistics.median(per_op_us(self.decide, n) for _ in range(5))
+        return per_op_us(self.decide, n)
 
     def after_write_us(self, write: Callable[[int], None], rounds: int = 200) -> float:
         """Median time of the first decision after ``write(i)``."""
@@ -113,72 +110,85 @@ class Tenant:
         return statistics.median(times)
 
     def toggle_unrelated(self, by: Any) -> Callable[[int], None]:
-        """A write about an unrelated identity of this organization: its flow revocation
-        and reinstatement in turn (through the authority ``by``)."""
-        flow_id, who, p = self.guard.flow_id, self.unrelated, self.principal
+        """A write about an unrelated identity of this organization: a policy attached to it
+        and detached in turn (through the authority ``by``). (Not a flow revocation: that
+        operation answers with the whole flow, every member listed.)"""
+        p, who = self.principal, self.unrelated
+        code = by.create_policy(
+            p, "unrelated", {"Statement": [{"Effect": "Allow", "Action": "*"}]}
+        )["code"]
 
         def write(i: int) -> None:
             if i % 2 == 0:
-                by.revoke_flow_identity(p, who, flow_id)
+                by.attach_policy(p, who, code)
             else:
-                by.reinstate_flow_identity(p, who, flow_id)
+                by.detach_policy(p, who, code)
 
         return write
 
 
+def interleaved(
+    a: Callable[[], float], b: Callable[[], float], rounds: int = 7
+) -> tuple[float, float, float]:
+    """``(median a, median b, median of the paired ratios a/b)`` over interleaved rounds."""
+    xs, ys, ratios = [], [], []
+    for i in range(rounds):
+        x, y = (a(), b()) if i % 2 == 0 else tuple(reversed((b(), a())))
+        xs.append(x)
+        ys.append(y)
+        ratios.append(x / y)
+    return statistics.median(xs), statistics.median(ys), statistics.median(ratios)
+
+
 def decisions_at_scale(n: int) -> None:
     from aztp_agents.authority import Authority
+    from aztp_agents.authority.decision_state import load_state
 
     root = Path(tempfile.mkdtemp(prefix="aztp-bench-scale-"))
     small = Tenant(root / "small", "small", 1_000)
-    small_steady = small.steady_us()
     print(f"seeding {n:,} identities with `identity import` ...", flush=True)
     big = Tenant(root / "big", "big", n)
     print(f"  seeded in {big.seeded_s:.0f} s", flush=True)
-    # the state is loaded by the first decision: its memory, measured around that load
+    # the decision state's memory: one more copy of it, loaded as the first decision would
     gc.collect()
-    before = rss_kb()
-    big.decide()
+    tracemalloc.start()
+    started = time.perf_counter()
+    copy = load_state(big.authority.store, big.principal.org_id)
+    load_s = time.perf_counter() - started
+    per_identity = tracemalloc.get_traced_memory()[0] / n
+    tracemalloc.stop()
+    del copy
     gc.collect()
-    per_identity = (rss_kb() - before) * 1024 / n
-    steady = big.steady_us()
+    steady, small_steady, ratio = interleaved(big.steady_us, small.steady_us)
     row(
         f"steady decision at {n:,} identities vs at 1,000",
-        f"{steady:.2f} / {small_steady:.2f} us = {steady / small_steady:.2f}x",
+        f"{steady:.2f} / {small_steady:.2f} us = {ratio:.2f}x",
         "<= 1.5x",
-        steady / small_steady <= 1.5,
+        ratio <= 1.5,
     )
     # another enforcement point on the same store: this process learns of its writes only
     # from the store (the change counter, then the log), as another process would
     other_point = Authority(big.authority.store, issuance_rate=None)
-    here = big.after_write_us(big.toggle_unrelated(big.authority))
-    there = big.after_write_us(big.toggle_unrelated(other_point))
-    row(
-        f"first decision after an unrelated write here, {n:,} ids, vs steady",
-        f"{here:.1f} us = {here / steady:.1f}x",
-        "<= 10x",
-        here / steady <= 10,
-    )
-    row(
-        f"first decision after an unrelated write elsewhere, {n:,} ids",
-        f"{there:.1f} us = {there / steady:.1f}x",
-        "<= 10x",
-        there / steady <= 10,
-    )
-    # another organization on the same store writes; this one's next decision
     _, key = big.authority.create_org("neighbour", "neighbour.bench")
     neighbour = Tenant(root / "big", "neighbour", 3, api_key=key)
     neighbour.decide()
-    cross = big.after_write_us(neighbour.toggle_unrelated(other_point))
-    steady_again = big.steady_us()
+    cases = [
+        ("an unrelated write here", big.toggle_unrelated(big.authority), 10),
+        ("an unrelated write elsewhere", big.toggle_unrelated(other_point), 10),
+        ("a write in another organization", neighbour.toggle_unrelated(other_point), 2),
+    ]
+    for label, write, target in cases:
+        after, steady_now, ratio = interleaved(
+            lambda write=write: big.after_write_us(write, rounds=60), big.steady_us, rounds=5
+        )
+        row(
+            f"first decision after {label} ({n:,} ids) vs steady",
+            f"{after:.1f} / {steady_now:.2f} us = {ratio:.1f}x",
+            f"<= {target}x",
+            ratio <= target,
+        )
     row(
-        "first decision after a write in another organization vs steady",
-        f"{cross:.1f} us = {cross / steady_again:.1f}x",
-        "<= 2x",
-        cross / steady_again <= 2,
-    )
-    row(
-        "decision state memory per identity (RSS growth / identities)",
+        f"decision state memory per identity (allocated; loaded in {load_s:.1f} s)",
         f"{per_identity:.0f} bytes",
         "<= 1 KB",
         per_identity <= 1024,

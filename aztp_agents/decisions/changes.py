@@ -18,7 +18,8 @@ one must reload the whole state, never skip it.
 Concurrency: :func:`apply` mutates the state's containers in place. Its owner serializes it
 with every reader that *iterates* the state (membership tests and dict lookups are safe
 against a concurrent apply under the GIL; iteration is not) and with decisions that are not
-memoized. The memo is replaced (not cleared) at the end of an apply, so a decision computed
+memoized. The memo is replaced (not cleared) at the end of an apply, by a copy without the
+decisions the changes involve (:meth:`~.state.DecisionState.forget`), so a decision computed
 on a half-applied state can only have been stored in the discarded memo.
 """
 
@@ -243,12 +244,25 @@ def apply(
     """Apply ``changes`` (one write's records, in order) to ``state`` in place, and mark it
     at ``revision`` (the store revision the write made) and ``position`` (the write's place in
     the organization's change log). Replaces the memo at the end (see the module's note)."""
+    identities: set[str] = set()
+    flows: set[str] = set()
     for change in changes:
         _apply_one(state, change)
+        _involved(change, identities, flows)
     state.revision = revision
     state.position = position
     state.conditional = bool(state.conditional_ids)
-    state.memo = {}
+    state.forget(identities, flows)
+
+
+def _involved(change: StateChange, identities: set[str], flows: set[str]) -> None:
+    """What a memoized decision must involve to be affected by ``change``."""
+    if isinstance(change, (IdentityStatus, AttachedPolicies, Membership, FlowRevocation)):
+        identities.add(change.aztp_id)
+    elif isinstance(change, Grants):
+        identities.update((change.source, change.target))
+    elif isinstance(change, (FlowSettings, FlowDeleted)):
+        flows.add(change.flow_id)
 
 
 def _apply_one(state: DecisionState, change: StateChange) -> None:

@@ -82,6 +82,25 @@ class DecisionState:
         }
         self.conditional = bool(self.conditional_ids)
 
+    #: Past this many memoized decisions, an apply drops the memo instead of sifting it.
+    MEMO_SIFT_LIMIT = 4096
+
+    def forget(self, identities: set[str], flows: set[str]) -> None:
+        """Replace the memo by one without the decisions that involve ``identities`` (as agent
+        or tool) or ``flows``: a write about an unrelated identity leaves the memoized
+        decisions of the others in place. (Memo keys are :class:`~.fastpath.DecisionKey`
+        tuples: ``(user_id, flow_id, agent, tool, tool_name, enforce)``; a test holds the
+        two to the same order.)"""
+        memo = self.memo
+        if len(memo) > self.MEMO_SIFT_LIMIT:
+            self.memo = {}
+            return
+        self.memo = {
+            key: made
+            for key, made in memo.items()
+            if key[1] not in flows and key[2] not in identities and key[3] not in identities
+        }
+
     def flow_visible(self, flow_id: str, user_id: str) -> bool:
         """Public flows are visible to every user of the organization; private ones only to
         their owner."""

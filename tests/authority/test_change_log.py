@@ -456,3 +456,33 @@ def test_an_import_is_followed_in_batches(two: Any) -> None:
     assert normalized(held) == normalized(load_state(store, acme.org_id))
     imports = here.audit_log.audit_entries(acme, action="identity.import")
     assert [e.data["issued"] for e in imports] == [7, 7, 6]
+
+
+def test_a_write_keeps_the_memoized_decisions_it_does_not_involve(two: Any) -> None:
+    from aztp_agents.decisions import DecisionKey
+
+    # DecisionState.forget reads memo keys by position: the layout it assumes
+    assert DecisionKey._fields[1:4] == ("flow_id", "agent", "tool")
+    _store, here, there, acme, _ = two
+    agent, tool, flow = _crew(there, acme)
+    other, other_tool, _ = (
+        there.identities.secure_connect(acme, n, make_key=False)["identity"]["aztpId"]
+        for n in ("other", "other-tool", "spare")
+    )
+    for who in (other, other_tool):
+        there.flows.add_identity_to_flow(acme, flow, who)
+    there.links.link_identities(acme, other, other_tool, "uses_tool")
+    assert here.decide(acme, flow_id=flow, agent=agent, tool=tool).allowed
+    assert here.decide(acme, flow_id=flow, agent=other, tool=other_tool).allowed
+    held = here.decisions.state(acme.org_id)
+    keys = set(held.memo)
+    assert len(keys) == 2
+
+    there.identities.revoke_identity(acme, other)  # involves one of the two decisions
+
+    assert here.decide(acme, flow_id=flow, agent=other, tool=other_tool).reason is (
+        Reason.AGENT_REVOKED
+    )
+    kept = {k for k in keys if k[2] == agent}
+    assert kept and kept <= set(held.memo)  # the uninvolved decision stayed memoized
+    assert here.decide(acme, flow_id=flow, agent=agent, tool=tool).allowed
