@@ -28,6 +28,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, SQLAlchemyError
@@ -333,12 +334,20 @@ class Store:
         """Append ``records`` (``action``, ``actor``, ``subject``, ``data``, optional ``ts`` as
         ISO text or epoch seconds) to the organization's chain inside the caller's write
         transaction. Returns the last sequence number."""
-        head_stmt = select(schema.audit_heads.c.seq, schema.audit_heads.c.hash).where(
-            schema.audit_heads.c.org_id == org_id
-        )
         if not self.is_sqlite:
-            head_stmt = head_stmt.with_for_update()
-        head = conn.execute(head_stmt).first()
+            # One chain per organization across every connection and replica: appends to it
+            # take turns on a transaction-scoped lock, taken before the head is read (a row
+            # lock on the head would not cover a chain that has no head row yet). SQLite needs
+            # none: its write transaction already holds the database's one write lock.
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(:ns, hashtext(:org))"),
+                {"ns": _AUDIT_LOCK_NAMESPACE, "org": org_id},
+            )
+        head = conn.execute(
+            select(schema.audit_heads.c.seq, schema.audit_heads.c.hash).where(
+                schema.audit_heads.c.org_id == org_id
+            )
+        ).first()
         rows, seq, prev = _chain_rows(
             org_id, (int(head[0]), str(head[1])) if head else None, records
         )
@@ -414,6 +423,10 @@ def _chain_rows(
         prev = digest
     return rows, seq, prev
 
+
+#: The first key of the per-organization audit append lock on PostgreSQL (the second is the
+#: organization's hash); any constant that no other lock of ours uses.
+_AUDIT_LOCK_NAMESPACE = 0x41554454  # "AUDT"
 
 _INSERT_AUDIT = "INSERT INTO audit (org_id, seq, ts, actor, action, subject, data, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?)"
 
