@@ -37,12 +37,13 @@ DatabaseUrlOpt = Annotated[
 def _target(ctx: typer.Context, database_url: str | None) -> tuple[str, str | None]:
     """(what to show, database URL or None for the SQLite file under --home)."""
     state = state_of(ctx)
-    refuse_remote(
-        state,
-        "'db' works on a store, not a server: use --database-url URL or --home DIR, not --url",
-        home_explicit=state.home_explicit,
-    )
     url = database_url or state.embedded_database()
+    if not url:  # a database URL names the store outright; else --home's, never a server's
+        refuse_remote(
+            state,
+            "'db' works on a store, not a server: use --database-url URL or --home DIR, not --url",
+            home_explicit=state.home_explicit,
+        )
     if url:
         from ..store import Store
 
