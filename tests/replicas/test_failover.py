@@ -10,6 +10,8 @@ import sys
 import time
 from collections.abc import Callable
 
+import pytest
+
 from aztp_agents import Aztp
 from aztp_agents.client._remote import RemoteBackend
 from aztp_agents.guard import Guard
@@ -73,6 +75,8 @@ def _guard(url: str | list[str], key: str, flow: str, **kw: float) -> tuple[Guar
 
 _REVOKER = """
 import asyncio, sys
+import pytest
+
 from aztp_agents import Aztp
 c = Aztp(base_url=sys.argv[1])
 asyncio.run(c.revoke_flow_identity(sys.argv[2], sys.argv[3], "compromised"))
@@ -145,3 +149,17 @@ def test_decisions_fail_closed_when_no_replica_answers(
             assert guard.check(agent, tool, "tool").reason.value == "authority_unavailable"
     finally:
         guard.client.close()
+
+
+def test_server_urls_are_one_a_list_or_comma_separated_and_each_must_be_http() -> None:
+    from aztp_agents.errors import ValidationError
+
+    backend = RemoteBackend(" http://127.0.0.1:1 ,https://b.example/astha/v1/", api_key="k")
+    try:
+        assert backend.base_urls == ("http://127.0.0.1:1/", "https://b.example/astha/v1/")
+        assert backend.base_url == "http://127.0.0.1:1/"
+    finally:
+        backend.close()
+    for bad in ("http://a,ftp://b", [], ",", ["http://a", 3]):
+        with pytest.raises(ValidationError, match="http"):
+            RemoteBackend(bad, api_key="k")  # type: ignore[arg-type]

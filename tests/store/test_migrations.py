@@ -203,3 +203,30 @@ def test_a_database_newer_than_this_code_is_refused_and_db_upgrade_leaves_it_alo
     with pytest.raises(StoreError, match="newer"):
         migrations.upgrade_database(pg_url)
     assert migrations.database_state(pg_url).revision == "9999"
+
+
+def test_the_revisions_named_in_code_are_the_shipped_scripts() -> None:
+    """Opening a store at the head does not import Alembic: the code names its revisions."""
+    shipped = [s.revision for s in reversed(list(migrations.scripts().walk_revisions()))]
+    assert list(migrations.REVISIONS) == shipped
+    assert migrations.scripts().get_current_head() == migrations.HEAD
+
+
+def test_opening_a_store_at_the_head_does_not_import_alembic(tmp_path: Path) -> None:
+    assert _cli("--home", str(tmp_path / "h"), "db", "upgrade").returncode == 0
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from aztp_agents.store import Store\n"
+        "Store.open_sqlite(Path(sys.argv[1])).close()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "h" / "aztp.db")],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -24,11 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import Connection, create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,8 +34,14 @@ from ...errors import StoreError
 from .. import schema
 from .legacy import LEGACY_HEAD, migrate_to_baseline
 
+if TYPE_CHECKING:  # Alembic costs ~1 s to import: only when a migration runs
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
 __all__ = [
     "BASELINE",
+    "HEAD",
+    "REVISIONS",
     "SchemaState",
     "database_state",
     "head",
@@ -51,6 +54,11 @@ __all__ = [
 
 #: The revision a pre-Alembic store at schema version 5 is stamped at.
 BASELINE = "0005"
+#: Every revision in ``versions/``, oldest first, and the last one. Kept here so that opening a
+#: store at the head (every open but the first after an upgrade) does not import Alembic;
+#: tests/store/test_migrations.py checks them against the scripts.
+REVISIONS = ("0005",)
+HEAD = REVISIONS[-1]
 _HERE = Path(__file__).parent
 #: Any constant key: opening or migrating a PostgreSQL store holds this advisory lock, so
 #: two replicas starting at once (or a ``db upgrade`` beside them) take turns.
@@ -58,6 +66,8 @@ _LOCK_KEY = 0x415A5450  # "AZTP"
 
 
 def _config(conn: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(_HERE))
     if conn is not None:
@@ -66,15 +76,16 @@ def _config(conn: Connection | None = None) -> Config:
 
 
 @functools.lru_cache(maxsize=1)
-def _scripts() -> ScriptDirectory:
+def scripts() -> ScriptDirectory:
+    """The Alembic script directory of the shipped revisions."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config())
 
 
 def head() -> str:
     """The revision this code writes."""
-    rev = _scripts().get_current_head()
-    assert rev is not None
-    return rev
+    return HEAD
 
 
 @dataclass(frozen=True)
@@ -100,10 +111,7 @@ class SchemaState:
         the last hand-made one)."""
         if self.revision is None:
             return self.legacy_version > LEGACY_HEAD
-        try:
-            return _scripts().get_revision(self.revision) is None
-        except CommandError:
-            return True
+        return self.revision not in REVISIONS
 
     def describe(self) -> str:
         if self.revision is not None:
@@ -166,6 +174,8 @@ def upgrade(conn: Connection) -> tuple[SchemaState, SchemaState]:
     """Bring the schema to :func:`head` inside the caller's transaction: a pre-Alembic store
     through :mod:`.legacy` to version 5 and stamped at the baseline, then Alembic. Returns
     the state before and after."""
+    from alembic import command
+
     before = state_of(conn)
     if before.newer:
         refuse_unusable(before, "this database")
