@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,8 @@ class Cluster:
     database_url: str
     key: str
     servers: list[LiveServer]
+    #: ``relaunch(i)``: start replica ``i`` again on its port (after a kill).
+    relaunch: Callable[[int], LiveServer] = field(repr=False, default=lambda i: None)  # type: ignore[assignment,return-value]
 
     @property
     def urls(self) -> list[str]:
@@ -44,14 +46,21 @@ def replicas(pg_url: str, tmp_path: Path) -> Iterator[Callable[[int], Cluster]]:
     """``replicas(n)``: ``n`` servers on one fresh, migrated database, with org ``acme``."""
     with contextlib.ExitStack() as stack:
 
+        def launch(i: int, port: int | None = None) -> LiveServer:
+            return stack.enter_context(
+                live_server(tmp_path / f"replica-{i}", port=port, args=["--database-url", pg_url])
+            )
+
         def start(n: int) -> Cluster:
             key = make_org(pg_url)
-            servers = [
-                stack.enter_context(
-                    live_server(tmp_path / f"replica-{i}", args=["--database-url", pg_url])
-                )
-                for i in range(n)
-            ]
-            return Cluster(pg_url, key, servers)
+            cluster = Cluster(pg_url, key, [launch(i) for i in range(n)])
+
+            def relaunch(i: int) -> LiveServer:
+                port = int(cluster.servers[i].url.rsplit(":", 1)[1])
+                cluster.servers[i] = launch(i, port)
+                return cluster.servers[i]
+
+            cluster.relaunch = relaunch
+            return cluster
 
         yield start
