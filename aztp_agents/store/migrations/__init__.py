@@ -15,6 +15,12 @@ starts from are one atomic step.
   message naming that command. Replicas then never race a migration, and a replica of an
   older release never runs on a schema it does not know;
 * a schema **newer** than this code knows is refused everywhere (upgrade aztp-agents).
+
+A new schema change is a new file in ``versions/`` (from ``script.py.mako``; the operations can
+be generated with Alembic's ``compare_metadata`` against a database at the previous head, as
+the baseline was): the next number as its revision, the previous head as ``down_revision``,
+forward only, setting ``meta.schema_version`` to its number. Add its id to :data:`REVISIONS`
+(a test checks the two agree, and that a migrated database matches ``schema.py``).
 """
 
 from __future__ import annotations
