@@ -4,7 +4,9 @@
 read the same variables, at the time of use (never cached at import), so a CLI command and a
 crew in the same shell act on the same authority:
 
-* ``AZTP_URL``: a server (``aztp-agents serve``); set, ``Aztp()`` is a remote client;
+* ``AZTP_URL``: a server (``aztp-agents serve``); set, ``Aztp()`` is a remote client. Several
+  replicas on one database are comma-separated (``http://a:8700,http://b:8700``): the client
+  follows the first and moves to the next when it stops answering;
 * ``AZTP_API_KEY``: the API key for that server (or the principal of an embedded store);
 * ``AZTP_HOME``: the embedded store's folder (default ``~/.aztp``);
 * ``AZTP_DATABASE_URL``: the embedded authority's store is this database instead of the

@@ -127,6 +127,17 @@ def master_key(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture
-def pg_url(postgres_cluster: Any, master_key: str) -> str:
-    """A fresh, empty PostgreSQL database of the session's cluster (its SQLAlchemy URL)."""
+def pg_empty_url(postgres_cluster: Any, master_key: str) -> str:
+    """A fresh, empty PostgreSQL database of the session's cluster (its SQLAlchemy URL), not
+    yet migrated: every opener refuses it until ``aztp-agents db upgrade``."""
     return str(postgres_cluster.database())
+
+
+@pytest.fixture
+def pg_url(pg_empty_url: str) -> str:
+    """A fresh PostgreSQL database at the schema head (as ``aztp-agents db upgrade`` leaves
+    it), ready for any process to open."""
+    from aztp_agents.store.migrations import upgrade_database
+
+    upgrade_database(pg_empty_url)
+    return pg_empty_url

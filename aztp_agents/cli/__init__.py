@@ -33,7 +33,8 @@ from ._app import app, main
 # Importing a command module registers its commands on `app`, and the order of these imports
 # is the order of `aztp-agents --help`: keep it, not the alphabet.
 # isort: off
-from . import identity, flow, link, verify, explain, policy, credentials, audit, admin, serve, demo  # noqa: F401
+from . import identity, flow, link, verify, explain, policy, credentials  # noqa: F401
+from . import audit, admin, serve, db, demo  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main"]

@@ -126,6 +126,7 @@ def _global(
     state.json, state.debug = as_json, debug
     state.url_from_env = _source(ctx, "url") == "ENVIRONMENT"
     state.home_explicit = _source(ctx, "home") == "COMMANDLINE"
+    state.database_explicit = _source(ctx, "database_url") == "COMMANDLINE"
     if debug:
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
         logging.getLogger("aztp_agents").setLevel(logging.DEBUG)

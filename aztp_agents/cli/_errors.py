@@ -65,10 +65,10 @@ def fail(message: str, code: int) -> NoReturn:
 def refuse_remote(state: State, message: str, *, home_explicit: bool) -> None:
     """Refuse a command that works on this host's store when a server URL was given.
 
-    ``AZTP_URL`` from the environment is overridden by an explicit ``--home``: the user asked
-    for the local store in so many words.
+    ``AZTP_URL`` from the environment is overridden by an explicit ``--home`` or
+    ``--database-url``: the user asked for that store in so many words.
     """
-    if state.url and not (state.url_from_env and home_explicit):
+    if state.url and not (state.url_from_env and (home_explicit or state.database_explicit)):
         hint = " (AZTP_URL is set: unset it or pass --home)" if state.url_from_env else ""
         raise UsageProblem(message + hint)
 

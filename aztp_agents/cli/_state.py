@@ -21,6 +21,7 @@ class State:
     debug: bool = False
     url_from_env: bool = False
     home_explicit: bool = False
+    database_explicit: bool = False  # --database-url on the command line
 
     def embedded_database(self) -> str | None:
         """The database the embedded store is on (``--database-url`` / ``AZTP_DATABASE_URL``),

@@ -90,7 +90,7 @@ def serve(
     refuse_remote(
         state,
         "'serve' runs the authority on this host's store: use --home DIR, not --url",
-        home_explicit=state.home_explicit or home is not None,
+        home_explicit=state.home_explicit or home is not None or database_url is not None,
     )
     _check_tls(tls_cert, tls_key)
     run_server = _server_runner()

@@ -56,7 +56,7 @@ class ClientBase:
     def __init__(
         self,
         api_key: str | None = None,
-        base_url: str | None = None,
+        base_url: str | Sequence[str] | None = None,
         environment: str | None = None,
         timeout: float | None = None,
         *,

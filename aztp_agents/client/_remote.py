@@ -13,7 +13,7 @@ import atexit
 import os
 import ssl
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -21,7 +21,7 @@ import httpx
 from ..errors import AuthenticationError, ValidationError
 from ._replica import DecisionReplica, note_write
 from ._routes import ROUTES, Route
-from ._transport import AsyncTransport, SyncTransport, TransportConfig, ssl_context
+from ._transport import AsyncTransport, Replicas, SyncTransport, TransportConfig, ssl_context
 
 __all__ = ["RemoteBackend"]
 
@@ -29,7 +29,9 @@ __all__ = ["RemoteBackend"]
 class RemoteBackend(DecisionReplica):
     """Operations against an ``aztp-agents serve`` server; decisions from a local replica.
 
-    ``base_url``: the server (``https://host:port``, plus any prefix it is served under).
+    ``base_url``: the server (``https://host:port``, plus any prefix it is served under), or
+    several replicas on one database (a list, or one string of comma-separated URLs): the
+    backend follows the first and moves to the next when it stops answering.
     ``api_key``: sent as header ``api_access_key``; default ``$AZTP_API_KEY``.
     ``timeout``: seconds per request. ``verify``: TLS verification (``True``, ``False``, or
     the path of a CA bundle, or an ``ssl.SSLContext``). ``stale_after``: seconds of feed
@@ -46,7 +48,7 @@ class RemoteBackend(DecisionReplica):
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         *,
         api_key: str | None = None,
         timeout: float = 10.0,
@@ -62,20 +64,20 @@ class RemoteBackend(DecisionReplica):
         event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
         async_event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
     ) -> None:
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise ValidationError(f"base_url must start with http:// or https://, got {base_url!r}")
+        urls = _server_urls(base_url)
         key = api_key or os.environ.get("AZTP_API_KEY")
         if not key:
             raise AuthenticationError(
                 "an API key is required for a remote authority: Aztp(api_key=..., base_url=...) or $AZTP_API_KEY "
                 "(make one with 'aztp-agents keys create')"
             )
-        self.base_url = base_url.rstrip("/") + "/"
+        self.replicas = Replicas(urls)
         self.timeout = float(timeout)
         self.retries = max(1, int(retries))
         self.backoff = float(backoff)
         config = TransportConfig(
-            base_url=self.base_url,
+            base_url=urls[0],
+            replicas=self.replicas,
             timeout=self.timeout,
             verify=ssl_context(verify),
             retries=self.retries,
@@ -99,8 +101,18 @@ class RemoteBackend(DecisionReplica):
         self_ref = weakref.ref(self)
         atexit.register(lambda: (b := self_ref()) is not None and b.close())
 
+    @property
+    def base_url(self) -> str:
+        """The server followed now (ends with ``/``)."""
+        return self.replicas.current
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        """Every server this backend may use, in the order given."""
+        return self.replicas.urls
+
     def __repr__(self) -> str:
-        return f"RemoteBackend({self.base_url!r})"
+        return f"RemoteBackend({self.replicas.describe()!r})"
 
     # ================================================================= operations
 
@@ -144,3 +156,17 @@ class RemoteBackend(DecisionReplica):
         """:meth:`close` from an event loop (closes this loop's client properly)."""
         await self._async.aclose_current()
         await asyncio.to_thread(self.close)
+
+
+def _server_urls(base_url: str | Sequence[str]) -> list[str]:
+    """The server URLs of ``base_url`` (a URL, comma-separated URLs, or a list), each ending
+    with ``/``; each must be http(s)."""
+    given = base_url.split(",") if isinstance(base_url, str) else list(base_url)
+    urls = [u.strip() for u in given if isinstance(u, str) and u.strip()]
+    bad = [u for u in urls if not u.startswith(("http://", "https://"))]
+    if not urls or bad or not all(isinstance(u, str) for u in given):
+        raise ValidationError(
+            f"base_url must be http:// or https:// URLs (one, a list, or comma-separated), "
+            f"got {base_url!r}"
+        )
+    return [u.rstrip("/") + "/" for u in urls]

@@ -440,10 +440,14 @@ class DecisionReplica:
         refused = False
         client = self._feed_client
         assert client is not None
+        replicas = self._sync.config.replicas
         while not self._stop.is_set():
+            base = replicas.current  # the replica followed now (it moves when one fails)
             try:
-                with client.stream("GET", FEED_PATH) as response:
+                with client.stream("GET", replicas.url(base, FEED_PATH)) as response:
                     if response.status_code != 200:
+                        if response.status_code >= 500:
+                            replicas.failed(base)
                         response.read()
                         err = typed_error(response, "state changes")
                         (log.warning if not refused else log.debug)("change feed refused: %s", err)
@@ -469,6 +473,8 @@ class DecisionReplica:
             except Exception as exc:
                 if self._stop.is_set():
                     return
+                if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+                    replicas.failed(base)  # gone: reconnect to the next replica
                 log.debug("change feed interrupted: %s", type(exc).__name__)
             self._feed_connected = False
             self.stats["feed_reconnects"] += 1

@@ -7,6 +7,13 @@ that does no I/O: the key pair of credential-issuing routes (the key is made her
 CSR is sent: a private key never crosses the wire), the request arguments, the retry policy,
 the error mapping and the finishing of an answer.
 
+Replicas: a client may be given several servers on one database (``Aztp(base_url=[url1,
+url2])``, a comma-separated ``AZTP_URL``). It follows one (:class:`Replicas`) and moves to the
+next when that one refuses connections or answers 5xx. A request that could not connect was
+never sent, so it is tried on the next replica at once, whatever the route; any other failure
+is reported as before (a write may or may not have been applied) and the next request goes to
+the next replica.
+
 Errors: idempotent routes are retried with exponential backoff on connection errors and 5xx
 answers only; a 4xx answer raises the :mod:`aztp_agents.errors` type its code names
 (:func:`~aztp_agents.errors.error_from_wire`) with the server's message; a 5xx answer or a
@@ -17,12 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import ssl
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -39,7 +47,16 @@ from ..errors import AuthorityUnavailableError, AztpError, CredentialError, erro
 from ..ids import AztpId
 from ._routes import Route, WireRequest
 
-__all__ = ["AsyncTransport", "SyncTransport", "TransportConfig", "ssl_context", "typed_error"]
+__all__ = [
+    "AsyncTransport",
+    "Replicas",
+    "SyncTransport",
+    "TransportConfig",
+    "ssl_context",
+    "typed_error",
+]
+
+log = logging.getLogger("aztp_agents.remote")
 
 Hooks = Mapping[str, list[Callable[..., Any]]]
 _LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16)
@@ -56,11 +73,51 @@ def ssl_context(verify: bool | str | os.PathLike[str] | ssl.SSLContext) -> ssl.S
     return ssl.create_default_context(cafile=os.fspath(verify))
 
 
+#: What shows that a request never reached the server (so any route may go elsewhere).
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
+
+
+class Replicas:
+    """The servers a client may use (each URL ends with ``/``) and the one it follows: the
+    first, until it fails, then the next (round robin). Shared by both transports and the
+    change-feed follower of one backend, so they move together."""
+
+    def __init__(self, urls: Sequence[str]) -> None:
+        if not urls:
+            raise ValueError("at least one server URL")
+        self.urls = tuple(urls)
+        self._index = 0
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> str:
+        return self.urls[self._index]
+
+    def order(self) -> list[str]:
+        """Every URL, the followed one first."""
+        i = self._index
+        return [*self.urls[i:], *self.urls[:i]]
+
+    def url(self, base: str, path: str) -> str:
+        """``path`` on ``base`` (as httpx joins a relative path to its base URL)."""
+        return base + path.lstrip("/")
+
+    def failed(self, url: str) -> None:
+        """``url`` did not answer (or answered 5xx): follow the next one, if it was followed."""
+        with self._lock:
+            if len(self.urls) > 1 and self.urls[self._index] == url:
+                self._index = (self._index + 1) % len(self.urls)
+                log.warning("AZTP server %s did not answer; now following %s", url, self.current)
+
+    def describe(self) -> str:
+        return ", ".join(u.rstrip("/") for u in self.urls)
+
+
 @dataclass(frozen=True, slots=True)
 class TransportConfig:
-    """Where and how both transports send: ``base_url`` ends with ``/``; ``timeout`` is the
-    seconds per request; ``retries`` the attempts of an idempotent route; ``backoff`` the
-    first wait between them (doubling)."""
+    """Where and how both transports send: ``base_url`` ends with ``/`` (the first of
+    ``replicas``, when several are given); ``timeout`` is the seconds per request; ``retries``
+    the attempts of an idempotent route; ``backoff`` the first wait between them (doubling)."""
 
     base_url: str
     headers: Mapping[str, str]
@@ -68,6 +125,11 @@ class TransportConfig:
     verify: ssl.SSLContext
     retries: int
     backoff: float
+    replicas: Replicas = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.replicas is None:
+            object.__setattr__(self, "replicas", Replicas([self.base_url]))
 
     @property
     def timeouts(self) -> httpx.Timeout:
@@ -225,11 +287,12 @@ class _TransportBase:
                 data = {**data, "privateKey": ""}
         return data
 
-    @staticmethod
-    def _request_args(method: str, request: WireRequest, timeout: float | None) -> dict[str, Any]:
+    def _request_args(
+        self, base: str, method: str, request: WireRequest, timeout: float | None
+    ) -> dict[str, Any]:
         args: dict[str, Any] = {
             "method": method,
-            "url": request.path,
+            "url": self.config.replicas.url(base, request.path),
             "params": request.query or None,
             "json": request.body if method not in ("GET", "DELETE") else None,
         }
@@ -237,9 +300,9 @@ class _TransportBase:
             args["timeout"] = timeout
         return args
 
-    @staticmethod
-    def _checked(response: httpx.Response) -> httpx.Response:
+    def _checked(self, base: str, response: httpx.Response) -> httpx.Response:
         if response.status_code >= 500:
+            self.config.replicas.failed(base)
             raise _ServerError(response)
         return response
 
@@ -265,7 +328,8 @@ class _TransportBase:
         except _ServerError as exc:
             raise typed_error(exc.response, op) from None
         except httpx.TransportError as exc:
-            raise _unavailable(self.config.base_url, op, exc, idempotent=route.idempotent) from None
+            where = self.config.replicas.describe()
+            raise _unavailable(where, op, exc, idempotent=route.idempotent) from None
 
     def _client_args(self, event_hooks: Hooks | None) -> dict[str, Any]:
         c = self.config
@@ -298,7 +362,22 @@ class SyncTransport(_TransportBase):
         return self._client.is_closed
 
     def _once(self, method: str, request: WireRequest, timeout: float | None) -> httpx.Response:
-        return self._checked(self._client.request(**self._request_args(method, request, timeout)))
+        bases = self.config.replicas.order()
+        for i, base in enumerate(bases):
+            try:
+                response = self._client.request(
+                    **self._request_args(base, method, request, timeout)
+                )
+            except _NOT_SENT:  # never sent: the next replica may take it, whatever the route
+                self.config.replicas.failed(base)
+                if i == len(bases) - 1:
+                    raise
+                continue
+            except httpx.TransportError:
+                self.config.replicas.failed(base)
+                raise
+            return self._checked(base, response)
+        raise AssertionError("unreachable")
 
     def send(
         self,
@@ -323,8 +402,16 @@ class SyncTransport(_TransportBase):
         return self.finish(op, route, self.send(op, route, request), local, kwargs)
 
     def post(self, path: str, body: Any, *, timeout: float) -> httpx.Response:
-        """One raw POST (no retry, no error mapping: the caller handles both)."""
-        return self._client.request("POST", path, json=body, timeout=timeout)
+        """One raw POST to the followed replica (no retry, no error mapping: the caller
+        handles both; a replica that cannot be reached is left for the next)."""
+        base = self.config.replicas.current
+        try:
+            return self._client.request(
+                "POST", self.config.replicas.url(base, path), json=body, timeout=timeout
+            )
+        except _NOT_SENT:
+            self.config.replicas.failed(base)
+            raise
 
     def stream_client(self, *, read_timeout: float) -> httpx.Client:
         """A separate client for a long-lived event stream (its own connection and read bound)."""
@@ -375,7 +462,22 @@ class AsyncTransport(_TransportBase):
     async def _once(
         self, client: httpx.AsyncClient, method: str, request: WireRequest, timeout: float | None
     ) -> httpx.Response:
-        return self._checked(await client.request(**self._request_args(method, request, timeout)))
+        bases = self.config.replicas.order()
+        for i, base in enumerate(bases):
+            try:
+                response = await client.request(
+                    **self._request_args(base, method, request, timeout)
+                )
+            except _NOT_SENT:  # never sent: the next replica may take it, whatever the route
+                self.config.replicas.failed(base)
+                if i == len(bases) - 1:
+                    raise
+                continue
+            except httpx.TransportError:
+                self.config.replicas.failed(base)
+                raise
+            return self._checked(base, response)
+        raise AssertionError("unreachable")
 
     async def send(
         self,

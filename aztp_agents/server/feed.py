@@ -1,13 +1,9 @@
 """Following the store: the change feed, the decision-state document, the API-key cache.
 
-One background thread (:class:`StoreWatcher`) polls the store every few milliseconds:
-
-* the state **revision** (bumped by every write that changes decision state, in this process
-  or any other sharing the store) — pushed to change-feed subscribers;
-* a signature of the API-key table (count, revoked count, latest times): API-key creation and
-  revocation do not bump the revision, and this is what invalidates the API-key cache. It is
-  read only when the store's change detection (a cursor of the watcher's own, see
-  :mod:`aztp_agents.store.changes`) says that something was committed.
+One background thread (:class:`StoreWatcher`) polls the store's state **revision** every few
+milliseconds (bumped by every write that changes decision state, in this process or any other
+sharing the store) and pushes it to change-feed subscribers. The API-key cache
+(:class:`AuthCache`) follows the store's shared change counter instead (see there).
 """
 
 from __future__ import annotations
@@ -21,13 +17,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import func, select
-
 from ..authority import Authority, Principal
 from ..decisions import Snapshot
 from ..store import Store
-from ..store import schema as store_schema
-from ..store.changes import ChangeCursor
 
 __all__ = ["AuthCache", "StoreWatcher", "state_document"]
 
@@ -38,21 +30,17 @@ HEARTBEAT = 1.0
 
 
 class StoreWatcher:
-    """Polls the store's revision (and SQLite's commit counter) in a daemon thread."""
+    """Polls the store's revision in a daemon thread."""
 
     def __init__(self, store: Store, *, interval: float = 0.005) -> None:
         self.store = store
         self.interval = interval if store.is_sqlite else max(interval, 0.02)
         self.revision = -1
-        #: Increments whenever the API-key table changes — the API-key cache's generation.
-        self.key_generation = 0
-        self._key_sig: tuple[Any, ...] | None = None
         self._last_poll = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
-        self._changes: ChangeCursor | None = None
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -61,8 +49,6 @@ class StoreWatcher:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stop.clear()
-            if self._changes is None:
-                self._changes = self.store.changes.cursor()
             self._poll()  # a first value before anyone reads it
             self._thread = threading.Thread(
                 target=self._run, name="aztp-store-watcher", daemon=True
@@ -75,18 +61,11 @@ class StoreWatcher:
         if thread is not None:
             thread.join(timeout=2)
         self._thread = None
-        if self._changes is not None:
-            self._changes.close()
-            self._changes = None
 
     @property
     def alive(self) -> bool:
-        """Polled recently: its revision and commit counter can be trusted."""
+        """Polled recently: its revision can be trusted."""
         return self._thread is not None and time.monotonic() - self._last_poll < 0.25
-
-    @property
-    def tracks_keys(self) -> bool:
-        return self._key_sig is not None and self.alive
 
     # --- polling -------------------------------------------------------------------
 
@@ -99,30 +78,11 @@ class StoreWatcher:
                 self._stop.wait(1.0)
 
     def _poll(self) -> None:
-        committed = self._changes is None or self._changes.committed()
-        if committed or self._key_sig is None:
-            sig = self._key_signature()
-            if sig != self._key_sig:
-                self._key_sig = sig
-                self.key_generation += 1
         rev = self.store.revision()
         self._last_poll = time.monotonic()
         if rev != self.revision:
             self.revision = rev
             self._notify()
-
-    def _key_signature(self) -> tuple[Any, ...]:
-        k = store_schema.api_keys.c
-        with self.store.read() as conn:
-            row = conn.execute(
-                select(
-                    func.count(),
-                    func.count(k.revoked_at),
-                    func.max(k.revoked_at),
-                    func.max(k.created_at),
-                )
-            ).one()
-        return tuple(row)
 
     def _notify(self) -> None:
         for loop, event in list(self._subscribers):
@@ -177,8 +137,8 @@ class AuthCache:
     """API key -> principal, valid only while the API-key table has not changed since.
 
     An entry is valid only while nothing was committed since it was checked (SQLite's shared
-    change counter), so a revoked key is refused by the very next request; without the counter,
-    within one watcher poll. Unknown keys are never cached, so a key made after start works at
+    change counter), so a revoked key is refused by the very next request; without the counter
+    (PostgreSQL) nothing is cached. Unknown keys are never cached, so a key made after start works at
     once. Keys are held only as SHA-256 digests.
     """
 
@@ -195,13 +155,12 @@ class AuthCache:
         return hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).digest()
 
     def _generation(self) -> int | None:
-        """What a cached answer is valid for: the store's shared change counter (any commit,
-        here or in another process, moves it: a revoked key is refused by the very next
-        request), else the watcher's key-table generation (within one poll)."""
-        token = self.authority.store.change_token()
-        if token is not None:
-            return token
-        return self.watcher.key_generation if self.watcher.tracks_keys else None
+        """What a cached answer is valid for: the store's shared change counter (a SQLite
+        file: any commit, here or in another process, moves it, so a revoked key is refused
+        by the very next request). None (no caching) without one: on a database shared by
+        replicas nothing in this process learns of another replica's revocation before the
+        next request, so every request checks its key in the database (one indexed read)."""
+        return self.authority.store.change_token()
 
     def cached(self, api_key: str) -> Principal | None:
         generation = self._generation()

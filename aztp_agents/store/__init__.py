@@ -38,9 +38,10 @@ from ..audit import BATCH_ACTION, GENESIS, QueuedRecord, canonical_json, encode_
 from ..errors import StoreError
 from ..keywrap import CHECK_CONTEXT, KeyWrapper
 from ..private_files import private_folder
-from . import change_log, schema
+from . import change_log, migrations, schema
 from .changes import StoreChanges
 from .files import StoreFiles
+from .migrations.legacy import LEGACY_HEAD
 from .spool import Spool, recover
 
 __all__ = ["SCHEMA_VERSION", "Store"]
@@ -50,81 +51,9 @@ log = logging.getLogger(__name__)
 #: ``Connection.info`` key of a write transaction's after-commit callbacks (:meth:`Store.after_commit`).
 _AFTER_COMMIT = "aztp_after_commit"
 
-#: Version of the schema this code writes. Stores at an older version are migrated on open;
-#: a store at a newer version is refused (it was written by a newer aztp-agents).
-SCHEMA_VERSION = 5
-
-
-def _migrate_1(conn: Connection) -> None:
-    schema.metadata.create_all(conn)
-
-
-def _migrate_2(conn: Connection) -> None:
-    """Flow-scoped links: the ``link_flows`` table. Existing links get no row, so they stay
-    organization-wide, as they were."""
-    schema.link_flows.create(conn, checkfirst=True)
-
-
-def _migrate_3(conn: Connection) -> None:
-    """Operator intent: the ``link_removals`` table (links an operator removed, which
-    enrollment must not re-create). A store older than this has none recorded."""
-    schema.link_removals.create(conn, checkfirst=True)
-
-
-def _migrate_4(conn: Connection) -> None:
-    """Policy codes unique per organization: ``policies`` keyed by (org_id, code), and
-    ``policy_attachments`` by (org_id, code, aztp_id) referencing it. Neither SQLite nor
-    this code alters a primary key in place: the two tables are rebuilt, rows copied as
-    stored (through plain ``CREATE TABLE ... AS SELECT`` copies, so JSON is not re-encoded).
-    A store made fresh at this version already has the new keys and is left alone."""
-    if "org_id" in inspect(conn).get_pk_constraint("policies")["constrained_columns"]:
-        return
-    conn.execute(
-        text(
-            "CREATE TABLE policies_v3 AS SELECT org_id, code, name, document, created_at"
-            " FROM policies"
-        )
-    )
-    conn.execute(
-        text(
-            "CREATE TABLE policy_attachments_v3 AS SELECT org_id, code, aztp_id FROM policy_attachments"
-        )
-    )
-    schema.policy_attachments.drop(conn)
-    schema.policies.drop(conn)
-    schema.policies.create(conn)
-    schema.policy_attachments.create(conn)
-    conn.execute(
-        text(
-            "INSERT INTO policies (org_id, code, name, document, created_at)"
-            " SELECT org_id, code, name, document, created_at FROM policies_v3"
-        )
-    )
-    conn.execute(
-        text(
-            "INSERT INTO policy_attachments (org_id, code, aztp_id)"
-            " SELECT org_id, code, aztp_id FROM policy_attachments_v3"
-        )
-    )
-    conn.execute(text("DROP TABLE policy_attachments_v3"))
-    conn.execute(text("DROP TABLE policies_v3"))
-
-
-def _migrate_5(conn: Connection) -> None:
-    """The change log (``state_changes``, ``change_heads``). Existing organizations start at
-    position 0 with no rows: a follower loads their whole state once, as before."""
-    schema.state_changes.create(conn, checkfirst=True)
-    schema.change_heads.create(conn, checkfirst=True)
-    schema.store_settings.create(conn, checkfirst=True)
-
-
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {
-    1: _migrate_1,
-    2: _migrate_2,
-    3: _migrate_3,
-    4: _migrate_4,
-    5: _migrate_5,
-}
+#: The last hand-migrated schema version (``meta.schema_version``); later schema changes are
+#: Alembic revisions (see :mod:`.migrations`, which owns the rule of who migrates what).
+SCHEMA_VERSION = LEGACY_HEAD
 
 
 class Store:
@@ -212,11 +141,16 @@ class Store:
 
     @classmethod
     def open_url(cls, url: str) -> Store:
+        return cls(cls.normalize_url(url))
+
+    @staticmethod
+    def normalize_url(url: str) -> str:
+        """``url`` with the driver we ship (psycopg 3) for the PostgreSQL forms people type."""
         if url.startswith("postgres://"):
-            url = "postgresql+psycopg://" + url[len("postgres://") :]
-        elif url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url[len("postgresql://") :]
-        return cls(url)
+            return "postgresql+psycopg://" + url[len("postgres://") :]
+        if url.startswith("postgresql://"):
+            return "postgresql+psycopg://" + url[len("postgresql://") :]
+        return url
 
     def seal(self, secret: str, *, context: str) -> str:
         """``secret`` as it is stored: encrypted under the master key when there is one."""
@@ -259,41 +193,28 @@ class Store:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
     def migrate(self) -> None:
+        """Check the schema at open, and bring a SQLite store to the head revision (a database
+        URL is only checked: see :mod:`.migrations` for the rule). One transaction, after
+        the master key is checked: a refused open writes nothing."""
         with self.engine.connect() as conn:
             conn.execution_options(aztp_write=True)
             with conn.begin():
-                schema.meta.create(conn, checkfirst=True)
-                row = conn.execute(
-                    select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
-                ).first()
-                current = int(row[0]) if row else 0
-                if current > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"the store at {self.describe()} has schema version {current}, newer than "
-                        f"this aztp-agents understands ({SCHEMA_VERSION}); upgrade aztp-agents"
-                    )
-                self._check_master_key(conn, current)
-                for version in range(current + 1, SCHEMA_VERSION + 1):
-                    log.info("migrating store %s to schema version %d", self.describe(), version)
-                    MIGRATIONS[version](conn)
-                if current == 0:
-                    conn.execute(
-                        insert(schema.meta).values(key="schema_version", value=SCHEMA_VERSION)
-                    )
-                    conn.execute(insert(schema.meta).values(key="revision", value=0))
-                elif current < SCHEMA_VERSION:
-                    conn.execute(
-                        update(schema.meta)
-                        .where(schema.meta.c.key == "schema_version")
-                        .values(value=SCHEMA_VERSION)
-                    )
+                migrations.lock(conn)
+                state = migrations.state_of(conn)
+                migrations.refuse_unusable(
+                    state, self.describe(), url=None if self.is_sqlite else self.url
+                )
+                self._check_master_key(conn)
+                if not state.up_to_date:
+                    log.info("migrating store %s from %s", self.describe(), state.describe())
+                    migrations.upgrade(conn)
                 self._seal_master_key_check(conn)
 
-    def _check_master_key(self, conn: Connection, version: int) -> None:
+    def _check_master_key(self, conn: Connection) -> None:
         """Refuse a master key other than the one this store's check value was sealed with,
         before anything is written (the caller's transaction is rolled back)."""
-        if version < 5 or self.key_wrapper is None:
-            return  # no check value yet (sealed below, after the migration)
+        if self.key_wrapper is None or not inspect(conn).has_table("store_settings"):
+            return  # no check value yet (sealed after the migration)
         check = conn.execute(
             select(schema.store_settings.c.value).where(
                 schema.store_settings.c.key == "master_key_check"
@@ -474,12 +395,20 @@ class Store:
         """Append ``records`` (``action``, ``actor``, ``subject``, ``data``, optional ``ts`` as
         ISO text or epoch seconds) to the organization's chain inside the caller's write
         transaction. Returns the last sequence number."""
-        head_stmt = select(schema.audit_heads.c.seq, schema.audit_heads.c.hash).where(
-            schema.audit_heads.c.org_id == org_id
-        )
         if not self.is_sqlite:
-            head_stmt = head_stmt.with_for_update()
-        head = conn.execute(head_stmt).first()
+            # One chain per organization across every connection and replica: appends to it
+            # take turns on a transaction-scoped lock, taken before the head is read (a row
+            # lock on the head would not cover a chain that has no head row yet). SQLite needs
+            # none: its write transaction already holds the database's one write lock.
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(:ns, hashtext(:org))"),
+                {"ns": _AUDIT_LOCK_NAMESPACE, "org": org_id},
+            )
+        head = conn.execute(
+            select(schema.audit_heads.c.seq, schema.audit_heads.c.hash).where(
+                schema.audit_heads.c.org_id == org_id
+            )
+        ).first()
         rows, seq, prev = _chain_rows(
             org_id, (int(head[0]), str(head[1])) if head else None, records
         )
@@ -559,6 +488,10 @@ def _chain_rows(
 _REVISION_STMT = select(schema.meta.c.value).where(schema.meta.c.key == "revision")
 #: Most organizations :meth:`Store.positions` asks about in one raw statement.
 _MAX_QUICK_IDS = 500
+#: The first key of the per-organization audit append lock on PostgreSQL (the second is the
+#: organization's hash); any constant that no other lock of ours uses.
+_AUDIT_LOCK_NAMESPACE = 0x41554454  # "AUDT"
+
 _INSERT_AUDIT = "INSERT INTO audit (org_id, seq, ts, actor, action, subject, data, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?)"
 
 

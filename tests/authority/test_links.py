@@ -196,6 +196,7 @@ def test_links_of_a_store_older_than_flow_scopes_stay_organization_wide(
     with con:
         con.execute("DROP TABLE link_flows")
         con.execute("UPDATE meta SET value = 1 WHERE key = 'schema_version'")
+        con.execute("DROP TABLE alembic_version")  # made before Alembic
     con.close()
 
     reopened = make_client()
@@ -292,6 +293,7 @@ def test_link_removals_of_a_store_older_than_operator_intent(
     with con:
         con.execute("DROP TABLE link_removals")
         con.execute("UPDATE meta SET value = 2 WHERE key = 'schema_version'")
+        con.execute("DROP TABLE alembic_version")  # made before Alembic
     con.close()
 
     reopened = make_client()

@@ -14,7 +14,9 @@ Docs
     A file that reads ``os.environ["AZTP_URL"]`` gets a real ``aztp-agents`` server process
     with two organizations: ``AZTP_URL``, ``AZTP_API_KEY`` / ``ACME_API_KEY`` (organization
     ``acme``, trust domain ``acme.example``) and ``GLOBEX_API_KEY`` (``globex``,
-    ``globex.example``). Relative links must resolve.
+    ``globex.example``). A file that reads ``os.environ["AZTP_DATABASE_URL"]`` gets an empty
+    PostgreSQL database ``aztp`` on a throwaway cluster (tests/support/postgres.py) in
+    ``AZTP_DATABASE_URL``, and ``AZTP_MASTER_KEY``. Relative links must resolve.
 
 Examples
     Every ``examples/*.py`` runs as a subprocess (120 s each, temporary ``AZTP_HOME``) and must
@@ -302,6 +304,37 @@ def needs_server(path: Path) -> bool:
     return 'os.environ["AZTP_URL"]' in path.read_text()
 
 
+def needs_database(path: Path) -> bool:
+    return 'os.environ["AZTP_DATABASE_URL"]' in path.read_text()
+
+
+@contextlib.contextmanager
+def doc_services(path: Path, workdir: Path) -> Iterator[dict[str, str] | None]:
+    """The services a doc file needs (a server, a database), as its extra environment."""
+    with contextlib.ExitStack() as stack:
+        extra: dict[str, str] = {}
+        if needs_server(path):
+            extra.update(stack.enter_context(doc_server(workdir)))
+        if needs_database(path):
+            extra.update(stack.enter_context(doc_database()))
+        yield extra or None
+
+
+@contextlib.contextmanager
+def doc_database() -> Iterator[dict[str, str]]:
+    """An empty PostgreSQL database named ``aztp`` on a throwaway cluster, and a master key."""
+    import base64
+
+    from tests.support.postgres import running_cluster
+
+    with running_cluster() as cluster:
+        url = cluster.database("aztp").replace("postgresql+psycopg://", "postgresql://")
+        yield {
+            "AZTP_DATABASE_URL": url,
+            "AZTP_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
+        }
+
+
 @contextlib.contextmanager
 def doc_server(workdir: Path) -> Iterator[dict[str, str]]:
     """A real server process with organizations acme and globex; yields the env for the docs."""
@@ -411,7 +444,7 @@ def _doc_id(path: Path) -> str:
 def test_doc_code_blocks_run(path: Path, tmp_path: Path) -> None:
     blocks = [b for b in extract_blocks(path) if not b.no_run]
     with contextlib.ExitStack() as stack:
-        extra = stack.enter_context(doc_server(tmp_path)) if needs_server(path) else None
+        extra = stack.enter_context(doc_services(path, tmp_path))
         code, outputs, stderr = run_blocks(blocks, tmp_path, extra)
     assert code == 0, f"{_doc_id(path)}: a code block failed\n{stderr[-6000:]}"
     assert len(outputs) == len(blocks), (
@@ -582,7 +615,7 @@ def _main(argv: list[str]) -> int:
             tempfile.TemporaryDirectory(prefix="aztp-docs-") as tmp,
             contextlib.ExitStack() as stack,
         ):
-            extra = stack.enter_context(doc_server(Path(tmp))) if needs_server(path) else None
+            extra = stack.enter_context(doc_services(path, Path(tmp)))
             code, outputs, stderr = run_blocks(blocks, Path(tmp), extra)
         if code != 0:
             print(stderr, file=sys.stderr)

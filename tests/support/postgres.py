@@ -146,15 +146,32 @@ class PostgresCluster:
             conn.execute(f'CREATE DATABASE "{name}"')
         return f"postgresql+psycopg://aztp@127.0.0.1:{self.port}/{name}"
 
+    def _postmaster_pid(self) -> int | None:
+        """The postmaster's PID from its lock file (the process started may be ``runuser``)."""
+        try:
+            first = (self.folder / "data" / "postmaster.pid").read_text().split("\n", 1)[0]
+            return int(first)
+        except (OSError, ValueError):
+            return None
+
     def stop(self, *, fast: bool = True) -> None:
-        """Stop the server by PID (``fast``: SIGINT, PostgreSQL's fast shutdown)."""
+        """Stop the server by PID (``fast``: SIGINT, PostgreSQL's fast shutdown), signalling
+        the postmaster itself and waiting until it is gone (so a restart finds no lock)."""
         proc = self.process
         if proc is None:
             return
+        postmaster = self._postmaster_pid()
         with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGINT if fast else signal.SIGTERM)
+            os.kill(postmaster or proc.pid, signal.SIGINT if fast else signal.SIGTERM)
         try:
             proc.wait(timeout=30)
+            deadline = time.monotonic() + 30
+            while postmaster is not None and time.monotonic() < deadline:
+                try:
+                    os.kill(postmaster, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
