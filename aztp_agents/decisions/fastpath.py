@@ -208,10 +208,11 @@ class LocalDecisions:
     by applying the change log, and the decisions taken on them (audited).
 
     A state is loaded whole once per organization (``load``). After that, when the store's
-    revision moves (``changes``, this reader's change cursor, tells), the cache reads the
-    log positions of the organizations it holds — one small read — and applies only the
-    entries after each state's position (O(change)); a write in another organization costs
-    that read and nothing else. A state whose entries were compacted away, or that meets a
+    revision moves (``changes``, this reader's change cursor, tells), the next decision of an
+    organization reads that organization's log position — one small read — and applies only
+    the entries after its state's position (O(change)); a write in another organization
+    costs that read and nothing else, and only organizations that decide pay it. A state is
+    current when its ``revision`` is at least the cursor's. A state whose entries were compacted away, or that meets a
     record this version cannot read, is dropped and loaded again. A write made through this
     process is applied at once, after its commit (:meth:`applied`).
 
@@ -236,14 +237,10 @@ class LocalDecisions:
         self._audit_queue = audit_queue
         #: Queues ``(org_id, record)`` for the audit writer (started on the first record).
         self.audit_put: Callable[[tuple[str, QueuedRecord]], None] = self._first_audit_put
-        changes.listeners.append(self._revision_moved)
 
     def _first_audit_put(self, item: tuple[str, QueuedRecord]) -> None:
         self.audit_put = self._audit_queue()
         self.audit_put(item)
-
-    def _revision_moved(self, revision: int) -> None:
-        self.catch_up()
 
     def catch_up(self, org_ids: Sequence[str] | None = None) -> None:
         """Bring the held states (or those of ``org_ids``) to the log's head (blocking).
@@ -320,7 +317,7 @@ class LocalDecisions:
             return False
         with self._lock:
             for state in self._states.values():
-                if state.revision < revision:
+                if state.revision == revision - 1:  # current before it: current after it
                     state.revision = revision
             changes.revision = revision
             changes.confirmed_token = token
@@ -329,22 +326,29 @@ class LocalDecisions:
     def state(self, org_id: str) -> DecisionState:
         """The organization's state, current as of the latest commit here or in any other
         process sharing the store (one shared-memory read to know). Blocking."""
-        self.changes.confirm()
+        revision = self.changes.confirm()
         state = self._states.get(org_id)
+        if state is not None and state.revision < revision:
+            # Something was committed since this state was last known current: catch this
+            # organization up (a write elsewhere costs it one position read, no apply).
+            self.catch_up([org_id])
+            state = self._states.get(org_id)
         if state is None:
             loaded = self._load(org_id)
             with self._lock:
                 state = self._states.setdefault(org_id, loaded)
-            if state is loaded:
-                # A catch-up that ran while it loaded did not see it: apply what it missed.
-                self.catch_up([org_id])
         return state
 
     def cached_state(self, org_id: str) -> DecisionState | None:
-        """The state without any I/O, or None when it must be (re)loaded with :meth:`state`."""
-        if not self.changes.current_now():
+        """The state without any I/O, or None when it must be loaded or caught up first
+        (:meth:`state`)."""
+        changes = self.changes
+        if not changes.current_now():
             return None
-        return self._states.get(org_id)
+        state = self._states.get(org_id)
+        if state is None or state.revision < changes.revision:
+            return None
+        return state
 
     def decide(
         self,
@@ -384,7 +388,11 @@ class LocalDecisions:
         ):
             return None
         state = self._states.get(org_id)
-        if state is None or ((context or flat_context) and state.conditional):
+        if (
+            state is None
+            or state.revision < changes.revision  # not caught up since the last write
+            or ((context or flat_context) and state.conditional)
+        ):
             return None
         made = state.memo.get(key)
         if made is None or not made[0][0]:
@@ -467,7 +475,11 @@ class PrincipalDecisions:
             and _monotonic() < changes.confirmed_until  # else re-confirm the store's files
         ):
             state = cache._states.get(self.org_id)
-            if state is not None and not ((context or flat_context) and state.conditional):
+            if (
+                state is not None
+                and state.revision >= changes.revision  # caught up since the last write
+                and not ((context or flat_context) and state.conditional)
+            ):
                 made = state.memo.get(key)
                 if made is not None and made[0][0]:
                     head, tail, audit = made

@@ -486,3 +486,26 @@ def test_a_write_keeps_the_memoized_decisions_it_does_not_involve(two: Any) -> N
     kept = {k for k in keys if k[2] == agent}
     assert kept and kept <= set(held.memo)  # the uninvolved decision stayed memoized
     assert here.decide(acme, flow_id=flow, agent=agent, tool=tool).allowed
+
+
+def test_a_decision_in_one_organization_never_serves_another_a_stale_memo(two: Any) -> None:
+    """The cursor confirmed by organization B's decision says nothing about A's state: A's
+    next decision, even on the no-I/O path, must catch A up first."""
+    _store, here, there, acme, globex = two
+    a_agent, a_tool, a_flow = _crew(there, acme)
+    b_agent, b_tool, b_flow = _crew(there, globex)
+    acme_point, globex_point = here.decision_point(acme), here.decision_point(globex)
+
+    def decide(point: Any, flow: str, agent: str, tool: str) -> Any:
+        made = point.decide_now(flow, agent, tool, None, True)
+        return made if made is not None else point.decide(flow_id=flow, agent=agent, tool=tool)
+
+    for _ in range(2):  # memoized on both
+        assert decide(acme_point, a_flow, a_agent, a_tool).allowed
+        assert decide(globex_point, b_flow, b_agent, b_tool).allowed
+
+    there.identities.revoke_identity(acme, a_agent)
+    assert decide(globex_point, b_flow, b_agent, b_tool).allowed  # confirms the cursor
+    made = acme_point.decide_now(a_flow, a_agent, a_tool, None, True)
+    assert made is None or made.reason is Reason.AGENT_REVOKED
+    assert decide(acme_point, a_flow, a_agent, a_tool).reason is Reason.AGENT_REVOKED
