@@ -83,6 +83,15 @@ def serve(
             help="The master key (base64 of 32 bytes, mode 0600), as AZTP_MASTER_KEY_FILE.",
         ),
     ] = None,
+    metrics_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--metrics-token-file",
+            metavar="F",
+            help="Serve Prometheus metrics at /metrics to 'Authorization: Bearer <token>' "
+            "(the file's first line; else $AZTP_METRICS_TOKEN; neither: no /metrics).",
+        ),
+    ] = None,
 ) -> None:
     """Run the authority as an HTTP server over the embedded store (--home), or over a
     database (--database-url) that several servers may share."""
@@ -95,6 +104,12 @@ def serve(
     _check_tls(tls_cert, tls_key)
     run_server = _server_runner()
     from ..client import resolve_home
+    from ..server.metrics import TOKEN_ENV, read_token
+
+    try:
+        metrics_token = read_token(metrics_token_file, os.environ.get(TOKEN_ENV))
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
 
     if master_key_file is not None:
         os.environ["AZTP_MASTER_KEY_FILE"] = str(master_key_file)
@@ -108,6 +123,9 @@ def serve(
     options = _changed_options(prefix, trust_domain, log_level, access_log)
     if database:
         options["database_url"] = database
+    if metrics_token:
+        options["metrics_token"] = metrics_token
+        typer.echo(f"aztp-agents: Prometheus metrics at {scheme}://{host}:{port}/metrics", err=True)
     run_server(
         store_home,
         host,
