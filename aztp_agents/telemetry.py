@@ -12,6 +12,11 @@ future; :func:`disable` takes it away again. The listener records each decision 
   ``aztp.decision.duration`` (seconds), and the observable gauge ``aztp.audit.queue.depth``
   (decision records queued for the audit writer of the stores the guards use).
 
+The listener only queues the decision (with the caller's OpenTelemetry context, so a span's
+parent is right); a worker thread makes the spans and records the metrics, back-dated to
+when the decision was taken. :func:`flush` waits for it (run at exit, and by
+:func:`disable`).
+
 Why a listener and nothing in the decision path: a guard already calls its listeners with
 every decision and skips them with one attribute check (``if self.listeners``) when there are
 none, so with telemetry off the memoized fast path runs exactly as before — no import of
@@ -21,8 +26,11 @@ OpenTelemetry, no call, no allocation. This module imports nothing of OpenTeleme
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
+import queue
 import threading
 import time
 import weakref
@@ -43,6 +51,8 @@ __all__ = [
     "disable",
     "enable",
     "enabled",
+    "flush",
+    "stats",
 ]
 
 log = logging.getLogger("aztp_agents.telemetry")
@@ -77,6 +87,8 @@ _lock = threading.Lock()
 _guards: weakref.WeakSet[Guard] = weakref.WeakSet()
 _recorder: _Recorder | None = None
 _env_checked = False
+#: How long disable() (and exit) waits for queued decisions to be recorded.
+_STOP_TIMEOUT = 10.0
 
 
 def decision_attributes(decision: Decision) -> dict[str, str | int | bool]:
@@ -126,15 +138,23 @@ def _is_tool_span(span: Any) -> bool:
 
 
 class _Recorder:
-    """Turns decisions into spans and metrics (made by :func:`enable`; holds the instruments)."""
+    """Turns decisions into spans and metrics (made by :func:`enable`; holds the instruments).
+
+    The listener (:meth:`record`) runs on the tool call's thread and only queues the decision
+    with the caller's context and the time; a worker thread makes the spans and records the
+    metrics. Why: on that thread, between two stretches of framework code, the SDK's span and
+    metric calls run with cold caches and cost several times what they cost in a loop
+    (``bench/telemetry.py`` prints both); the worker runs them back to back. Only an event on
+    a framework's tool-call span is added at once (that span may end soon after)."""
 
     def __init__(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
-        from opentelemetry import metrics, trace
+        from opentelemetry import context, metrics, trace
         from opentelemetry.trace import Status, StatusCode
 
         from . import __version__
 
-        self._trace = trace
+        self._get_context = context.get_current
+        self._span_in = trace.get_current_span
         self._error = Status(StatusCode.ERROR, Reason.AUTHORITY_UNAVAILABLE.value)
         self.tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=tracer_provider)
         meter = metrics.get_meter(SCOPE, __version__, meter_provider=meter_provider)
@@ -156,17 +176,65 @@ class _Recorder:
             unit="{record}",
             description="Decision records queued for the audit writer, not yet written",
         )
+        #: (decision, caller's context or None when only metrics are left, time_ns), a flush
+        #: (an Event to set), or None (stop).
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._put = self._queue.put
+        self._wake = threading.Event()
+        #: CPU seconds the worker thread spent (for the benchmark).
+        self.worker_cpu_seconds = 0.0
+        self.recorded = 0
+        self._thread = threading.Thread(target=self._run, name="aztp-telemetry", daemon=True)
+        self._thread.start()
 
     def record(self, decision: Decision) -> None:
-        """The guard listener: one span (or event) and the metrics of one decision."""
-        attrs = decision_attributes(decision)
-        now = time.time_ns()
-        current = self._trace.get_current_span()
+        """The guard listener: queue one decision (its span or event, and its metrics)."""
+        ctx = self._get_context()
+        current = self._span_in(ctx)
         if current.is_recording() and _is_tool_span(current):
-            current.add_event(SPAN_NAME, attributes=attrs, timestamp=now)
-        else:
+            current.add_event(
+                SPAN_NAME, attributes=decision_attributes(decision), timestamp=time.time_ns()
+            )
+            ctx = None
+        self._put((decision, ctx, time.time_ns()))
+
+    #: After the first queued decision the worker lets more gather this long, then records
+    #: them back to back (one wake-up per window, not per decision; flush() cuts it short).
+    LINGER_S = 0.05
+
+    def _run(self) -> None:
+        clock = time.thread_time
+        get, get_nowait = self._queue.get, self._queue.get_nowait
+        while True:
+            batch = [get()]
+            self._wake.wait(self.LINGER_S)
+            self._wake.clear()
+            started = clock()
+            with contextlib.suppress(queue.Empty):
+                while len(batch) < 10_000:
+                    batch.append(get_nowait())
+            stop = False
+            for item in batch:
+                if item is None:
+                    stop = True
+                elif isinstance(item, threading.Event):
+                    item.set()
+                else:
+                    try:
+                        self._emit(*item)
+                    except Exception:  # telemetry must never take anything down with it
+                        log.debug("could not record a decision", exc_info=True)
+            self.worker_cpu_seconds += clock() - started
+            if stop:
+                return
+
+    def _emit(self, decision: Decision, ctx: Any, now: int) -> None:
+        if ctx is not None:
             span = self.tracer.start_span(
-                SPAN_NAME, start_time=now - int(decision.latency_us * 1000), attributes=attrs
+                SPAN_NAME,
+                context=ctx,
+                start_time=now - int(decision.latency_us * 1000),
+                attributes=decision_attributes(decision),
             )
             if decision.reason is Reason.AUTHORITY_UNAVAILABLE:
                 span.set_status(self._error)  # something is broken, not a rule's verdict
@@ -178,6 +246,19 @@ class _Recorder:
         }
         self.decisions.add(1, labels)
         self.duration.record(decision.latency_us / 1e6, labels)
+        self.recorded += 1
+
+    def flush(self, timeout: float) -> bool:
+        done = threading.Event()
+        self._put(done)
+        self._wake.set()
+        return done.wait(timeout)
+
+    def stop(self, timeout: float) -> None:
+        """Record what is queued, then end the worker."""
+        self._put(None)
+        self._wake.set()
+        self._thread.join(timeout)
 
     def _observe_queue(self, _options: Any) -> Iterable[Any]:
         from opentelemetry.metrics import Observation
@@ -222,6 +303,7 @@ def enable(tracer_provider: Any = None, meter_provider: Any = None) -> bool:
             _swap(guard, previous, recorder)
     if previous is not None:
         previous.active = False
+        previous.stop(_STOP_TIMEOUT)
     return True
 
 
@@ -234,10 +316,27 @@ def disable() -> None:
             _swap(guard, previous, None)
     if previous is not None:
         previous.active = False
+        previous.stop(_STOP_TIMEOUT)
+
+
+def flush(timeout: float = 10.0) -> bool:
+    """Wait until every decision taken so far is recorded (spans ended, metrics counted);
+    False if that took longer than ``timeout``. Also run at exit."""
+    recorder = _recorder
+    return True if recorder is None else recorder.flush(timeout)
 
 
 def enabled() -> bool:
     return _recorder is not None
+
+
+def stats() -> dict[str, float]:
+    """What the current recorder did: ``recorded`` decisions and the CPU seconds its worker
+    thread spent on them (``worker_cpu_seconds``); zeros when off. For benchmarks."""
+    recorder = _recorder
+    if recorder is None:
+        return {"recorded": 0, "worker_cpu_seconds": 0.0}
+    return {"recorded": recorder.recorded, "worker_cpu_seconds": recorder.worker_cpu_seconds}
 
 
 def attach(guard: Guard) -> None:
@@ -264,3 +363,6 @@ def _swap(guard: Guard, old: _Recorder | None, new: _Recorder | None) -> None:
             guard.listeners.remove(old.record)
     if new is not None:
         guard.listeners.append(new.record)
+
+
+atexit.register(flush, _STOP_TIMEOUT)

@@ -70,10 +70,12 @@ class Otel:
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
 
     def spans(self) -> list[ReadableSpan]:
+        assert telemetry.flush()  # decisions are recorded by a worker thread
         return [s for s in self.spans_out.get_finished_spans() if s.name == telemetry.SPAN_NAME]
 
     def metrics(self) -> dict[str, list[Any]]:
         """Metric name -> its data points (one collection)."""
+        assert telemetry.flush()
         data = self.reader.get_metrics_data()
         found: dict[str, list[Any]] = {}
         for rm in data.resource_metrics if data else ():
@@ -265,6 +267,7 @@ def test_a_framework_tool_span_gets_an_event_not_a_new_span(client: Aztp, otel: 
     with tracer.start_as_current_span("crew run"):  # not a tool span: a child span
         guard.check(enrollment.agent_id, "aztp://aztp.local/workload/x/node/nobody", "search")
 
+    assert telemetry.flush()
     finished = {s.name: s for s in otel.spans_out.get_finished_spans()}
     (event,) = finished["execute_tool search"].events
     assert event.name == telemetry.SPAN_NAME
@@ -295,6 +298,8 @@ _SCRIPT = textwrap.dedent(
     guard = Guard(flow="prod", client=Aztp(home=sys.argv[1]))
     e = guard.enroll("agent", ["search"])
     guard.check(e.agent_id, e.tools["search"], "search")
+    from aztp_agents import telemetry
+    telemetry.flush()
     print([s.attributes["aztp.reason"] for s in out.get_finished_spans()])
     """
 )
