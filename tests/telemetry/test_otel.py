@@ -237,6 +237,7 @@ def test_langchain_denial_span_has_the_reason(client: Aztp, otel: Otel, mode: st
     )
     agent = create_agent(model, tools, middleware=[middleware])
     invoke(agent, mode, {"messages": [{"role": "user", "content": "warm-up"}]})  # enrolls
+    assert telemetry.flush()
     otel.spans_out.clear()
     run(deny_policy(client, middleware.agent_id, "fetch"))
     model2 = ScriptedChatModel(
