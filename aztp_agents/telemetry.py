@@ -87,6 +87,9 @@ _lock = threading.Lock()
 _guards: weakref.WeakSet[Guard] = weakref.WeakSet()
 _recorder: _Recorder | None = None
 _env_checked = False
+#: Most decisions waiting for the worker; past it, decisions are not recorded (memory stays
+#: bounded; the audit log still has every one).
+MAX_PENDING = 100_000
 #: How long disable() (and exit) waits for queued decisions to be recorded.
 _STOP_TIMEOUT = 10.0
 
@@ -184,6 +187,8 @@ class _Recorder:
         #: CPU seconds the worker thread spent (for the benchmark).
         self.worker_cpu_seconds = 0.0
         self.recorded = 0
+        #: Decisions not recorded because MAX_PENDING were already waiting.
+        self.dropped = 0
         self._thread = threading.Thread(target=self._run, name="aztp-telemetry", daemon=True)
         self._thread.start()
 
@@ -196,6 +201,11 @@ class _Recorder:
                 SPAN_NAME, attributes=decision_attributes(decision), timestamp=time.time_ns()
             )
             ctx = None
+        if self._queue.qsize() >= MAX_PENDING:  # the worker cannot keep up: drop, never grow
+            self.dropped += 1
+            if self.dropped == 1:
+                log.warning("telemetry cannot keep up: dropping decisions (still audited)")
+            return
         self._put((decision, ctx, time.time_ns()))
 
     #: After the first queued decision the worker lets more gather this long, then records
@@ -331,12 +341,17 @@ def enabled() -> bool:
 
 
 def stats() -> dict[str, float]:
-    """What the current recorder did: ``recorded`` decisions and the CPU seconds its worker
-    thread spent on them (``worker_cpu_seconds``); zeros when off. For benchmarks."""
+    """What the current recorder did: ``recorded`` decisions, ``dropped`` ones (the worker
+    fell :data:`MAX_PENDING` behind) and the CPU seconds its worker thread spent
+    (``worker_cpu_seconds``); zeros when off. For benchmarks and checks."""
     recorder = _recorder
     if recorder is None:
-        return {"recorded": 0, "worker_cpu_seconds": 0.0}
-    return {"recorded": recorder.recorded, "worker_cpu_seconds": recorder.worker_cpu_seconds}
+        return {"recorded": 0, "dropped": 0, "worker_cpu_seconds": 0.0}
+    return {
+        "recorded": recorder.recorded,
+        "dropped": recorder.dropped,
+        "worker_cpu_seconds": recorder.worker_cpu_seconds,
+    }
 
 
 def attach(guard: Guard) -> None:

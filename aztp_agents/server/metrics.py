@@ -225,9 +225,6 @@ class MetricsMiddleware:
         return scope["path"] if scope["path"] in self._static else "unmatched"
 
     async def _scrape(self, scope: Scope, send: Send) -> None:
-        if scope["method"] not in ("GET", "HEAD"):
-            await _answer(send, 405, b"method not allowed\n", [(b"allow", b"GET, HEAD")])
-            return
         given = _bearer(scope["headers"])
         if given is None or not hmac.compare_digest(given, self._token):
             await _answer(
@@ -236,6 +233,9 @@ class MetricsMiddleware:
                 b"metrics token required: Authorization: Bearer <token>\n",
                 [(b"www-authenticate", b'Bearer realm="metrics"')],
             )
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            await _answer(send, 405, b"method not allowed\n", [(b"allow", b"GET, HEAD")])
             return
         from prometheus_client import CONTENT_TYPE_LATEST
 

@@ -110,6 +110,10 @@ def test_wrong_token_or_an_api_key_is_401(server: tuple[LiveServer, str]) -> Non
         assert response.status_code == 401, headers
         assert response.headers["www-authenticate"].startswith("Bearer")
         assert "aztp_" not in response.text
+    # the method is checked only for a bearer of the token (nothing shows /metrics exists)
+    assert httpx.post(f"{srv.url}/metrics").status_code == 401
+    post = httpx.post(f"{srv.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert post.status_code == 405
     # and the metrics token opens nothing of the API
     response = httpx.get(f"{srv.url}/v1/flows", headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 401

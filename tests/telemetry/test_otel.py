@@ -217,6 +217,19 @@ def test_enable_reaches_guards_made_before_it_and_disable_leaves_other_listeners
     assert len(guard.listeners) == 1
 
 
+def test_a_worker_that_cannot_keep_up_drops_instead_of_growing(
+    client: Aztp, otel: Otel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guard = Guard(flow="prod", client=client)
+    enrollment = guard.enroll("agent", ["search"])
+    monkeypatch.setattr(telemetry, "MAX_PENDING", 0)
+    for _ in range(3):
+        assert guard.check(enrollment.agent_id, enrollment.tools["search"], "search").allowed
+    assert otel.spans() == []
+    assert telemetry.stats()["dropped"] == 3
+    assert len(run(client.audit(action="decision.tool_call"))) == 3  # still audited
+
+
 def test_sdk_disabled_installs_nothing(client: Aztp, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     assert telemetry.enable() is False
