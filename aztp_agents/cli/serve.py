@@ -23,6 +23,10 @@ from ._state import State, state_of
 __all__ = ["DEFAULT_PORT", "server_main"]
 
 DEFAULT_PORT = 8700
+#: The metrics token, when no --metrics-token-file is given.
+METRICS_TOKEN_ENV = "AZTP_METRICS_TOKEN"
+#: Shortest metrics token accepted: a scrape credential must not be guessable.
+MIN_METRICS_TOKEN = 16
 LAUNCHER = "python -m aztp_agents.server"
 
 
@@ -104,12 +108,8 @@ def serve(
     _check_tls(tls_cert, tls_key)
     run_server = _server_runner()
     from ..client import resolve_home
-    from ..server.metrics import TOKEN_ENV, read_token
 
-    try:
-        metrics_token = read_token(metrics_token_file, os.environ.get(TOKEN_ENV))
-    except ValueError as exc:
-        raise ValidationError(str(exc)) from None
+    metrics_token = _metrics_token(metrics_token_file, os.environ.get(METRICS_TOKEN_ENV))
 
     if master_key_file is not None:
         os.environ["AZTP_MASTER_KEY_FILE"] = str(master_key_file)
@@ -151,6 +151,27 @@ def _changed_options(
         "access_log": (access_log, False),
     }
     return {name: value for name, (value, default) in options.items() if value != default}
+
+
+def _metrics_token(path: Path | None, env_value: str | None) -> str | None:
+    """The metrics token: the first line of ``path``, else ``env_value``; None: neither."""
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValidationError(f"--metrics-token-file {path}: {exc.strerror or exc}") from None
+        token = text.strip().splitlines()[0].strip() if text.strip() else ""
+        where = f"--metrics-token-file {path}"
+    elif env_value is not None:
+        token, where = env_value.strip(), METRICS_TOKEN_ENV
+    else:
+        return None
+    if len(token) < MIN_METRICS_TOKEN:
+        raise ValidationError(
+            f"{where}: the metrics token must be at least {MIN_METRICS_TOKEN} characters "
+            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return token
 
 
 def _check_tls(tls_cert: Path | None, tls_key: Path | None) -> None:

@@ -1,6 +1,7 @@
 """Prometheus metrics of a running server: ``GET /metrics``, behind its own bearer token.
 
-Off unless a token is configured (``serve --metrics-token-file F`` or ``AZTP_METRICS_TOKEN``):
+Off unless a token is configured (``serve --metrics-token-file F`` or ``AZTP_METRICS_TOKEN``,
+read by :mod:`aztp_agents.cli.serve`; ``create_app(..., metrics_token=...)``):
 then there is no ``/metrics`` at all (404, like any unknown route) and no request is timed.
 With a token, :class:`MetricsMiddleware` is the outermost layer of the application, so it
 times every request (the verify fast path too) and answers ``/metrics`` itself, before the
@@ -33,7 +34,6 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -45,13 +45,9 @@ if TYPE_CHECKING:
     from ..store import Store
     from .feed import StoreWatcher
 
-__all__ = ["METRICS_PATH", "TOKEN_ENV", "MetricsMiddleware", "ServerMetrics", "read_token"]
+__all__ = ["METRICS_PATH", "MetricsMiddleware", "ServerMetrics"]
 
 METRICS_PATH = "/metrics"
-#: Environment variable holding the metrics token (``--metrics-token-file`` wins).
-TOKEN_ENV = "AZTP_METRICS_TOKEN"
-#: Shortest token accepted: a scrape credential must not be guessable.
-MIN_TOKEN_LENGTH = 16
 
 #: Request latency buckets (seconds): the verify fast path answers in ~100 us, a write in ms,
 #: a change-feed stream lasts as long as its follower.
@@ -73,28 +69,6 @@ _LATENCY_BUCKETS = (
     10.0,
     60.0,
 )
-
-
-def read_token(path: Path | None, env_value: str | None) -> str | None:
-    """The metrics token from ``path`` (its first line) or else ``env_value``; None when
-    neither is set. Raises ValueError for an empty or short token."""
-    if path is not None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ValueError(f"--metrics-token-file {path}: {exc.strerror or exc}") from None
-        token = text.splitlines()[0].strip() if text.strip() else ""
-        where = f"--metrics-token-file {path}"
-    elif env_value is not None:
-        token, where = env_value.strip(), TOKEN_ENV
-    else:
-        return None
-    if len(token) < MIN_TOKEN_LENGTH:
-        raise ValueError(
-            f"{where}: the metrics token must be at least {MIN_TOKEN_LENGTH} characters "
-            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
-        )
-    return token
 
 
 class ServerMetrics:
