@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from . import telemetry
 from .audit import FieldData
 from .client import Aztp, default_client
 from .decisions import Decision, Reason, denial
@@ -149,6 +150,8 @@ class Guard:
         self._enforce = mode == "enforce"
         #: Where decisions come from (in memory for the embedded backend; see DecisionPoint).
         self._point: DecisionPoint = decision_point_of(self.client.backend)
+        # OpenTelemetry, when enabled, is one more listener (nothing at all when it is off)
+        telemetry.attach(self)
 
     def __repr__(self) -> str:
         return f"Guard(flow={self.flow!r}, mode={self.mode!r}, client={self.client!r})"

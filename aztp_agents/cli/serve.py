@@ -23,6 +23,10 @@ from ._state import State, state_of
 __all__ = ["DEFAULT_PORT", "server_main"]
 
 DEFAULT_PORT = 8700
+#: The metrics token, when no --metrics-token-file is given.
+METRICS_TOKEN_ENV = "AZTP_METRICS_TOKEN"
+#: Shortest metrics token accepted: a scrape credential must not be guessable.
+MIN_METRICS_TOKEN = 16
 LAUNCHER = "python -m aztp_agents.server"
 
 
@@ -83,6 +87,15 @@ def serve(
             help="The master key (base64 of 32 bytes, mode 0600), as AZTP_MASTER_KEY_FILE.",
         ),
     ] = None,
+    metrics_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--metrics-token-file",
+            metavar="F",
+            help="Serve Prometheus metrics at /metrics to 'Authorization: Bearer <token>' "
+            "(the file's first line; else $AZTP_METRICS_TOKEN; neither: no /metrics).",
+        ),
+    ] = None,
 ) -> None:
     """Run the authority as an HTTP server over the embedded store (--home), or over a
     database (--database-url) that several servers may share."""
@@ -96,6 +109,8 @@ def serve(
     run_server = _server_runner()
     from ..client import resolve_home
 
+    metrics_token = _metrics_token(metrics_token_file, os.environ.get(METRICS_TOKEN_ENV))
+
     if master_key_file is not None:
         os.environ["AZTP_MASTER_KEY_FILE"] = str(master_key_file)
     store_home = resolve_home(home or state.home)
@@ -108,6 +123,9 @@ def serve(
     options = _changed_options(prefix, trust_domain, log_level, access_log)
     if database:
         options["database_url"] = database
+    if metrics_token:
+        options["metrics_token"] = metrics_token
+        typer.echo(f"aztp-agents: Prometheus metrics at {scheme}://{host}:{port}/metrics", err=True)
     run_server(
         store_home,
         host,
@@ -133,6 +151,27 @@ def _changed_options(
         "access_log": (access_log, False),
     }
     return {name: value for name, (value, default) in options.items() if value != default}
+
+
+def _metrics_token(path: Path | None, env_value: str | None) -> str | None:
+    """The metrics token: the first line of ``path``, else ``env_value``; None: neither."""
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValidationError(f"--metrics-token-file {path}: {exc.strerror or exc}") from None
+        token = text.strip().splitlines()[0].strip() if text.strip() else ""
+        where = f"--metrics-token-file {path}"
+    elif env_value is not None:
+        token, where = env_value.strip(), METRICS_TOKEN_ENV
+    else:
+        return None
+    if len(token) < MIN_METRICS_TOKEN:
+        raise ValidationError(
+            f"{where}: the metrics token must be at least {MIN_METRICS_TOKEN} characters "
+            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return token
 
 
 def _check_tls(tls_cert: Path | None, tls_key: Path | None) -> None:

@@ -33,11 +33,14 @@ def run(
     log_level: str = "info",
     access_log: bool = False,
     database_url: str | None = None,
+    metrics_token: str | None = None,
 ) -> None:
     """Serve the authority whose store is ``home/aztp.db`` (or the database at
     ``database_url``, which several servers may share) until interrupted.
 
-    With ``tls_cert`` and ``tls_key`` (PEM files) the server speaks HTTPS only. API keys made
+    With ``metrics_token``, Prometheus metrics are served at ``/metrics`` to its bearer
+    (:mod:`.metrics`). With ``tls_cert`` and ``tls_key`` (PEM files) the server speaks HTTPS
+    only. API keys made
     with ``aztp-agents keys create`` on the same home are accepted at once, without a restart.
     """
     import uvicorn
@@ -51,7 +54,7 @@ def run(
     store = Store.open_url(database_url) if database_url else Store.open_sqlite(home / "aztp.db")
     try:
         authority = Authority(store, default_trust_domain=trust_domain or DEFAULT_TRUST_DOMAIN)
-        app = create_app(authority, prefix=prefix)
+        app = create_app(authority, prefix=prefix, metrics_token=metrics_token)
         uvicorn.run(
             app,
             host=host,

@@ -5,8 +5,10 @@
 - the routes (:mod:`.routes`, one ``APIRouter`` per concept) under an optional prefix;
 - the error handlers (:mod:`.error_handlers`): every answer is ``{success, message, data}``;
 - the OpenAPI document without FastAPI's 422 (:mod:`.routes.openapi`);
-- the middleware: the request body cap (:mod:`.middleware`) outermost, then the verify fast
-  path (:mod:`.fastpath`), which answers the hot ``POST aztp/verify-identity`` from memory;
+- the middleware: with a metrics token, the Prometheus ``/metrics`` endpoint and request
+  timing (:mod:`.metrics`) outermost; the request body cap (:mod:`.middleware`), then the
+  verify fast path (:mod:`.fastpath`), which answers the hot ``POST aztp/verify-identity``
+  from memory;
 - the lifespan: the store watcher (:mod:`.feed`) runs while the app is served.
 
 Every route authenticates the caller's API key to a :class:`~aztp_agents.authority.Principal`
@@ -46,12 +48,19 @@ def create_app(
     prefix: str = "",
     max_body: int = DEFAULT_MAX_BODY,
     poll_interval: float = 0.005,
+    metrics_token: str | None = None,
 ) -> FastAPI:
     """The ASGI application serving ``authority``. ``prefix`` (like ``/astha/v1``) is put
-    before every route; the official client's ``base_url`` then ends with it."""
+    before every route; the official client's ``base_url`` then ends with it.
+    ``metrics_token``: serve Prometheus metrics at ``/metrics`` to its bearer (None: no
+    ``/metrics``, nothing measured)."""
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     watcher = StoreWatcher(authority.store, interval=poll_interval)
     context = ServerContext(authority, watcher, AuthCache(authority, watcher))
+    if metrics_token:
+        from .metrics import ServerMetrics
+
+        context.metrics = ServerMetrics(authority.store, watcher)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,7 +87,11 @@ def create_app(
         return openapi_document(app)
 
     app.openapi = openapi  # type: ignore[method-assign]
-    # added last is outermost: the body cap, then the verify fast path, then the routes
+    # added last is outermost: metrics (if on), the body cap, the verify fast path, the routes
     app.add_middleware(FastPathMiddleware, context=context, prefix=prefix)
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
+    if context.metrics is not None and metrics_token:
+        from .metrics import MetricsMiddleware
+
+        app.add_middleware(MetricsMiddleware, metrics=context.metrics, token=metrics_token)
     return app

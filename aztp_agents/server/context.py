@@ -9,9 +9,13 @@ and kept on ``app.state.aztp``; routes reach it through the dependencies of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..authority import Authority
 from .feed import AuthCache, StoreWatcher
+
+if TYPE_CHECKING:
+    from .metrics import ServerMetrics
 
 __all__ = ["ServerContext"]
 
@@ -21,3 +25,5 @@ class ServerContext:
     authority: Authority
     watcher: StoreWatcher
     auth_cache: AuthCache
+    #: The Prometheus instruments, when ``/metrics`` is enabled (a token is configured).
+    metrics: ServerMetrics | None = None

@@ -41,6 +41,8 @@ class StoreWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        #: Per open change-feed stream: the last revision it was sent (for its lag).
+        self._sent: dict[int, int] = {}
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -108,8 +110,9 @@ class StoreWatcher:
         event = asyncio.Event()
         sub = (loop, event)
         self._subscribers.add(sub)
+        follower = id(event)
         try:
-            last = await self.current_revision()
+            last = self._sent[follower] = await self.current_revision()
             yield _sse("revision", last)
             sent = time.monotonic()
             while True:
@@ -119,7 +122,7 @@ class StoreWatcher:
                 event.clear()
                 rev = await self.current_revision()
                 if rev != last:
-                    last = rev
+                    last = self._sent[follower] = rev
                     yield _sse("revision", rev)
                     sent = time.monotonic()
                 elif time.monotonic() - sent >= HEARTBEAT:
@@ -127,6 +130,13 @@ class StoreWatcher:
                     sent = time.monotonic()
         finally:
             self._subscribers.discard(sub)
+            self._sent.pop(follower, None)
+
+    def followers(self) -> list[int]:
+        """Each open change-feed stream's lag: revisions the store moved past the last one it
+        was sent (0: current). A revision is sent when its stream is next scheduled."""
+        revision = self.revision
+        return [max(0, revision - sent) for sent in list(self._sent.values())]
 
 
 def _sse(event: str, revision: int) -> bytes:

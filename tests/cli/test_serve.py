@@ -58,7 +58,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...], dict[s
     fake = types.ModuleType("aztp_agents.server")
     fake.run = lambda *args, **kwargs: seen.append((args, kwargs))  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "aztp_agents.server", fake)
-    for var in ("AZTP_HOME", "AZTP_URL", "AZTP_API_KEY"):
+    for var in ("AZTP_HOME", "AZTP_URL", "AZTP_API_KEY", "AZTP_METRICS_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     return seen
 
@@ -93,6 +93,23 @@ def test_serve_takes_the_same_options(calls: list[Any], tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["serve", "--home", str(tmp_path), *SERVER_OPTIONS])
     assert result.exit_code == 0, result.stderr
     assert calls == [((tmp_path, "0.0.0.0", 8123, None, None), SERVER_KWARGS)]
+
+
+def test_metrics_token_from_a_file_or_the_environment(
+    calls: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("file-token-0123456789abcdef\n")
+    monkeypatch.setenv("AZTP_METRICS_TOKEN", "env-token-0123456789abcdef")
+    assert server_main(["--home", str(tmp_path), "--metrics-token-file", str(token)]) == 0
+    assert calls[-1][1] == {"metrics_token": "file-token-0123456789abcdef"}  # the file wins
+    assert server_main(["--home", str(tmp_path)]) == 0
+    assert calls[-1][1] == {"metrics_token": "env-token-0123456789abcdef"}
+    monkeypatch.setenv("AZTP_METRICS_TOKEN", "short")
+    assert server_main(["--home", str(tmp_path)]) == 2
+    monkeypatch.delenv("AZTP_METRICS_TOKEN")
+    assert server_main(["--home", str(tmp_path), "--metrics-token-file", str(tmp_path / "no")]) == 2
+    assert len(calls) == 2  # refused before the server started
 
 
 def test_one_default_port(calls: list[Any], tmp_path: Path) -> None:

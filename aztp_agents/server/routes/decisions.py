@@ -10,7 +10,7 @@ from starlette.responses import Response
 from ...decisions import Decision, Reason
 from ..responses import ok
 from ..schemas import DecideBody, DecisionAuditBody, DecisionDoc, ExplainBody, Loose
-from .dependencies import Caller, ServedAuthority
+from .dependencies import Caller, Context, ServedAuthority
 from .openapi import success
 
 router = APIRouter(tags=["decisions"])
@@ -21,7 +21,9 @@ router = APIRouter(tags=["decisions"])
     responses=success(DecisionDoc),
     summary="Tool-call decision, taken and audited by the authority (enforcement points' fallback)",
 )
-def decide(body: DecideBody, caller: Caller, authority: ServedAuthority) -> Response:
+def decide(
+    body: DecideBody, caller: Caller, authority: ServedAuthority, context: Context
+) -> Response:
     decision = authority.decide(
         caller,
         flow_id=body.flowId,
@@ -31,6 +33,8 @@ def decide(body: DecideBody, caller: Caller, authority: ServedAuthority) -> Resp
         context=body.context,
         enforce=body.enforce,
     )
+    if context.metrics is not None:
+        context.metrics.decided((decision,), "server")
     return ok(decision.to_dict(), decision.describe())
 
 
@@ -54,8 +58,9 @@ def explain(body: ExplainBody, caller: Caller, authority: ServedAuthority) -> Re
     summary="Record decisions taken at a remote enforcement point in the audit log",
 )
 def decisions_audit(
-    body: DecisionAuditBody, caller: Caller, authority: ServedAuthority
+    body: DecisionAuditBody, caller: Caller, authority: ServedAuthority, context: Context
 ) -> Response:
+    recorded_here: list[Decision] = []
     for record in body.decisions:
         decision = Decision(
             allowed=record.allowed,
@@ -71,5 +76,8 @@ def decisions_audit(
             organization=caller.org_id,
         )
         authority.record_decision(caller, decision, record.context, decided_at=record.decidedAt)
+        recorded_here.append(decision)
+    if context.metrics is not None:
+        context.metrics.decided(recorded_here, "remote")
     recorded = len(body.decisions)
     return ok({"recorded": recorded}, f"{recorded} decisions recorded")
