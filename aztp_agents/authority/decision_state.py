@@ -9,7 +9,7 @@ delta itself."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, and_, or_, select
@@ -253,15 +253,12 @@ class StoreChangeLog:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def positions(self, org_ids: Sequence[str]) -> tuple[int, dict[str, int]]:
-        return self.store.positions(org_ids)
-
-    def since(self, org_id: str, position: int) -> change_log.Since:
-        quick = change_log.since_quick(self.store.quick_rows, org_id, position)
+    def tail(self, org_id: str, position: int) -> tuple[int, change_log.Since]:
+        quick = change_log.tail_quick(self.store.quick_rows, org_id, position)
         if quick is not None:
             return quick
         with self.store.read() as conn:
-            return change_log.since(conn, org_id, position)
+            return self.store.revision(conn), change_log.since(conn, org_id, position)
 
     def committed(self) -> tuple[int | None, int]:
         """The store's change token, then its revision (in that order: see

@@ -184,18 +184,17 @@ class LogTail(Protocol):
     @property
     def entries(self) -> Sequence[LogEntry]: ...
     @property
+    def head(self) -> int: ...
+    @property
     def compacted(self) -> bool: ...
 
 
 class ChangeLog(Protocol):
     """What the cache needs of the store's change log (blocking reads)."""
 
-    def positions(self, org_ids: Sequence[str]) -> tuple[int, dict[str, int]]:
-        """The store revision and each organization's log position, read together."""
-        ...
-
-    def since(self, org_id: str, position: int) -> LogTail:
-        """The organization's entries after ``position``."""
+    def tail(self, org_id: str, position: int) -> tuple[int, LogTail]:
+        """The store's revision and the organization's entries after ``position``, read
+        together. Raises :class:`~.changes.UnknownChange` for a record it cannot read."""
         ...
 
     def committed(self) -> tuple[int | None, int]:
@@ -242,42 +241,26 @@ class LocalDecisions:
         self.audit_put = self._audit_queue()
         self.audit_put(item)
 
-    def catch_up(self, org_ids: Sequence[str] | None = None) -> None:
-        """Bring the held states (or those of ``org_ids``) to the log's head (blocking).
-        Serialized with every other apply: :func:`.changes.apply` mutates in place."""
+    def catch_up(self, org_id: str) -> None:
+        """Bring the organization's held state to the log's head: one read (the store's
+        revision, the organization's head and the entries after the state's position,
+        together), then the entries applied in place. Serialized with every other apply:
+        :func:`.changes.apply` mutates in place. Blocking."""
         with self._lock:
-            states = self._states
-            held = list(states) if org_ids is None else [o for o in org_ids if o in states]
-            if not held:
+            state = self._states.get(org_id)
+            if state is None:
                 return
-            revision, heads = self._log.positions(held)
-            for org_id in held:
-                state = states[org_id]
-                head = heads.get(org_id, 0)
-                if head != state.position and not self._apply_tail(state, head):
-                    del states[org_id]  # loaded again, whole, by the next decision
-                    continue
-                if state.revision < revision:
-                    # Current as of ``revision`` (nothing of this organization changed since
-                    # its last entry): its memo stays valid.
-                    state.revision = revision
-
-    def _apply_tail(self, state: DecisionState, head: int) -> bool:
-        """Apply the entries after ``state.position``; False when the state must be loaded
-        again instead (compacted past it, an unreadable record, a gap, or a log behind it)."""
-        if head < state.position:
-            return False  # the log restarted (a replaced store): never trust the old state
-        try:
-            tail = self._log.since(state.organization, state.position)
-        except UnknownChange:
-            return False
-        if tail.compacted:
-            return False
-        for entry in tail.entries:
-            if entry.seq != state.position + 1:
-                return False
-            apply(state, entry.changes, revision=entry.revision, position=entry.seq)
-        return True
+            try:
+                revision, tail = self._log.tail(org_id, state.position)
+            except UnknownChange:
+                tail = None
+            if tail is None or not _apply_tail(state, tail):
+                del self._states[org_id]  # loaded again, whole, by the next decision
+                return
+            if state.revision < revision:
+                # Current as of ``revision`` (nothing of this organization changed since its
+                # last entry): its memo stays valid.
+                state.revision = revision
 
     def applied(
         self, org_id: str, position: int, revision: int, changes: Sequence[StateChange]
@@ -330,8 +313,8 @@ class LocalDecisions:
         state = self._states.get(org_id)
         if state is not None and state.revision < revision:
             # Something was committed since this state was last known current: catch this
-            # organization up (a write elsewhere costs it one position read, no apply).
-            self.catch_up([org_id])
+            # organization up (a write elsewhere costs it one read, no apply).
+            self.catch_up(org_id)
             state = self._states.get(org_id)
         if state is None:
             loaded = self._load(org_id)
@@ -433,6 +416,18 @@ class LocalDecisions:
 
     def for_principal(self, org_id: str, user_id: str) -> PrincipalDecisions:
         return PrincipalDecisions(self, org_id, user_id)
+
+
+def _apply_tail(state: DecisionState, tail: LogTail) -> bool:
+    """Apply ``tail`` to ``state``; False when the state must be loaded again instead
+    (compacted past it, a gap, or a log behind it: a replaced store)."""
+    if tail.compacted or tail.head < state.position:
+        return False
+    for entry in tail.entries:
+        if entry.seq != state.position + 1:
+            return False
+        apply(state, entry.changes, revision=entry.revision, position=entry.seq)
+    return True
 
 
 class PrincipalDecisions:

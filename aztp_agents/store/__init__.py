@@ -338,26 +338,6 @@ class Store:
         """See :attr:`StoreChanges.token_reader`."""
         return self.changes.token_reader
 
-    def positions(self, org_ids: Sequence[str]) -> tuple[int, dict[str, int]]:
-        """The state revision and the change-log position of each of ``org_ids`` (0: no
-        change yet), read together in one read transaction. On a SQLite file: one statement on
-        a pooled connection, a few microseconds — every enforcement point asks this after any
-        commit, so it must not cost a SQLAlchemy round (~100 us)."""
-        ids = list(org_ids)
-        if self._borrow_possible() and 0 < len(ids) <= _MAX_QUICK_IDS:
-            marks = ",".join("?" * len(ids))
-            rows = self.quick_rows(
-                "SELECT NULL, (SELECT value FROM meta WHERE key='revision') UNION ALL "
-                f"SELECT org_id, seq FROM change_heads WHERE org_id IN ({marks})",
-                tuple(ids),
-            )
-            if rows is not None:
-                found = {r[0]: int(r[1]) for r in rows if r[0] is not None}
-                revision = next(int(r[1]) for r in rows if r[0] is None)
-                return revision, {o: found.get(o, 0) for o in ids}
-        with self.read() as conn:
-            return self.revision(conn), change_log.heads(conn, ids)
-
     def quick_rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]] | None:
         """Rows of one read-only statement on a pooled raw SQLite connection (one implicit
         read transaction); ``None`` where there is none (not a SQLite file, or closed): the
@@ -371,9 +351,6 @@ class Store:
             raise StoreError(f"store read failed at {self.describe()}: {exc}") from None
         finally:
             self._pool.put(slot)
-
-    def _borrow_possible(self) -> bool:
-        return self.is_sqlite and self.path is not None and not self._closed
 
     def _borrow(self) -> list[Any] | None:
         """A ``[connection, last data_version]`` slot from the pool (a new one if all are busy)."""
@@ -486,8 +463,6 @@ def _chain_rows(
 
 
 _REVISION_STMT = select(schema.meta.c.value).where(schema.meta.c.key == "revision")
-#: Most organizations :meth:`Store.positions` asks about in one raw statement.
-_MAX_QUICK_IDS = 500
 #: The first key of the per-organization audit append lock on PostgreSQL (the second is the
 #: organization's hash); any constant that no other lock of ours uses.
 _AUDIT_LOCK_NAMESPACE = 0x41554454  # "AUDT"

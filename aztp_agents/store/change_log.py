@@ -38,7 +38,7 @@ __all__ = [
     "compact",
     "heads",
     "since",
-    "since_quick",
+    "tail_quick",
 ]
 
 
@@ -54,7 +54,8 @@ class LogEntry:
 @dataclass(frozen=True, slots=True)
 class Since:
     """What a reader at a position must apply: ``entries`` in order; or ``compacted`` (the
-    rows it needs are gone: load the whole state, at :attr:`head`, instead)."""
+    rows it needs are gone: load the whole state, at :attr:`head`, instead). ``head``: the
+    organization's position when read (below the reader's: the log was replaced)."""
 
     entries: tuple[LogEntry, ...]
     head: int
@@ -164,31 +165,33 @@ def since(conn: Connection, org_id: str, position: int, *, limit: int | None = N
 QuickRows = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]] | None]
 
 
-def since_quick(rows: QuickRows, org_id: str, position: int) -> Since | None:
-    """:func:`since` over raw SQLite rows (the decision path's catch-up: microseconds, not a
-    SQLAlchemy round); ``None`` where ``rows`` cannot read (use :func:`since`). The head and
-    the entries are two reads: a compaction between them shows as a gap, which the reader
-    treats like "compacted"."""
-    head = rows(_HEAD, (org_id,))
-    if head is None:
+def tail_quick(rows: QuickRows, org_id: str, position: int) -> tuple[int, Since] | None:
+    """The store's revision and :func:`since` for ``position``, in one raw SQLite statement
+    (one snapshot; the decision path's catch-up costs one read, not a SQLAlchemy round);
+    ``None`` where ``rows`` cannot read (use :func:`since`)."""
+    found = rows(_TAIL, (org_id, org_id, position))
+    if found is None:
         return None
-    if not head:
-        return Since((), 0)
-    seq, compacted_through = int(head[0][0]), int(head[0][1])
+    revision, head, compacted_through = 0, 0, 0
+    entries: list[LogEntry] = []
+    for part, a, b, records in found:
+        if part == 0:
+            revision = int(a)
+        elif part == 1:
+            head, compacted_through = int(a), int(b)
+        else:
+            entries.append(LogEntry(int(a), int(b), tuple(decode(d) for d in json.loads(records))))
     if position < compacted_through:
-        return Since((), seq, compacted=True)
-    if position >= seq:
-        return Since((), seq)
-    found = rows(_ENTRIES, (org_id, position)) or []
-    entries = tuple(
-        LogEntry(int(s), int(r), tuple(decode(d) for d in json.loads(records)))
-        for s, r, records in found
-    )
-    return Since(entries, seq)
+        return revision, Since((), head, compacted=True)
+    entries.sort(key=lambda e: e.seq)
+    return revision, Since(tuple(entries), head)
 
 
-_HEAD = "SELECT seq, compacted_through FROM change_heads WHERE org_id=?"
-_ENTRIES = "SELECT seq, revision, records FROM state_changes WHERE org_id=? AND seq>? ORDER BY seq"
+_TAIL = (
+    "SELECT 0, value, NULL, NULL FROM meta WHERE key='revision'"
+    " UNION ALL SELECT 1, seq, compacted_through, NULL FROM change_heads WHERE org_id=?"
+    " UNION ALL SELECT 2, seq, revision, records FROM state_changes WHERE org_id=? AND seq>?"
+)
 
 
 def compact(conn: Connection, org_id: str, keep_after: int) -> int:
