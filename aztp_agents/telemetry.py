@@ -120,10 +120,9 @@ def decision_attributes(decision: Decision) -> dict[str, str | int | bool]:
 def audit_backlog(store: Any) -> int:
     """Decision records queued for ``store``'s background audit writer, not yet taken by it
     (0 when the store has no writer). Read without a lock: a gauge, not an invariant."""
-    writer = getattr(store, "_audit_writer", None)
-    queue = getattr(writer, "_queue", None)
+    backlog = getattr(store, "audit_backlog", None)
     try:
-        return int(queue.qsize()) if queue is not None else 0
+        return int(backlog()) if backlog is not None else 0
     except Exception:  # a gauge must never break the reader
         return 0
 

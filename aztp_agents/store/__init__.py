@@ -421,6 +421,11 @@ class Store:
         """Counters of the background audit writer (for benchmarks and monitoring)."""
         return self._audit_writer.stats
 
+    def audit_backlog(self) -> int:
+        """Audit records queued for the background writer, not yet taken by it (a gauge for
+        monitoring: read without a lock)."""
+        return self._audit_writer.backlog()
+
     def flush_audit(self, timeout: float = 10.0) -> None:
         """Wait until every queued audit record is committed."""
         self._audit_writer.flush(timeout)
@@ -527,6 +532,9 @@ class _AuditWriter:
         self._stale_keys: list[str] = []
         #: Commit attempts that failed in a row.
         self._failures = 0
+
+    def backlog(self) -> int:
+        return self._queue.qsize()
 
     def submit(self, org_id: str, record: QueuedRecord) -> None:
         if self._thread is None:
