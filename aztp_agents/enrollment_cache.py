@@ -94,7 +94,3 @@ class EnrollmentCache:
             if len(self._known) >= self.LIMIT:
                 self._known.pop(next(iter(self._known)))
             self._known[shape] = known
-
-    def forget(self, shape: Shape) -> None:
-        with self._lock:
-            self._known.pop(shape, None)

@@ -294,7 +294,6 @@ def enable(tracer_provider: Any = None, meter_provider: Any = None) -> bool:
     Returns False, and installs nothing, when ``OTEL_SDK_DISABLED=true`` (the SDK would drop
     everything anyway: nothing should cost). Raises :class:`ImportError` with what to install
     when the ``otel`` extra is missing."""
-    global _recorder
     if _sdk_disabled():
         log.info("OTEL_SDK_DISABLED=true: AZTP telemetry stays off")
         return False
@@ -306,23 +305,23 @@ def enable(tracer_provider: Any = None, meter_provider: Any = None) -> bool:
                 "AZTP telemetry needs OpenTelemetry: pip install 'aztp-agents[otel]'"
             ) from exc
         raise
-    with _lock:
-        previous, _recorder = _recorder, recorder
-        for guard in list(_guards):
-            _swap(guard, previous, recorder)
-    if previous is not None:
-        previous.active = False
-        previous.stop(_STOP_TIMEOUT)
+    _install(recorder)
     return True
 
 
 def disable() -> None:
     """Stop recording: every guard loses the listener (its fast path is as before)."""
+    _install(None)
+
+
+def _install(recorder: _Recorder | None) -> None:
+    """Make ``recorder`` every guard's one telemetry listener (None: none), and stop the one
+    it replaces."""
     global _recorder
     with _lock:
-        previous, _recorder = _recorder, None
+        previous, _recorder = _recorder, recorder
         for guard in list(_guards):
-            _swap(guard, previous, None)
+            _swap(guard, previous, recorder)
     if previous is not None:
         previous.active = False
         previous.stop(_STOP_TIMEOUT)

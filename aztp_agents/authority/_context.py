@@ -145,29 +145,16 @@ class AuthorityContext:
         """:meth:`state_changed` for a write that knows its records' resulting values itself
         (a bulk import: every row it inserted, as inserted)."""
         revision = self._next_revision(conn)
-        position = self.record_changes(conn, org_id, changes, revision=revision)
-        self.store.after_commit(
-            conn, lambda: self.decisions.applied(org_id, position, revision, changes)
-        )
-
-    def record_changes(
-        self,
-        conn: Connection,
-        org_id: str,
-        changes: Sequence[StateChange],
-        *,
-        revision: int | None = None,
-    ) -> int:
-        """Append what this write changed in the organization's decision state to the change
-        log, inside the write transaction ``conn`` (see :mod:`aztp_agents.store.change_log`);
-        returns the write's position in the organization's log."""
-        return change_log.append(
+        position = change_log.append(
             conn,
             org_id,
-            self._next_revision(conn) if revision is None else revision,
+            revision,
             changes,
             lock=not self.store.is_sqlite,
             keep=self.store.change_log_keep,
+        )
+        self.store.after_commit(
+            conn, lambda: self.decisions.applied(org_id, position, revision, changes)
         )
 
     def _next_revision(self, conn: Connection) -> int:

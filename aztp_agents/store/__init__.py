@@ -313,14 +313,9 @@ class Store:
         point reads it after any commit), the SQLAlchemy statement built only otherwise."""
         if conn is not None:
             return int(conn.execute(_REVISION_STMT).scalar_one())
-        slot = self._borrow()
-        if slot is not None:
-            try:
-                return int(
-                    slot[0].execute("SELECT value FROM meta WHERE key='revision'").fetchone()[0]
-                )
-            finally:
-                self._pool.put(slot)
+        rows = self.quick_rows("SELECT value FROM meta WHERE key='revision'")
+        if rows is not None:
+            return int(rows[0][0])
         with self.read() as c:
             return int(c.execute(_REVISION_STMT).scalar_one())
 

@@ -154,10 +154,7 @@ def since(conn: Connection, org_id: str, position: int, *, limit: int | None = N
     )
     if limit is not None:
         stmt = stmt.limit(limit)
-    entries = tuple(
-        LogEntry(int(r.seq), int(r.revision), tuple(decode(d) for d in json.loads(r.records)))
-        for r in conn.execute(stmt)
-    )
+    entries = tuple(_entry(r.seq, r.revision, r.records) for r in conn.execute(stmt))
     return Since(entries, head)
 
 
@@ -180,11 +177,16 @@ def tail_quick(rows: QuickRows, org_id: str, position: int) -> tuple[int, Since]
         elif part == 1:
             head, compacted_through = int(a), int(b)
         else:
-            entries.append(LogEntry(int(a), int(b), tuple(decode(d) for d in json.loads(records))))
+            entries.append(_entry(a, b, records))
     if position < compacted_through:
         return revision, Since((), head, compacted=True)
     entries.sort(key=lambda e: e.seq)
     return revision, Since(tuple(entries), head)
+
+
+def _entry(seq: Any, revision: Any, records: str) -> LogEntry:
+    """A stored row as a :class:`LogEntry` (its records decoded)."""
+    return LogEntry(int(seq), int(revision), tuple(decode(d) for d in json.loads(records)))
 
 
 _TAIL = (
