@@ -220,12 +220,16 @@ class Guard:
             self._flow_id = known.flow_id
             self.identities.update(known.identities)
             return Enrollment(known.agent_id, {name: known.tools[name] for name in names})
-        agent_id = self.ensure_identity(agent_name)
-        tools: dict[str, str] = {}
-        for tool_name in names:
-            tool_id = self.ensure_identity(tool_name)
-            self.link(agent_id, tool_id)
-            tools[tool_name] = tool_id
+        # One write transaction for the whole enrollment where the backend can (embedded):
+        # one commit instead of one per identity, membership and grant, and all or nothing.
+        batch = getattr(self.client.backend, "batch", None)
+        with batch() if batch is not None else contextlib.nullcontext():
+            agent_id = self.ensure_identity(agent_name)
+            tools: dict[str, str] = {}
+            for tool_name in names:
+                tool_id = self.ensure_identity(tool_name)
+                self.link(agent_id, tool_id)
+                tools[tool_name] = tool_id
         issued = {i: self.identities[i] for i in (agent_id, *tools.values())}
         cache.put(
             shape,

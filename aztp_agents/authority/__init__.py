@@ -21,8 +21,9 @@ server can send them as they are and the client can return them as the seeds exp
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ..audit import FieldData
@@ -82,6 +83,7 @@ class Authority:
             StoreChangeLog(store),
             self.changes,
             store.audit_queue,
+            store.signals,
         )
         ctx = self.ctx = AuthorityContext(
             store,
@@ -192,6 +194,15 @@ class Authority:
         """The state without any I/O (for event loops), or None when it must be (re)loaded
         with :meth:`snapshot` in a worker thread."""
         return self.decisions.cached_state(org_id)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run this thread's operations inside as one write transaction: one commit for all
+        of them (enrolling a crew: its identities, memberships and grants), and they all
+        commit or none does. Each operation still audits and logs its changes as it would
+        alone."""
+        with self.store.write():
+            yield
 
     def decide(
         self,

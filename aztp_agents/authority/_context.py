@@ -153,6 +153,7 @@ class AuthorityContext:
             lock=not self.store.is_sqlite,
             keep=self.store.change_log_keep,
         )
+        self.store.signal_change(conn, org_id)
         self.store.after_commit(
             conn, lambda: self.decisions.applied(org_id, position, revision, changes)
         )

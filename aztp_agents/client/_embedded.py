@@ -7,6 +7,7 @@ of it: the local organization's user, the owner of an API key, or a named user.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
@@ -109,6 +110,11 @@ class EmbeddedBackend:
 
     async def acall(self, op: str, /, **kwargs: Any) -> Any:
         return await anyio.to_thread.run_sync(functools.partial(self.call, op, **kwargs))
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Blocking :meth:`call` s made in this thread inside commit together (see
+        :meth:`Authority.batch`)."""
+        return self.authority.batch()
 
     def decide(
         self,

@@ -164,7 +164,20 @@ class Changes(Protocol):
     token_reader: Callable[[], tuple[int]] | None
 
     def confirm(self) -> int: ...
+    def confirm_files(self) -> None: ...
     def current_now(self) -> bool: ...
+
+
+class Signals(Protocol):
+    """Per-organization change signals (a :class:`aztp_agents.store.org_signals.OrgSignals`)."""
+
+    def read(self, org_id: str) -> int | None:
+        """The organization's signal when no write to it is in flight, else None (no I/O)."""
+        ...
+
+    def reader(self, org_id: str) -> Callable[[], tuple[int]]:
+        """``reader()[0]``: the organization's raw signal (odd: in flight), a C-level read."""
+        ...
 
 
 class LogEntry(Protocol):
@@ -206,14 +219,24 @@ class LocalDecisions:
     """The decision states of every organization an embedded authority serves, kept current
     by applying the change log, and the decisions taken on them (audited).
 
-    A state is loaded whole once per organization (``load``). After that, when the store's
-    revision moves (``changes``, this reader's change cursor, tells), the next decision of an
-    organization reads that organization's log position — one small read — and applies only
-    the entries after its state's position (O(change)); a write in another organization
-    costs that read and nothing else, and only organizations that decide pay it. A state is
-    current when its ``revision`` is at least the cursor's. A state whose entries were compacted away, or that meets a
-    record this version cannot read, is dropped and loaded again. A write made through this
-    process is applied at once, after its commit (:meth:`applied`).
+    A state is loaded whole once per organization (``load``). After that it is kept current
+    one of two ways:
+
+    * **By signal** (a SQLite file: the store's shared change counter and per-organization
+      change ``signals``, see ``aztp_agents.store.org_signals``). A state is current while the
+      counter equals its ``token``. When the counter moved, the organization's signal says
+      whether anything of *this* organization was written since the state's read: if not (a
+      write in another organization, an audit commit), the state is current again at the cost
+      of a memory read; if so, one read of the organization's log tail, applied in place.
+    * **By revision** (otherwise, e.g. PostgreSQL): when the store's revision moves
+      (``changes``, this reader's change cursor, tells), the next decision of an organization
+      reads its log tail and applies it. A state is current when its ``revision`` is at least
+      the cursor's.
+
+    Either way only the entries after the state's position are applied (O(change)); a state
+    whose entries were compacted away, or that meets a record this version cannot read, is
+    dropped and loaded again. A write made through this process is applied at once, after its
+    commit (:meth:`applied`).
 
     ``log``: the store's change log; ``audit_queue``: returns the audit writer's ``put``
     (called once, on the first record, which starts the writer)."""
@@ -224,10 +247,12 @@ class LocalDecisions:
         log: ChangeLog,
         changes: Changes,
         audit_queue: Callable[[], Callable[[tuple[str, QueuedRecord]], None]],
+        signals: Signals | None = None,
     ) -> None:
         self._load = load
         self._log = log
         self.changes = changes
+        self._signals = signals
         self._states: dict[str, DecisionState] = {}
         self._lock = threading.Lock()
         #: Per thread: the revision of the write it just committed and applied (see
@@ -241,11 +266,12 @@ class LocalDecisions:
         self.audit_put = self._audit_queue()
         self.audit_put(item)
 
-    def catch_up(self, org_id: str) -> None:
+    def catch_up(self, org_id: str, token: int = -1, signal: int | None = None) -> None:
         """Bring the organization's held state to the log's head: one read (the store's
         revision, the organization's head and the entries after the state's position,
         together), then the entries applied in place. Serialized with every other apply:
-        :func:`.changes.apply` mutates in place. Blocking."""
+        :func:`.changes.apply` mutates in place. ``token`` and ``signal``: read before this
+        (by signal), what the state is then current at. Blocking."""
         with self._lock:
             state = self._states.get(org_id)
             if state is None:
@@ -261,6 +287,8 @@ class LocalDecisions:
                 # Current as of ``revision`` (nothing of this organization changed since its
                 # last entry): its memo stays valid.
                 state.revision = revision
+            if token != -1:
+                state.token, state.signal = token, signal
 
     def applied(
         self, org_id: str, position: int, revision: int, changes: Sequence[StateChange]
@@ -271,14 +299,34 @@ class LocalDecisions:
             state = self._states.get(org_id)
             current = state is None or state.position == position - 1
             if state is not None and current:
+                before = state.signal
                 apply(state, changes, revision=revision, position=position)
+                if before is not None:
+                    self._confirm_own_signal(org_id, state, before)
         # What invalidate() may confirm without a read (only if this was applied, or not held)
         self._own.revision = revision if current else None
 
+    def _confirm_own_signal(self, org_id: str, state: DecisionState, before: int) -> None:
+        """By signal, after this process's write to the organization, applied to a state that
+        was current at signal ``before``: if the signal moved by exactly that write (+2: begun,
+        ended), nothing else of the organization was written, and the state is current at
+        the counter read before it. Else the next decision reads the tail."""
+        read_token, signals = self.changes.token_reader, self._signals
+        if read_token is None or signals is None:
+            return
+        token = read_token()[0]
+        signal = signals.read(org_id)
+        if signal == before + 2:
+            state.token, state.signal = token, signal
+
     def invalidate(self) -> None:
         """A write here committed: confirm before the next decision — unless it was this
-        thread's own write, applied at once, and the only change (see :meth:`_confirm_own`)."""
+        thread's own write, applied at once, and the only change (see :meth:`_confirm_own`).
+        By signal, nothing to do: the write moved the store's counter, so the next decision
+        checks the organization's signal anyway."""
         own, self._own.revision = getattr(self._own, "revision", None), None
+        if self._signals is not None and self.changes.token_reader is not None:
+            return
         if own is not None and self._confirm_own(own):
             return
         self.changes.stale = True
@@ -309,6 +357,30 @@ class LocalDecisions:
     def state(self, org_id: str) -> DecisionState:
         """The organization's state, current as of the latest commit here or in any other
         process sharing the store (one shared-memory read to know). Blocking."""
+        changes, signals = self.changes, self._signals
+        read_token = changes.token_reader
+        if read_token is None or signals is None:
+            return self._state_by_revision(org_id)
+        changes.confirm_files()
+        token = read_token()[0]  # first: the state is current at most at the token read
+        state = self._states.get(org_id)
+        if state is not None and state.token != token:
+            signal = signals.read(org_id)
+            if signal is not None and signal == state.signal:
+                state.token = token  # nothing of this organization written since its read
+            else:
+                self.catch_up(org_id, token, signal)
+                state = self._states.get(org_id)
+        if state is None:
+            signal = signals.read(org_id)  # before the read it stands for
+            loaded = self._load(org_id)
+            loaded.token, loaded.signal = token, signal
+            with self._lock:
+                state = self._states.setdefault(org_id, loaded)
+        return state
+
+    def _state_by_revision(self, org_id: str) -> DecisionState:
+        """:meth:`state` without signals: confirm the store's revision first."""
         revision = self.changes.confirm()
         state = self._states.get(org_id)
         if state is not None and state.revision < revision:
@@ -325,12 +397,24 @@ class LocalDecisions:
     def cached_state(self, org_id: str) -> DecisionState | None:
         """The state without any I/O, or None when it must be loaded or caught up first
         (:meth:`state`)."""
-        changes = self.changes
-        if not changes.current_now():
-            return None
+        changes, signals = self.changes, self._signals
+        read_token = changes.token_reader
+        if read_token is None or signals is None:
+            if not changes.current_now():
+                return None
+            state = self._states.get(org_id)
+            if state is None or state.revision < changes.revision:
+                return None
+            return state
         state = self._states.get(org_id)
-        if state is None or state.revision < changes.revision:
+        if state is None or _monotonic() >= changes.confirmed_until:
             return None
+        token = read_token()[0]
+        if state.token != token:
+            signal = signals.read(org_id)
+            if signal is None or signal != state.signal:
+                return None
+            state.token = token
         return state
 
     def decide(
@@ -363,20 +447,16 @@ class LocalDecisions:
         started = _perf_counter()
         changes = self.changes
         read_token = changes.token_reader
-        if (
-            read_token is None
-            or read_token()[0] != changes.confirmed_token
-            or changes.stale
-            or _monotonic() >= changes.confirmed_until  # the store's files: re-confirm
-        ):
-            return None
         state = self._states.get(org_id)
         if (
-            state is None
-            or state.revision < changes.revision  # not caught up since the last write
+            read_token is None
+            or state is None
+            or _monotonic() >= changes.confirmed_until  # the store's files: re-confirm
             or ((context or flat_context) and state.conditional)
         ):
             return None
+        if read_token()[0] != state.token and self.cached_state(org_id) is not state:
+            return None  # not confirmed current without I/O
         made = state.memo.get(key)
         if made is None or not made[0][0]:
             return None
@@ -442,6 +522,9 @@ class PrincipalDecisions:
         self.changes = cache.changes  # fixed for the cache's life: one attribute read less
         self.org_id = org_id
         self.user_id = user_id
+        signals = cache._signals
+        #: ``read_signal()[0]``: the organization's raw change signal, read without a frame.
+        self.read_signal = None if signals is None else signals.reader(org_id)
 
     def decide_now(
         self,
@@ -463,39 +546,41 @@ class PrincipalDecisions:
         changes = self.changes
         read_token = changes.token_reader
         key = (self.user_id, flow_id, agent, tool, tool_name, enforce)  # DecisionKey order
+        state = cache._states.get(self.org_id)
         if (
             read_token is not None
-            and read_token()[0] == changes.confirmed_token
-            and not changes.stale
+            and state is not None
             and _monotonic() < changes.confirmed_until  # else re-confirm the store's files
+            and not ((context or flat_context) and state.conditional)
         ):
-            state = cache._states.get(self.org_id)
-            if (
-                state is not None
-                and state.revision >= changes.revision  # caught up since the last write
-                and not ((context or flat_context) and state.conditional)
-            ):
-                made = state.memo.get(key)
-                if made is not None and made[0][0]:
-                    head, tail, audit = made
-                    decision: Decision = _new_tuple(
-                        Decision, (*head, (_perf_counter() - started) * 1e6, *tail)
-                    )
-                    if flat_context:
-                        audit = FieldParts((audit, flat_context))
-                    elif context:  # with_context() inlined
-                        audit = FieldParts(
-                            (
-                                audit,
-                                context.flat
-                                if type(context) is CallContext
-                                else flatten_context(context),
-                            )
+            token = read_token()[0]
+            current = token == state.token  # confirmed at the store's latest commit
+            if not current:  # a commit since: by signal, was it this organization's?
+                read_signal = self.read_signal
+                # (an odd signal, a write in flight, never equals a held one: always even)
+                if read_signal is not None and read_signal()[0] == state.signal:
+                    state.token, current = token, True
+            made = state.memo.get(key) if current else None
+            if made is not None and made[0][0]:
+                head, tail, audit = made
+                decision: Decision = _new_tuple(
+                    Decision, (*head, (_perf_counter() - started) * 1e6, *tail)
+                )
+                if flat_context:
+                    audit = FieldParts((audit, flat_context))
+                elif context:  # with_context() inlined
+                    audit = FieldParts(
+                        (
+                            audit,
+                            context.flat
+                            if type(context) is CallContext
+                            else flatten_context(context),
                         )
-                    cache.audit_put(
-                        (self.org_id, (_time(), DECISION_ACTION, self.user_id, agent, audit))
                     )
-                    return decision
+                cache.audit_put(
+                    (self.org_id, (_time(), DECISION_ACTION, self.user_id, agent, audit))
+                )
+                return decision
         # --- anything else that needs no I/O
         if context is None and flat_context:
             context = CallContext(zip(flat_context[::2], flat_context[1::2], strict=True))

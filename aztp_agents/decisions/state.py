@@ -60,6 +60,11 @@ class DecisionState:
     #: plain attribute, read on the fast path without a call.
     conditional_ids: set[str] = field(init=False, repr=False)
     conditional: bool = field(init=False, repr=False)
+    #: Owned by :mod:`.fastpath` (a store with change signals): the store's change token at
+    #: which this state was last confirmed current (-1: never), and the organization's change
+    #: signal read before the store read it reflects (None: none to trust).
+    token: int = field(default=-1, repr=False)
+    signal: int | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if type(self.identities) is not dict:

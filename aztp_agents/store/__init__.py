@@ -42,6 +42,7 @@ from . import change_log, migrations, schema
 from .changes import StoreChanges
 from .files import StoreFiles
 from .migrations.legacy import LEGACY_HEAD
+from .org_signals import OrgSignals, open_signals
 from .spool import Spool, recover
 
 __all__ = ["SCHEMA_VERSION", "Store"]
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 
 #: ``Connection.info`` key of a write transaction's after-commit callbacks (:meth:`Store.after_commit`).
 _AFTER_COMMIT = "aztp_after_commit"
+_SIGNALED = "aztp_signaled"
 
 #: The last hand-migrated schema version (``meta.schema_version``); later schema changes are
 #: Alembic revisions (see :mod:`.migrations`, which owns the rule of who migrates what).
@@ -79,6 +81,15 @@ class Store:
                 "'python -c \"import base64,os;print(base64.b64encode(os.urandom(32)).decode())\"')"
                 " or AZTP_MASTER_KEY_FILE, the same for every process on this database"
             )
+        #: Per-organization change signals in shared memory (a SQLite file only; see
+        #: :mod:`.org_signals`). Opened before the first connection: a process holding the
+        #: database without them would make every writer wait for it (see :mod:`.files`).
+        self.signals: OrgSignals | None = None
+        if self.is_sqlite and path is not None:
+            try:
+                self.signals = open_signals(path)
+            except OSError as exc:
+                log.info("per-organization change signals unavailable (%s)", exc)
         try:
             if self.is_sqlite:
                 self.engine: Engine = create_engine(
@@ -101,6 +112,8 @@ class Store:
         self._checkers: list[sqlite3.Connection] = []
         self._checkers_lock = threading.Lock()
         self._closed = False
+        #: Per thread: the write transaction in progress (see :meth:`write`).
+        self._in_write = threading.local()
         if self.is_sqlite and path is not None:
             slot = self._borrow()  # stays open (pooled): the WAL index lives as long as we do
             if slot is not None:
@@ -110,12 +123,16 @@ class Store:
         self.files: StoreFiles | None = None
         if self.is_sqlite and path is not None:
             try:
-                self.files = StoreFiles(path)
+                self.files = StoreFiles(
+                    path, None if self.signals is None else self.signals.identity
+                )
                 self.files.check_shared_index()
             except BaseException:
                 self._release_connections()
                 if self.files is not None:
                     self.files.close()
+                if self.signals is not None:
+                    self.signals.close()
                 raise
         #: Called by the audit writer after each of its commits with ``(change token,
         #: revision)`` (see :class:`~.changes.ChangeCursor`).
@@ -249,24 +266,46 @@ class Store:
     def write(self, *, bump: bool = True) -> Iterator[Connection]:
         """One write transaction; ``bump`` increments the state revision inside it.
 
+        Inside another write of this thread, it joins that one (one commit for several
+        operations: enrolling a crew, say); its writes then commit or roll back with it, and
+        :meth:`read` in this thread sees them.
+
         On a SQLite file, the write commits only when the files are still this process's and
         every process holding the store open shares its WAL index (checked while holding the
         write lock), and it fails if the WAL index was swapped during the commit: an
         acknowledged write is in the one log every enforcement point reads (see
         :mod:`.files`)."""
+        joined: Connection | None = getattr(self._in_write, "conn", None)
+        if joined is not None:
+            self._in_write.bump = self._in_write.bump or bump
+            callbacks: list[Callable[[], None]] = joined.info[_AFTER_COMMIT]
+            kept = len(callbacks)
+            try:
+                with joined.begin_nested():  # a savepoint: this part rolls back on its own
+                    yield joined
+            except BaseException:
+                del callbacks[kept:]  # what it would have applied never commits
+                raise
+            return
         files = self.files
         committed: list[Callable[[], None]] = []
+        signaled: list[tuple[int, ...]] = []
         try:
             with self.engine.connect() as conn:
                 conn.execution_options(aztp_write=True)
                 conn.info[_AFTER_COMMIT] = committed
+                conn.info[_SIGNALED] = signaled
                 try:
                     with conn.begin():
                         if files is not None:
                             files.confirm()
                             files.check_shared_index()
-                        yield conn
-                        if bump:
+                        self._in_write.conn, self._in_write.bump = conn, bump
+                        try:
+                            yield conn
+                        finally:
+                            self._in_write.conn = None
+                        if self._in_write.bump:
                             conn.execute(
                                 update(schema.meta)
                                 .where(schema.meta.c.key == "revision")
@@ -274,6 +313,8 @@ class Store:
                             )
                 finally:
                     conn.info.pop(_AFTER_COMMIT, None)
+                    conn.info.pop(_SIGNALED, None)
+                    self._end_signals(signaled)
         except OperationalError as exc:
             raise StoreError(f"store write failed at {self.describe()}: {exc.orig}") from None
         except DatabaseError as exc:
@@ -293,6 +334,25 @@ class Store:
             except Exception:  # the write stands; a reader catches up from the log instead
                 log.exception("an after-commit callback failed")
 
+    def signal_change(self, conn: Connection, org_id: str) -> None:
+        """The write transaction ``conn`` (of :meth:`write`) changes the organization's
+        decision state: mark its change signal as being written until the transaction ends
+        (see :mod:`.org_signals`). Call after the transaction's first write (it must hold the
+        database's write lock)."""
+        signals = self.signals
+        if signals is None:
+            return
+        held: list[tuple[int, ...]] = conn.info[_SIGNALED]
+        offset = signals.offset(org_id)
+        if any(offset in offsets for offsets in held):
+            return
+        held.append(signals.begin([org_id]))
+
+    def _end_signals(self, signaled: list[tuple[int, ...]]) -> None:
+        signals = self.signals
+        while signals is not None and signaled:
+            signals.end(signaled.pop())
+
     @staticmethod
     def after_commit(conn: Connection, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the write transaction ``conn`` (of :meth:`write`) committed;
@@ -301,6 +361,12 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        """One read transaction (inside a write of this thread: that write's, which sees its
+        own uncommitted changes)."""
+        joined: Connection | None = getattr(self._in_write, "conn", None)
+        if joined is not None:
+            yield joined
+            return
         try:
             with self.engine.connect() as conn, conn.begin():
                 yield conn
@@ -433,6 +499,8 @@ class Store:
             self.changes.close()
             if self.files is not None:  # last: its descriptor may close only after SQLite's
                 self.files.close()
+            if self.signals is not None:
+                self.signals.close()
             atexit.unregister(self.close)
 
     def _release_connections(self) -> None:

@@ -141,14 +141,7 @@ class ChangeCursor:
         """Make :attr:`revision` current and return it; reads the revision only when
         something was committed since it was last confirmed (or this process wrote). Raises
         :class:`~aztp_agents.errors.StoreError` when the store's files cannot be confirmed."""
-        now = time.monotonic()
-        if now >= self.confirmed_until:
-            files = self.changes.store.files
-            if files is None:
-                self.confirmed_until = math.inf
-            else:
-                files.confirm()
-                self.confirmed_until = now + files.CONFIRM_INTERVAL_S
+        self.confirm_files()
         token = self.changes.token()
         if token is None:
             if self.data_changed() or self.stale:
@@ -160,6 +153,18 @@ class ChangeCursor:
             # Only now: a thread that reads the token meanwhile confirms too, never skips.
             self.confirmed_token = token
         return self.revision
+
+    def confirm_files(self) -> None:
+        """Confirm the store's files when :attr:`confirmed_until` has passed (see
+        :mod:`.files`); raises :class:`~aztp_agents.errors.StoreError` when they cannot be."""
+        now = time.monotonic()
+        if now >= self.confirmed_until:
+            files = self.changes.store.files
+            if files is None:
+                self.confirmed_until = math.inf
+            else:
+                files.confirm()
+                self.confirmed_until = now + files.CONFIRM_INTERVAL_S
 
     def read_revision(self) -> None:
         rev = self.changes.store.revision()

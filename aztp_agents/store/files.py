@@ -56,6 +56,7 @@ import time
 from pathlib import Path
 
 from ..errors import StoreError
+from .org_signals import PRESENCE_BYTE
 
 try:
     import fcntl
@@ -117,9 +118,13 @@ class StoreFiles:
     #: the store (briefly holding the database lock without the index) settle.
     SETTLE_S = 0.5
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, orgs_id: tuple[int, int] | None = None) -> None:
         self.path = path
         self.shm_path = Path(f"{path}-shm")
+        #: The per-organization signals file this process maps (see :mod:`.org_signals`),
+        #: confirmed like the WAL index; None: this process has none.
+        self.orgs_path = Path(f"{path}-orgs")
+        self.orgs_id = orgs_id
         st = os.stat(path)
         self.db_id = (st.st_dev, st.st_ino)
         try:
@@ -224,6 +229,16 @@ class StoreFiles:
                 "the WAL index (-shm) was replaced while the store was open "
                 "(writes would be lost; restart this process)"
             )
+        if self.orgs_id is not None:
+            try:
+                orgs = os.stat(self.orgs_path)
+            except OSError:
+                orgs = None
+            if orgs is None or (orgs.st_dev, orgs.st_ino) != self.orgs_id:
+                return (
+                    "the change signals file (-orgs) was deleted or replaced while the store "
+                    "was open (other processes' writes would go unseen; restart this process)"
+                )
         return None
 
     # --- does everyone see my writes? -----------------------------------------------------
@@ -242,9 +257,10 @@ class StoreFiles:
                 pids = ", ".join(str(p) for p in sorted(strays))
                 raise StoreError(
                     f"the store at {self.path} is open in process(es) {pids} on a WAL index "
-                    "(-shm) that was deleted or replaced: a write here would be lost or never "
-                    "seen there. Stop those processes (their enforcement points deny every "
-                    "call meanwhile), then retry"
+                    "(-shm) or change signals file (-orgs) that was deleted or replaced, or by "
+                    "an older version without one: a write here would be lost or never seen "
+                    "there. Stop those processes (their enforcement points deny every call "
+                    "meanwhile), then retry"
                 )
             time.sleep(0.02)
 
@@ -262,6 +278,8 @@ class StoreFiles:
         except OSError:
             return set()
         db_key, shm_key = _lock_key(self.db_id), _lock_key(self.shm_id)
+        orgs_key = None if self.orgs_id is None else _lock_key(self.orgs_id)
+        orgs_pids: set[int] = set()
         for line in lines:
             parts = line.split()
             if len(parts) < 8 or parts[1] == "->" or parts[1] != "POSIX":
@@ -272,10 +290,15 @@ class StoreFiles:
                     db_pids.add(int(parts[4]))
             elif where == shm_key and int(parts[6]) <= _SHM_DMS <= _lock_end(parts[7]):
                 shm_pids.add(int(parts[4]))
+            elif where == orgs_key and int(parts[6]) <= PRESENCE_BYTE <= _lock_end(parts[7]):
+                orgs_pids.add(int(parts[4]))
         me = os.getpid()
         if me not in db_pids:  # the listing does not describe our files: cannot tell
             return set()
-        return db_pids - shm_pids - {me}
+        off = db_pids - shm_pids
+        if orgs_key is not None:
+            off |= db_pids - orgs_pids  # it would not see our writes' change signals
+        return off - {me}
 
 
 _EFFECTIVE_IDS = os.access in os.supports_effective_ids

@@ -26,6 +26,7 @@ from crewai.tools import BaseTool
 from langchain.agents import create_agent
 
 from aztp_agents import Aztp
+from aztp_agents.guard import Guard
 from tests.authority.helpers import db_state, run
 from tests.support.langchain import Counter, counting_tool
 
@@ -161,3 +162,36 @@ def test_langchain_new_middleware_per_run_reuses_the_enrollment(tmp_path: Path) 
     assert counter.counts == {"search": 4, "fetch": 4}
     assert rows(tmp_path, "credentials") == credentials
     assert store.revision() == revision
+
+
+def test_a_first_time_crew_is_enrolled_in_one_transaction(tmp_path: Path) -> None:
+    """A new crew's identities, memberships and grants commit together: the store's revision
+    moves once, and every record is there (audited and in the change log as alone)."""
+    clear_all_global_hooks()
+    client = Aztp(home=tmp_path)
+    store = client.backend.authority.store  # type: ignore[attr-defined]
+    guard = Guard(flow="first", client=client)
+    assert guard.flow_id  # the flow exists first (as for a crew's second agent)
+    revision = store.revision()
+    enrollment = guard.enroll("researcher", ["search", "fetch"])
+    assert store.revision() == revision + 1  # one write transaction
+    allowed = guard.check(enrollment.agent_id, enrollment.tools["search"], "search", None)
+    assert allowed.allowed, allowed
+    actions = [e["action"] for e in run(client.audit())]
+    assert actions.count("identity.issue") == 3 and actions.count("flow.add_identity") == 3
+
+
+def test_an_enrollment_that_fails_part_way_leaves_nothing_behind(tmp_path: Path) -> None:
+    """All or nothing: a tool the authority refuses (its name is issued with other settings)
+    undoes the agent and the tool issued before it in the same enrollment (they used to stay,
+    half enrolled)."""
+    client = Aztp(home=tmp_path)
+    client.secure_connect_sync(None, "fetch", {"environment": "staging"})
+    guard = Guard(flow="first", client=client)
+    assert guard.flow_id
+    before = rows(tmp_path, "identities")
+    with pytest.raises(Exception, match="already issued"):
+        guard.enroll("researcher", ["search", "fetch"])
+    assert rows(tmp_path, "identities") == before
+    assert rows(tmp_path, "flow_members") == []
+    assert rows(tmp_path, "links") == []

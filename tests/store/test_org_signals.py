@@ -1,0 +1,183 @@
+"""Per-organization change signals (``store/org_signals.py``) as enforcement points use them:
+another tenant's write costs a memory read, this tenant's write is read from the store before
+the next decision, and a writer that dies mid-write never makes a stale state look current."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aztp_agents import Reason
+from aztp_agents.authority import Authority
+from aztp_agents.store import Store
+from aztp_agents.store.org_signals import open_signals
+
+
+def in_another_process(code: str, **names: str) -> None:
+    prelude = "".join(f"{k} = {v!r}\n" for k, v in names.items())
+    subprocess.run([sys.executable, "-c", prelude + code], check=True, timeout=120)
+
+
+_REVOKE = """
+from pathlib import Path
+from aztp_agents.authority import Authority, Principal
+from aztp_agents.store import Store
+store = Store.open_sqlite(Path(db))
+Authority(store, issuance_rate=None).identities.revoke_identity(Principal(org, user), who)
+store.close()
+"""
+
+
+@pytest.fixture
+def hosted(tmp_path: Path) -> Any:
+    """One store, two organizations, each with a crew allowed to call its tool."""
+    db = tmp_path / "aztp.db"
+    store = Store.open_sqlite(db)
+    authority = Authority(store, issuance_rate=None)
+    crews = {}
+    for name in ("acme", "globex"):
+        p, _ = authority.create_org(name, f"{name}.example", with_key=False)
+        agent = authority.identities.secure_connect(p, "agent", make_key=False)["identity"]
+        tool = authority.identities.secure_connect(p, "tool", make_key=False)["identity"]
+        flow = authority.flows.create_flow(p, "prod")["_id"]
+        for who in (agent["aztpId"], tool["aztpId"]):
+            authority.flows.add_identity_to_flow(p, flow, who)
+        authority.links.link_identities(p, agent["aztpId"], tool["aztpId"], "uses_tool")
+        crews[name] = (p, agent["aztpId"], tool["aztpId"], flow)
+    yield db, store, authority, crews
+    store.close()
+
+
+def _point(authority: Authority, crew: tuple[Any, ...]) -> Any:
+    p = crew[0]
+    return authority.decisions.for_principal(p.org_id, p.user_id)
+
+
+def _now(authority: Authority, crew: tuple[Any, ...]) -> Any:
+    """The decision from memory, or None when the store must be read first. (The store's
+    files are confirmed first, as the decision path does every quarter second: a few system
+    calls, no read of the database; without it a slow subprocess would expire the interval
+    and every answer here would be None for that reason alone.)"""
+    _, agent, tool, flow = crew
+    authority.changes.confirm_files()
+    return _point(authority, crew).decide_now(flow, agent, tool, "search", True)
+
+
+def _decide(authority: Authority, crew: tuple[Any, ...]) -> Any:
+    _, agent, tool, flow = crew
+    return _point(authority, crew).decide(flow_id=flow, agent=agent, tool=tool, tool_name="search")
+
+
+def _revoke_elsewhere(db: Path, crew: tuple[Any, ...], who: str) -> None:
+    p = crew[0]
+    in_another_process(_REVOKE, db=str(db), org=p.org_id, user=p.user_id, who=who)
+
+
+def test_another_tenants_write_elsewhere_is_answered_from_memory(hosted: Any) -> None:
+    db, _store, authority, crews = hosted
+    acme, globex = crews["acme"], crews["globex"]
+    assert _decide(authority, acme).allowed and _decide(authority, globex).allowed
+    held = authority.decisions.state(acme[0].org_id)
+    position = held.position
+
+    _revoke_elsewhere(db, globex, globex[1])  # another tenant's revocation, another process
+
+    answer = _now(authority, acme)  # no read of the store: the signal says "not acme's"
+    assert answer is not None and answer.allowed
+    assert authority.decisions.state(acme[0].org_id) is held and held.position == position
+    assert _now(authority, globex) is None  # globex's own write: read before deciding
+    assert _decide(authority, globex).reason is Reason.AGENT_REVOKED
+
+
+def test_this_tenants_write_elsewhere_denies_the_very_next_decision(hosted: Any) -> None:
+    db, _store, authority, crews = hosted
+    acme = crews["acme"]
+    assert _decide(authority, acme).allowed
+    assert _now(authority, acme) is not None  # memoized
+
+    _revoke_elsewhere(db, acme, acme[2])  # the tool, revoked by another process
+
+    assert _now(authority, acme) is None  # never answered from the old state
+    denied = _decide(authority, acme)
+    assert denied.reason is Reason.TOOL_REVOKED, denied
+
+
+_DIE_MID_WRITE = """
+import os
+from pathlib import Path
+from aztp_agents.store.org_signals import open_signals
+signals = open_signals(Path(db))
+signals.begin([org])  # as a write transaction does, then killed before it ends
+os._exit(9)
+"""
+
+
+def test_a_writer_that_died_mid_write_is_never_trusted_and_the_next_write_heals(
+    hosted: Any,
+) -> None:
+    db, store, authority, crews = hosted
+    acme = crews["acme"]
+    assert _decide(authority, acme).allowed
+    org = acme[0].org_id
+    signals = store.signals
+    assert signals is not None and signals.read(org) is not None
+
+    proc = subprocess.run([sys.executable, "-c", f"db={str(db)!r}\norg={org!r}\n" + _DIE_MID_WRITE])
+    assert proc.returncode == 9
+    assert signals.read(org) is None  # odd: a write that never ended
+
+    # another commit moves the store's counter: the state may not be trusted by signal now
+    authority.create_org("initech", "initech.example", with_key=False)
+    assert _now(authority, acme) is None
+    assert _decide(authority, acme).allowed  # read from the store: right
+
+    _revoke_elsewhere(db, acme, acme[1])  # the slot's next write takes the dead writer's lock
+    assert signals.read(org) is not None  # even again
+    assert _decide(authority, acme).reason is Reason.AGENT_REVOKED
+    assert _now(authority, acme) is not None  # and trusted from memory again
+
+
+def test_no_increment_is_lost_across_threads_and_processes(tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    db.touch()
+    signals = open_signals(db)
+    start = signals.read("org-a")
+    assert start is not None
+    code = (
+        "from pathlib import Path\n"
+        "from aztp_agents.store.org_signals import open_signals\n"
+        "s = open_signals(Path(db))\n"
+        "for _ in range(300):\n"
+        "    s.end(s.begin(['org-a']))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", f"db={str(db)!r}\n" + code]) for _ in range(2)]
+
+    def loop() -> None:
+        for _ in range(300):
+            signals.end(signals.begin(["org-a"]))
+
+    threads = [threading.Thread(target=loop) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    assert signals.read("org-a") == start + 2 * 300 * 4  # begin +1, end +1, none lost
+    signals.close()
+
+
+def test_a_deleted_signals_file_stops_the_memory_answers(hosted: Any) -> None:
+    db, _store, authority, crews = hosted
+    acme = crews["acme"]
+    assert _decide(authority, acme).allowed
+    in_another_process("import os; os.unlink(path)", path=f"{db}-orgs")
+    authority.changes.confirmed_until = 0.0  # the confirmation interval has passed
+    with pytest.raises(Exception, match="change signals file"):
+        _now(authority, acme)  # confirming the files fails: nothing is answered
+    with pytest.raises(Exception, match="change signals file"):
+        _decide(authority, acme)
