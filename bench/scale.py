@@ -39,6 +39,7 @@ os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
 import argparse  # noqa: E402
 import gc  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -57,6 +58,8 @@ from aztp_agents import credentials as cred  # noqa: E402
 from aztp_agents.guard import Guard  # noqa: E402
 
 ROWS: list[tuple[str, str, str, bool]] = []
+#: How long each write by another process took, seen from here (for the reference row).
+WRITE_S: list[float] = []
 
 
 def row(label: str, value: str, target: str, met: bool) -> None:
@@ -126,6 +129,49 @@ class Tenant:
 
         return write
 
+    def toggle_elsewhere(
+        self, noop: bool = False
+    ) -> tuple[Callable[[int], None], Callable[[], None]]:
+        """:meth:`toggle_unrelated` by another process on the same store (``bench/_writer.py``):
+        this process learns of its writes only from the store, as a neighbour host would, and
+        its CPU caches are not the writer's. Returns the write and a stopper. ``noop``: the
+        same round trip to that process without a write (what waiting for it costs alone)."""
+        store = self.authority.store
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("_writer.py")),
+                str(store.path),
+                self.principal.org_id,
+                self.principal.user_id,
+                self.unrelated,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdin is not None and child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+
+        def write(i: int) -> None:
+            if noop:
+                took = statistics.median(WRITE_S) if WRITE_S else 0.002
+                command = f"noop {took:.6f}"
+            else:
+                command = "attach" if i % 2 == 0 else "detach"
+            started = time.perf_counter()
+            child.stdin.write(command + "\n")  # type: ignore[union-attr]
+            child.stdin.flush()  # type: ignore[union-attr]
+            assert child.stdout.readline().strip() == "ok"  # type: ignore[union-attr]
+            if not noop:
+                WRITE_S.append(time.perf_counter() - started)
+
+        def stop() -> None:
+            child.stdin.close()  # type: ignore[union-attr]
+            child.wait(timeout=30)
+
+        return write, stop
+
 
 def interleaved(
     a: Callable[[], float], b: Callable[[], float], rounds: int = 7
@@ -141,7 +187,6 @@ def interleaved(
 
 
 def decisions_at_scale(n: int) -> None:
-    from aztp_agents.authority import Authority
     from aztp_agents.authority.decision_state import load_state
 
     root = Path(tempfile.mkdtemp(prefix="aztp-bench-scale-"))
@@ -166,16 +211,18 @@ def decisions_at_scale(n: int) -> None:
         "<= 1.5x",
         ratio <= 1.5,
     )
-    # another enforcement point on the same store: this process learns of its writes only
-    # from the store (the change counter, then the log), as another process would
-    other_point = Authority(big.authority.store, issuance_rate=None)
+    # another enforcement point on the same store, in another process: this one learns of
+    # its writes only from the store (the change counter, the organization's change signal,
+    # then the log), as a neighbouring host would
     _, key = big.authority.create_org("neighbour", "neighbour.bench")
     neighbour = Tenant(root / "big", "neighbour", 3, api_key=key)
     neighbour.decide()
+    elsewhere, stop_elsewhere = big.toggle_elsewhere()
+    other_org, stop_other_org = neighbour.toggle_elsewhere()
     cases = [
         ("an unrelated write here", big.toggle_unrelated(big.authority), 10),
-        ("an unrelated write elsewhere", big.toggle_unrelated(other_point), 10),
-        ("a write in another organization", neighbour.toggle_unrelated(other_point), 2),
+        ("an unrelated write by another process", elsewhere, 10),
+        ("a write in another organization (another process)", other_org, 2),
     ]
     for label, write, target in cases:
         after, steady_now, ratio = interleaved(
@@ -193,6 +240,19 @@ def decisions_at_scale(n: int) -> None:
         "<= 1 KB",
         per_identity <= 1024,
     )
+    # for reference: the same wait for the other process (as long as its writes take),
+    # without a write: what a first decision after ~1 ms idle costs anyway (cold caches)
+    roundtrip, stop_roundtrip = big.toggle_elsewhere(noop=True)
+    after, steady_now, ratio = interleaved(
+        lambda: big.after_write_us(roundtrip, rounds=60), big.steady_us, rounds=5
+    )
+    print(
+        f"  (reference: first decision after waiting as long as a write, without one: "
+        f"{after:.1f} / {steady_now:.2f} us = {ratio:.1f}x)",
+        flush=True,
+    )
+    for stop in (stop_elsewhere, stop_other_org, stop_roundtrip):
+        stop()
     for tenant in (small, big, neighbour):
         tenant.authority.store.flush_audit(timeout=120)
 

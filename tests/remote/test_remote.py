@@ -32,6 +32,7 @@ import pytest
 
 from aztp_agents import Aztp
 from aztp_agents.audit_check import check_decision_order
+from aztp_agents.authority import Authority
 from aztp_agents.errors import (
     AlreadyRevokedError,
     AuthenticationError,
@@ -46,6 +47,8 @@ from aztp_agents.errors import (
 )
 from aztp_agents.guard import Guard
 from aztp_agents.remote import ROUTES, RemoteBackend
+from aztp_agents.server.testing import live_server
+from aztp_agents.store import Store
 from tests.support.remote import Server, make_tls, start_server
 
 pytestmark = pytest.mark.skipif(
@@ -385,19 +388,45 @@ _TRANSCRIPTS: dict[str, list[tuple[str, Any]]] = {}
 
 @pytest.fixture
 def seed_client(
-    request: pytest.FixtureRequest, make_client: Callable[..., Aztp], server: Server
+    request: pytest.FixtureRequest,
+    make_client: Callable[..., Aztp],
+    server: Server,
+    tmp_path: Path,
 ) -> Iterator[Aztp]:
-    if request.param == "embedded":
+    """The seed scenario's client: embedded or remote, on SQLite or on PostgreSQL."""
+    kind = request.param
+    if kind == "embedded":
         yield make_client(trust_domain=TD)
         return
-    key = server.org("seed", TD)
-    client = Aztp(api_key=key, base_url=server.url)
-    yield client
-    client.close()
+    if kind == "remote":
+        client = Aztp(api_key=server.org("seed", TD), base_url=server.url)
+        yield client
+        client.close()
+        return
+    pg_url = request.getfixturevalue("pg_url")
+    if kind == "embedded-postgresql":
+        client = Aztp(database_url=pg_url, trust_domain=TD)
+        yield client
+        client.close()
+        return
+    store = Store.open_url(pg_url)
+    try:
+        _, key = Authority(store).create_org("seed", TD)
+    finally:
+        store.close()
+    assert key is not None
+    with live_server(tmp_path / "pg-home", args=["--database-url", pg_url]) as live:
+        client = Aztp(api_key=key, base_url=live.base_url)
+        yield client
+        client.close()
 
 
-@pytest.mark.parametrize("seed_client", ["embedded", "remote"], indirect=True)
-def test_seed_000_scenario(seed_client: Aztp) -> None:
+@pytest.mark.parametrize(
+    "seed_client",
+    ["embedded", "remote", "embedded-postgresql", "remote-postgresql"],
+    indirect=True,
+)
+def test_seed_000_scenario(seed_client: Aztp, request: pytest.FixtureRequest) -> None:
     transcript = asyncio.run(seed_scenario(seed_client)) + guard_scenario(seed_client)
     expected_guard = [
         ("allowed", "allowed"),
@@ -407,12 +436,14 @@ def test_seed_000_scenario(seed_client: Aztp) -> None:
         ("after_revoke", "agent_revoked"),
     ]
     assert transcript[-5:] == expected_guard
-    _TRANSCRIPTS["remote" if seed_client.is_remote else "embedded"] = normalize(transcript)
-    if len(_TRANSCRIPTS) == 2:
-        embedded, remote = _TRANSCRIPTS["embedded"], _TRANSCRIPTS["remote"]
-        assert [s for s, _ in remote] == [s for s, _ in embedded]
-        for (step, got), (_, want) in zip(remote, embedded, strict=True):
-            assert got == want, f"step {step!r}: remote {got!r} != embedded {want!r}"
+    kind = request.node.callspec.params["seed_client"]
+    _TRANSCRIPTS[kind] = normalize(transcript)
+    embedded = _TRANSCRIPTS.get("embedded")
+    if embedded is not None:  # every way of running it tells the same story
+        for other, got_steps in _TRANSCRIPTS.items():
+            assert [s for s, _ in got_steps] == [s for s, _ in embedded], other
+            for (step, got), (_, want) in zip(got_steps, embedded, strict=True):
+                assert got == want, f"step {step!r}: {other} {got!r} != embedded {want!r}"
 
 
 def test_every_facade_operation_has_a_route() -> None:

@@ -74,6 +74,24 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     assert "api_access_key: aztp_" not in log.lower()
 
 
+@pytest.fixture
+def pg_env(pg_url: str, tmp_path: Path) -> Iterator[Env]:
+    """:func:`env` on PostgreSQL: the server (``--database-url``) and the admin on one fresh
+    database (issue 15: the tenancy property holds on both engines)."""
+    store = Store.open_url(pg_url)
+    admin = Authority(store)
+    admin.local_principal()
+    home = tmp_path / "pg-home"
+    with live_server(
+        home, log_level="debug", args=["--access-log", "--database-url", pg_url]
+    ) as server:
+        yield Env(server, home, admin)
+    log = server.log()
+    store.close()
+    assert "Traceback" not in log and "internal error" not in log, log[-4000:]
+    assert not [k[:12] for k in ALL_KEYS if k in log]
+
+
 def new_org(env: Env, name: str, td: str) -> tuple[Any, str]:
     principal, key = env.admin.create_org(name, td)
     assert key is not None
@@ -737,11 +755,21 @@ class Isolation(RuleBasedStateMachine):
 
 
 def test_organizations_never_see_or_accept_each_others_records(env: Env) -> None:
+    _run_isolation(env, examples=15)
+
+
+def test_organizations_never_see_or_accept_each_others_records_on_postgresql(
+    pg_env: Env,
+) -> None:
+    _run_isolation(pg_env, examples=10)
+
+
+def _run_isolation(env: Env, *, examples: int) -> None:
     _CTX["env"] = env
     run_state_machine_as_test(
         Isolation,
         settings=settings(
-            max_examples=15,
+            max_examples=examples,
             stateful_step_count=30,
             deadline=None,
             derandomize=True,
