@@ -1,0 +1,77 @@
+"""Reads the operator console needs that the API does not offer: an identity's credentials
+(serials and expiry, never key material) and the organization's audit entries after a
+position (the live decisions view follows the chain with it).
+
+Every read is scoped exactly as the API's: the principal's organization, and the identity
+looked up through :meth:`Identities.row`, which refuses identities of other organizations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from ..audit import AuditEntry
+from ..store import schema as t
+from . import Authority, Principal
+
+__all__ = ["audit_after", "audit_head", "credentials_of"]
+
+#: Rows read per call of :func:`audit_after` (a burst is read over several polls).
+_MAX_ROWS = 500
+
+
+def credentials_of(authority: Authority, p: Principal, aztp_id: str) -> list[dict[str, Any]]:
+    """The credentials issued to ``aztp_id`` (newest first): serial, kind, generation, issue
+    time and expiry. NotFoundError if the identity is not the organization's."""
+    with authority.store.read() as conn:
+        row = authority.identities.row(conn, p, aztp_id)
+        rows = conn.execute(
+            select(t.credentials)
+            .where(t.credentials.c.org_id == p.org_id, t.credentials.c.aztp_id == row.aztp_id)
+            .order_by(t.credentials.c.issued_at.desc())
+            .limit(50)
+        ).all()
+    return [
+        {
+            "serial": r.serial,
+            "kind": r.kind,
+            "generation": r.generation,
+            "issuedAt": r.issued_at,
+            "notAfter": r.not_after,
+        }
+        for r in rows
+    ]
+
+
+def audit_head(authority: Authority, p: Principal) -> int:
+    """The sequence number of the organization's newest audit row (0: none yet)."""
+    with authority.store.read() as conn:
+        seq = conn.execute(
+            select(t.audit.c.seq)
+            .where(t.audit.c.org_id == p.org_id)
+            .order_by(t.audit.c.seq.desc())
+            .limit(1)
+        ).scalar()
+    return int(seq or 0)
+
+
+def audit_after(
+    authority: Authority, p: Principal, after: int, action: str | None = None
+) -> tuple[list[AuditEntry], int]:
+    """The organization's audit entries in rows after sequence ``after`` (oldest first; a
+    batch row expands into its records), only those of ``action`` if given, and the sequence
+    to continue after. Records still queued in this process are not flushed: the writer
+    commits them on its own, and a live view must not wait for it."""
+    with authority.store.read() as conn:
+        rows = conn.execute(
+            select(t.audit)
+            .where(t.audit.c.org_id == p.org_id, t.audit.c.seq > after)
+            .order_by(t.audit.c.seq)
+            .limit(_MAX_ROWS)
+        ).all()
+    entries = [
+        e for r in rows for e in AuditEntry.from_row(r) if action is None or e.action == action
+    ]
+    return entries, (rows[-1].seq if rows else after)

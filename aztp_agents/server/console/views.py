@@ -1,0 +1,562 @@
+"""The console's pages, built from authority reads made as the signed-in principal.
+
+Each function is synchronous (the store blocks: the router runs it in a worker thread),
+takes the authority and the principal, reads through the same authority operations the API
+routes call (so the organization and flow visibility are the API's, not re-implemented),
+and returns the page body as HTML (every value escaped by :mod:`.html`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ...audit import AuditEntry
+from ...authority import Authority, Principal
+from ...authority.console_reads import audit_head, credentials_of
+from .graph import Edge, Node, flow_graph
+from .html import badge, e, link, table, url
+
+__all__ = [
+    "DECISION",
+    "Names",
+    "audit_page",
+    "decision_event",
+    "decision_matches",
+    "decisions_page",
+    "explain_page",
+    "flow_page",
+    "flows_page",
+    "identities_page",
+    "identity_page",
+]
+
+DECISION = "decision.tool_call"
+_HEALTH = {"healthy": "ok", "warning": "warn", "critical": "bad"}
+
+
+class Names:
+    """Identity and flow names of what the principal may see, to show names, not IDs. Flows
+    are the visible ones only: a decision in a flow not listed here is not shown."""
+
+    def __init__(self, authority: Authority, p: Principal) -> None:
+        self.identities = {d["aztpId"]: d["name"] for d in authority.list_identities(p)}
+        self.flows = {f["_id"]: f["name"] for f in authority.list_flows(p)}
+
+    def identity(self, aztp_id: object) -> str:
+        return self.identities.get(str(aztp_id), str(aztp_id or ""))
+
+    def flow(self, flow_id: object) -> str:
+        return self.flows.get(str(flow_id), str(flow_id or ""))
+
+
+def _status(status: str) -> str:
+    return badge(status, "ok" if status == "active" else "bad")
+
+
+# ----------------------------------------------------------------------------------- flows
+
+
+def flows_page(authority: Authority, p: Principal) -> str:
+    rows = []
+    for flow in authority.list_flows(p):
+        health = authority.flow_health(p, flow["_id"])
+        revoked = sum(1 for m in flow["identities"] if m["status"] == "revoked")
+        rows.append(
+            [
+                link(flow["name"], url("flow", id=flow["_id"])),
+                e(flow["discoverable"]),
+                e(len(flow["identities"])),
+                badge(revoked, "bad" if revoked else "muted"),
+                badge(health["status"], _HEALTH[health["status"]])
+                + f' <span class="muted">{e(health["securityScore"])} % valid</span>',
+            ]
+        )
+    return (
+        '<p class="muted">Health is the share of members valid in the flow: healthy ≥ 90 %, '
+        "warning ≥ 70 %, else critical (an empty flow is critical).</p>"
+        + table(
+            ["Flow", "Visibility", "Members", "Revoked in flow", "Health"],
+            rows,
+            empty="No flows yet: secure a crew or run 'aztp-agents flow create'.",
+        )
+    )
+
+
+def _in_flow(doc: Mapping[str, Any], flow_id: str) -> bool:
+    return doc["scope"] == "organization" or flow_id in doc["identityFlowIds"]
+
+
+def flow_page(authority: Authority, p: Principal, flow_id: str, csrf: str) -> tuple[str, str]:
+    """(title, body) of one flow: health, members with actions, the graph, the links."""
+    flow = authority.get_flow(p, flow_id)
+    health = authority.flow_health(p, flow_id)
+    valid = {r["aztpId"]: r for r in health["identities"]}
+    members = {m["aztpId"]: m for m in flow["identities"]}
+    docs = {d["aztpId"]: d for d in authority.list_identities(p) if d["aztpId"] in members}
+    here = url("flow", id=flow_id)
+    nodes, rows = [], []
+    for aztp_id, member in members.items():
+        doc = docs.get(aztp_id, {"name": aztp_id, "status": "unknown"})
+        in_flow = member["status"]
+        node_status = (
+            "revoked"
+            if doc["status"] != "active"
+            else "revoked_in_flow"
+            if in_flow == "revoked"
+            else "active"
+        )
+        nodes.append(Node(aztp_id, doc["name"], node_status))
+        op = "reinstate_flow" if in_flow == "revoked" else "revoke_flow"
+        label = "Reinstate in flow" if in_flow == "revoked" else "Revoke in flow"
+        check = valid.get(aztp_id, {"valid": False, "reason": "unknown"})
+        rows.append(
+            [
+                link(doc["name"], url("identity", id=aztp_id)),
+                f"<code>{e(aztp_id)}</code>",
+                _status(doc["status"]),
+                _status(in_flow)
+                + (
+                    f" <span class='muted'>{e(member.get('revocationReason'))}</span>"
+                    if in_flow == "revoked"
+                    else ""
+                ),
+                badge("valid", "ok") if check["valid"] else badge(check["reason"], "bad"),
+                link(
+                    label,
+                    url("confirm", op=op, aztpId=aztp_id, flowId=flow_id, back=here),
+                    "button",
+                ),
+            ]
+        )
+    edges, link_rows = [], []
+    for doc in authority.list_links(p):
+        if (
+            doc["sourceIdentity"] in members
+            and doc["targetIdentity"] in members
+            and _in_flow(doc, flow_id)
+        ):
+            edges.append(
+                Edge(doc["sourceIdentity"], doc["targetIdentity"], doc["relationshipType"])
+            )
+            link_rows.append(_link_row(doc, docs, here))
+    for doc in authority.list_link_removals(p):
+        if (
+            doc["sourceIdentity"] in members
+            and doc["targetIdentity"] in members
+            and _in_flow(doc, flow_id)
+        ):
+            edges.append(
+                Edge(
+                    doc["sourceIdentity"],
+                    doc["targetIdentity"],
+                    doc["relationshipType"],
+                    active=False,
+                )
+            )
+    body = (
+        f"<p>{badge(health['status'], _HEALTH[health['status']])} "
+        f"{e(health['valid'])} of {e(health['total'])} members valid in the flow "
+        f"({e(health['securityScore'])} %) · {e(flow['discoverable'])} · "
+        f'<a href="{e(url("decisions", flow=flow_id))}">decisions in this flow</a></p>'
+        "<h2>Who may call what</h2>"
+        + (flow_graph(nodes, edges) if nodes else '<p class="muted">No members.</p>')
+        + "<h2>Members</h2>"
+        + table(
+            ["Name", "AZTP ID", "Status", "In this flow", "Check", ""], rows, empty="No members."
+        )
+        + "<h2>Links</h2>"
+        + table(
+            ["Source", "Target", "Type", "Scope", ""], link_rows, empty="No links between members."
+        )
+    )
+    return f"Flow {flow['name']}", body
+
+
+def _link_row(doc: Mapping[str, Any], docs: Mapping[str, Any], back: str) -> list[str]:
+    def name(aztp_id: str) -> str:
+        return str(docs.get(aztp_id, {}).get("name", aztp_id))
+
+    return [
+        link(name(doc["sourceIdentity"]), url("identity", id=doc["sourceIdentity"])),
+        link(name(doc["targetIdentity"]), url("identity", id=doc["targetIdentity"])),
+        e(doc["relationshipType"]),
+        e(doc["scope"]),
+        link(
+            "Unlink",
+            url(
+                "confirm",
+                op="unlink",
+                source=doc["sourceIdentity"],
+                target=doc["targetIdentity"],
+                relationshipType=doc["relationshipType"],
+                back=back,
+            ),
+            "button",
+        ),
+    ]
+
+
+# ------------------------------------------------------------------------------ identities
+
+
+def identities_page(authority: Authority, p: Principal) -> str:
+    rows = [
+        [
+            link(d["name"], url("identity", id=d["aztpId"])),
+            f"<code>{e(d['aztpId'])}</code>",
+            _status(d["status"]),
+            e(d["identityType"]),
+            e(d["createdAt"]),
+        ]
+        for d in authority.list_identities(p)
+    ]
+    return table(["Name", "AZTP ID", "Status", "Type", "Created"], rows, empty="No identities yet.")
+
+
+def identity_page(authority: Authority, p: Principal, aztp_id: str, csrf: str) -> tuple[str, str]:
+    doc = authority.get_identity(p, aztp_id)
+    here = url("identity", id=aztp_id)
+    names = Names(authority, p)
+    if doc["status"] == "active":
+        action = link(
+            "Revoke everywhere",
+            url("confirm", op="revoke", aztpId=aztp_id, back=here),
+            "button danger",
+        )
+    else:
+        action = link("Reissue", url("confirm", op="reissue", aztpId=aztp_id, back=here), "button")
+    facts = table(
+        ["AZTP ID", "Status", "Type", "Trust domain", "Environment", "Updated"],
+        [
+            [
+                f"<code>{e(aztp_id)}</code>",
+                _status(doc["status"])
+                + (
+                    f" <span class='muted'>{e(doc.get('revocationReason'))}</span>"
+                    if doc["status"] != "active"
+                    else ""
+                ),
+                e(doc["identityType"]),
+                e(doc["trustDomain"]),
+                e(doc["environment"]),
+                e(doc["updatedAt"]),
+            ]
+        ],
+        empty="",
+    )
+    creds = table(
+        ["Serial", "Kind", "Generation", "Issued", "Expires"],
+        [
+            [
+                f"<code>{e(c['serial'])}</code>",
+                e(c["kind"]),
+                e(c["generation"]),
+                e(c["issuedAt"]),
+                e(c["notAfter"]),
+            ]
+            for c in credentials_of(authority, p, aztp_id)
+        ],
+        empty="No credentials issued.",
+    )
+    attached = authority.get_policies(p, aztp_id)
+    policies = table(
+        ["Code", "Name", ""],
+        [
+            [
+                f"<code>{e(pol['code'])}</code>",
+                e(pol["policyName"]),
+                link(
+                    "Detach",
+                    url("confirm", op="detach", aztpId=aztp_id, code=pol["code"], back=here),
+                    "button",
+                ),
+            ]
+            for pol in attached
+        ],
+        empty="No policies attached: the link alone authorizes.",
+    )
+    codes = {pol["code"] for pol in attached}
+    options = "".join(
+        f'<option value="{e(pol["code"])}">{e(pol["policyName"])} ({e(pol["code"])})</option>'
+        for pol in authority.list_policies(p)
+        if pol["code"] not in codes
+    )
+    attach = (
+        f'<form method="get" action="{e(url("confirm"))}" class="inline">'
+        '<input type="hidden" name="op" value="attach">'
+        f'<input type="hidden" name="aztpId" value="{e(aztp_id)}">'
+        f'<input type="hidden" name="back" value="{e(here)}">'
+        f'<select name="code" aria-label="policy">{options}</select>'
+        "<button type='submit'>Attach…</button></form>"
+        if options
+        else ""
+    )
+    links = table(
+        ["Source", "Target", "Type", "Scope", ""],
+        [
+            _link_row(d, {k: {"name": v} for k, v in names.identities.items()}, here)
+            for d in authority.list_links(p, aztp_id)
+        ],
+        empty="No links.",
+    )
+    flows = [
+        link(f["name"], url("flow", id=f["_id"]))
+        for f in authority.list_flows(p)
+        if any(m["aztpId"] == aztp_id for m in f["identities"])
+    ]
+    recent = [
+        entry
+        for entry in authority.audit_entries(p, limit=500, action=DECISION)
+        if aztp_id in (entry.subject, entry.data.get("tool"))
+    ][-20:]
+    body = (
+        f"<p>{action}</p>{facts}"
+        f"<h2>Flows</h2><p>{', '.join(flows) or '<span class=muted>none</span>'}</p>"
+        f"<h2>Credentials</h2>{creds}"
+        f"<h2>Policies</h2>{policies}{attach}"
+        f"<h2>Links</h2>{links}"
+        f"<h2>Recent decisions</h2>{_decision_table(list(reversed(recent)), names)}"
+    )
+    return f"Identity {doc['name']}", body
+
+
+# ------------------------------------------------------------------------------- decisions
+
+
+def decision_matches(
+    entry: AuditEntry, names: Names, flow: str, agent: str, tool: str, denied: bool
+) -> bool:
+    """Whether a decision entry is shown: in a flow the principal sees, and the filters."""
+    data = entry.data
+    flow_id = str(data.get("flowId") or "")
+    if flow_id not in names.flows:
+        return False  # another user's private flow (or one deleted since): never shown
+    if flow and flow_id != flow:
+        return False
+    if denied and data.get("allowed"):
+        return False
+    for wanted, aztp_id in ((agent, entry.subject), (tool, data.get("tool"))):
+        if wanted and wanted not in (aztp_id, names.identity(aztp_id)):
+            return False
+    return True
+
+
+def decision_event(entry: AuditEntry, names: Names) -> dict[str, Any]:
+    """A decision as the live view shows it (names resolved; the explanation's URL)."""
+    data = entry.data
+    allowed = bool(data.get("allowed"))
+    flow_id = data.get("flowId")
+    explain = None
+    if not allowed and entry.subject and data.get("tool") and flow_id:
+        explain = url(
+            "explain",
+            agent=entry.subject,
+            tool=data["tool"],
+            flow=flow_id,
+            toolName=data.get("toolName"),
+        )
+    return {
+        "seq": entry.seq,
+        "ts": entry.ts,
+        "allowed": allowed,
+        "enforced": data.get("enforced", True),
+        "reason": data.get("reason"),
+        "agent": entry.subject,
+        "agentName": names.identity(entry.subject),
+        "tool": data.get("tool"),
+        "toolName": data.get("toolName") or names.identity(data.get("tool")),
+        "flow": flow_id,
+        "flowName": names.flow(flow_id),
+        "revision": data.get("revision"),
+        "latencyUs": data.get("latencyUs"),
+        "explain": explain,
+    }
+
+
+def _decision_row(ev: Mapping[str, Any]) -> list[str]:
+    verdict = badge("allowed", "ok") if ev["allowed"] else badge("denied", "bad")
+    return [
+        e(ev["ts"]),
+        verdict,
+        e(ev["reason"]),
+        e(ev["agentName"]),
+        e(ev["toolName"]),
+        e(ev["flowName"]),
+        e(ev["revision"]),
+        e("—" if ev["latencyUs"] is None else f"{ev['latencyUs']} µs"),
+        link("why?", ev["explain"]) if ev["explain"] else "",
+    ]
+
+
+_DECISION_HEADERS = [
+    "Time",
+    "Verdict",
+    "Reason",
+    "Agent",
+    "Tool",
+    "Flow",
+    "Revision",
+    "Latency",
+    "",
+]
+
+
+def _decision_table(entries: list[AuditEntry], names: Names) -> str:
+    events = [
+        decision_event(x, names) for x in entries if str(x.data.get("flowId") or "") in names.flows
+    ]
+    return table(_DECISION_HEADERS, [_decision_row(ev) for ev in events], empty="No decisions yet.")
+
+
+def decisions_page(
+    authority: Authority, p: Principal, flow: str, agent: str, tool: str, denied: bool
+) -> str:
+    names = Names(authority, p)
+    head = audit_head(authority, p)
+    shown = [
+        decision_event(x, names)
+        for x in authority.audit_entries(p, limit=500, action=DECISION)
+        if decision_matches(x, names, flow, agent, tool, denied)
+    ][-50:]
+    shown.reverse()
+    options = '<option value="">all flows</option>' + "".join(
+        f'<option value="{e(fid)}"{" selected" if fid == flow else ""}>{e(name)}</option>'
+        for fid, name in names.flows.items()
+    )
+    filters = (
+        f'<form method="get" action="{e(url("decisions"))}" class="filters">'
+        f'<label>Flow <select name="flow">{options}</select></label>'
+        f'<label>Agent <input name="agent" value="{e(agent)}" placeholder="name or AZTP ID"></label>'
+        f'<label>Tool <input name="tool" value="{e(tool)}" placeholder="name or AZTP ID"></label>'
+        f'<label><input type="checkbox" name="denied" value="1"{" checked" if denied else ""}> denied only</label>'
+        "<button type='submit'>Filter</button></form>"
+    )
+    stream = url(
+        "decisions/stream",
+        flow=flow,
+        agent=agent,
+        tool=tool,
+        denied="1" if denied else None,
+        after=head,
+    )
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{c}</td>" for c in _decision_row(ev)) + "</tr>" for ev in shown
+    )
+    head_html = "".join(f"<th>{e(h)}</th>" for h in _DECISION_HEADERS)
+    return (
+        filters
+        + '<p class="muted"><span id="live-status" data-state="connecting">connecting…</span> '
+        "New decisions appear at the top as they are taken.</p>"
+        + f'<table id="decisions" data-stream="{e(stream)}"><thead><tr>{head_html}</tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def explain_page(
+    authority: Authority, p: Principal, agent: str, tool: str, flow: str, tool_name: str | None
+) -> str:
+    names = Names(authority, p)
+    if flow not in names.flows:
+        from ...errors import NotFoundError
+
+        raise NotFoundError(f"identity flow {flow!r} not found")
+    data = authority.explain(p, agent, tool, flow, tool_name=tool_name or None)
+    verdict = badge("allowed", "ok") if data["allowed"] else badge("denied", "bad")
+    checks = table(
+        ["Check", "Result", "Reason", "Message", "Fix"],
+        [
+            [
+                e(c["check"]),
+                badge(c["status"], {"pass": "ok", "fail": "bad"}.get(c["status"], "muted")),
+                e(c["reason"]),
+                e(c["message"]),
+                f"<code>{e(c['fix'])}</code>" if c.get("fix") else "",
+            ]
+            for c in data["checks"]
+        ],
+        empty="",
+    )
+    statements = table(
+        ["Policy", "Statement", "Effect", "Actions", "Resources", "Attached to"],
+        [
+            [
+                e(s["policyName"] or s["policyCode"] or "(unnamed)"),
+                e(f"#{s['index']} {s['sid'] or ''}"),
+                e(s["effect"]),
+                e(", ".join(s["actions"])),
+                e(", ".join(s["resources"]) or "*"),
+                e(names.identity(s["attachedTo"])),
+            ]
+            for s in data["statements"]
+        ],
+        empty="No policy statement decided this call.",
+    )
+    return (
+        f"<p>{verdict} <strong>{e(data['reason'])}</strong>: {e(data['detail'])}</p>"
+        f"<p>Agent {e(names.identity(agent))} → tool {e(data.get('toolName') or names.identity(tool))} "
+        f"in flow {e(names.flow(flow))} · state revision {e(data['revision'])} · "
+        f"link scope {e(data['linkScope'])}</p>"
+        "<p class='muted'>This is the decision as the current state gives it; the decision "
+        "recorded in the audit log was taken on the revision it shows.</p>"
+        f"<h2>Checks, in order</h2>{checks}<h2>Policy statements</h2>{statements}"
+    )
+
+
+# ----------------------------------------------------------------------------------- audit
+
+
+def audit_filter(entry: AuditEntry, actor: str, subject: str) -> bool:
+    return (not actor or entry.actor == actor) and (not subject or subject in (entry.subject or ""))
+
+
+def audit_page(
+    authority: Authority, p: Principal, action: str, actor: str, subject: str, limit: int
+) -> str:
+    report = authority.verify_audit(p).to_dict()
+    if report["ok"]:
+        status = badge("chain intact", "ok") + f" {e(report['entries'])} entries verified"
+    else:
+        status = badge("chain broken", "bad") + f" {e(report['problem'])}"
+    entries = [
+        x
+        for x in authority.audit_entries(p, limit=limit, action=action or None)
+        if audit_filter(x, actor, subject)
+    ]
+    entries.reverse()
+    rows = [
+        [
+            e(x.seq) + (f".{e(x.index)}" if x.index is not None else ""),
+            e(x.ts),
+            e(x.action),
+            e(x.actor),
+            f"<code>{e(x.subject)}</code>",
+            f"<code>{e(_short(x.data))}</code>",
+            f"<code title='{e(x.hash)}'>{e(x.hash[:12])}…</code>",
+        ]
+        for x in entries
+    ]
+    filters = (
+        f'<form method="get" action="{e(url("audit"))}" class="filters">'
+        f'<label>Action <input name="action" value="{e(action)}" placeholder="e.g. flow.* or decision.*"></label>'
+        f'<label>Actor <input name="actor" value="{e(actor)}" placeholder="user id"></label>'
+        f'<label>Subject <input name="subject" value="{e(subject)}" placeholder="contains"></label>'
+        f'<label>Newest <input name="limit" type="number" min="1" max="100000" value="{e(limit)}"></label>'
+        "<button type='submit'>Filter</button> "
+        + link(
+            "Export JSON lines",
+            url("audit/export", action=action, actor=actor, subject=subject),
+            "button",
+        )
+        + "</form>"
+    )
+    return f"<p>{status}</p>{filters}" + table(
+        ["Seq", "Time", "Action", "Actor", "Subject", "Data", "Hash"], rows, empty="No entries."
+    )
+
+
+def _short(data: Mapping[str, Any]) -> str:
+    import json
+
+    text = json.dumps(data, sort_keys=True, default=str)
+    return text if len(text) <= 160 else text[:159] + "…"
