@@ -242,6 +242,11 @@ def test_audit_page_verifies_the_chain_and_exports_json_lines(server: Server) ->
     assert export.headers["content-type"].startswith("application/x-ndjson")
     entries = [json.loads(line) for line in export.text.splitlines()]
     assert entries and all(e["action"].startswith("flow.") for e in entries)
+    # the acting user, by name
+    mine = client.get("/console/audit/export", params={"action": "flow.*", "actor": "admin"})
+    assert [json.loads(line) for line in mine.text.splitlines()] == entries
+    nobody = client.get("/console/audit/export", params={"actor": "nobody"})
+    assert nobody.status_code == 200 and nobody.text == ""
 
 
 def test_sign_out_ends_the_session_server_side(server: Server) -> None:
@@ -252,3 +257,63 @@ def test_sign_out_ends_the_session_server_side(server: Server) -> None:
     assert answer.status_code == 303
     replay = httpx.get(f"{server.url}/console/flows", cookies={"aztp_console": session_id})
     assert replay.status_code == 303 and replay.headers["location"] == "/console/login"
+
+
+def _act(client: httpx.Client, origin: str, query: dict[str, str]) -> str:
+    """Confirm and post one action; the flash message (or error) of the page it lands on."""
+    action, fields = _confirm_form(client, {**query, "back": "/console/identities"})
+    answer = client.post(action, data=fields, headers={"Origin": origin})
+    assert answer.status_code == 303
+    page = client.get(answer.headers["location"]).text
+    found = re.search(r'<p class="flash (?:ok|bad)"[^>]*>([^<]*)</p>', page)
+    assert found, page
+    return found.group(1)
+
+
+def test_every_other_action_goes_through_the_authority(
+    server: Server, crew: tuple[Guard, str, str]
+) -> None:
+    _guard, agent, tool = crew
+    api = {"api_access_key": server.key}
+    client = console_client(server.url, server.key)
+
+    def linked() -> bool:
+        links = httpx.get(f"{server.url}/v1/links", params={"aztpId": agent}, headers=api)
+        return any(x["targetIdentity"] == tool for x in links.json()["data"])
+
+    link = {"source": agent, "target": tool, "relationshipType": "tool_access"}
+    assert linked()
+    assert _act(client, server.url, {"op": "unlink", **link}) == "Link removed"
+    assert not linked()
+    assert _act(client, server.url, {"op": "restore_link", **link}) == "Link restored"
+    assert linked()
+
+    policy = httpx.post(
+        f"{server.url}/v1/policies",
+        json={
+            "name": "lookup-only",
+            "document": {"Statement": [{"Effect": "Allow", "Action": "tool:lookup"}]},
+        },
+        headers=api,
+    ).json()["data"]
+
+    def attached() -> list[str]:
+        answer = httpx.get(
+            f"{server.url}/aztp/get-identity-access-policy", params={"aztpId": tool}, headers=api
+        )
+        return [x["code"] for x in answer.json()["data"]]
+
+    query = {"aztpId": tool, "code": policy["code"]}
+    assert _act(client, server.url, {"op": "attach", **query}) == "Policy attached"
+    assert attached() == [policy["code"]]
+    assert _act(client, server.url, {"op": "detach", **query}) == "Policy detached"
+    assert attached() == []
+
+    def status() -> str:
+        answer = httpx.get(f"{server.url}/v1/identities/{tool}", headers=api)
+        return str(answer.json()["data"]["status"])
+
+    assert _act(client, server.url, {"op": "revoke", "aztpId": tool}) == "Identity revoked"
+    assert status() == "revoked"
+    assert _act(client, server.url, {"op": "reissue", "aztpId": tool}) == "Identity reissued"
+    assert status() == "active"

@@ -85,6 +85,14 @@ ACTIONS: dict[str, Action] = {
         "Link removed",
         danger=True,
     ),
+    "restore_link": Action(
+        "Restore link",
+        ("source", "target", "relationshipType"),
+        "The operator's removal is undone: the link authorizes again where it did before.",
+        False,
+        lambda a, p, f: a.restore_link(p, f["source"], f["target"], f["relationshipType"]),
+        "Link restored",
+    ),
     "attach": Action(
         "Attach policy",
         ("aztpId", "code"),

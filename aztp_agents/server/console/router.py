@@ -359,13 +359,15 @@ def console_router() -> APIRouter:
         if session is None:
             return _refused("not signed in", 401)
         q = request.query_params
+        authority = authority_of(request)
         entries = await _run(
-            authority_of(request).audit_entries, session.principal, action=q.get("action") or None
+            authority.audit_entries, session.principal, action=q.get("action") or None
         )
+        actors = await _run(views.actor_ids, authority, session.principal, q.get("actor", ""))
         lines = "".join(
             json.dumps(x.to_doc(), sort_keys=True) + "\n"
             for x in entries
-            if views.audit_filter(x, q.get("actor", ""), q.get("subject", ""))
+            if views.audit_filter(x, actors, q.get("subject", ""))
         )
         return Response(
             lines,

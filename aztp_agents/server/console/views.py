@@ -146,6 +146,7 @@ def flow_page(authority: Authority, p: Principal, flow_id: str, csrf: str) -> tu
             and doc["targetIdentity"] in members
             and _in_flow(doc, flow_id)
         ):
+            link_rows.append(_link_row(doc, docs, here, removed=True))
             edges.append(
                 Edge(
                     doc["sourceIdentity"],
@@ -173,27 +174,30 @@ def flow_page(authority: Authority, p: Principal, flow_id: str, csrf: str) -> tu
     return f"Flow {flow['name']}", body
 
 
-def _link_row(doc: Mapping[str, Any], docs: Mapping[str, Any], back: str) -> list[str]:
+def _link_row(
+    doc: Mapping[str, Any], docs: Mapping[str, Any], back: str, *, removed: bool = False
+) -> list[str]:
+    """A link's row with its action: unlink, or restore one an operator removed."""
+
     def name(aztp_id: str) -> str:
         return str(docs.get(aztp_id, {}).get("name", aztp_id))
 
+    op, label = ("restore_link", "Restore") if removed else ("unlink", "Unlink")
+    query = {
+        "source": doc["sourceIdentity"],
+        "target": doc["targetIdentity"],
+        "relationshipType": doc["relationshipType"],
+        "back": back,
+    }
+    scope = e(doc["scope"])
+    if removed:
+        scope += " " + badge("unlinked by operator", "muted")
     return [
         link(name(doc["sourceIdentity"]), url("identity", id=doc["sourceIdentity"])),
         link(name(doc["targetIdentity"]), url("identity", id=doc["targetIdentity"])),
         e(doc["relationshipType"]),
-        e(doc["scope"]),
-        link(
-            "Unlink",
-            url(
-                "confirm",
-                op="unlink",
-                source=doc["sourceIdentity"],
-                target=doc["targetIdentity"],
-                relationshipType=doc["relationshipType"],
-                back=back,
-            ),
-            "button",
-        ),
+        scope,
+        link(label, url("confirm", op=op, **query), "button"),
     ]
 
 
@@ -496,7 +500,7 @@ def explain_page(
         f"<p>{verdict} <strong>{e(data['reason'])}</strong>: {e(data['detail'])}</p>"
         f"<p>Agent {e(names.identity(agent))} → tool {e(data.get('toolName') or names.identity(tool))} "
         f"in flow {e(names.flow(flow))} · state revision {e(data['revision'])} · "
-        f"link scope {e(data['linkScope'])}</p>"
+        f"link scope {e(data['linkScope'] or 'none')}</p>"
         "<p class='muted'>This is the decision as the current state gives it; the decision "
         "recorded in the audit log was taken on the revision it shows.</p>"
         f"<h2>Checks, in order</h2>{checks}<h2>Policy statements</h2>{statements}"
@@ -506,8 +510,17 @@ def explain_page(
 # ----------------------------------------------------------------------------------- audit
 
 
-def audit_filter(entry: AuditEntry, actor: str, subject: str) -> bool:
-    return (not actor or entry.actor == actor) and (not subject or subject in (entry.subject or ""))
+def actor_ids(authority: Authority, p: Principal, actor: str) -> set[str] | None:
+    """The user ids an actor filter (a user's name or id) stands for; None: no filter."""
+    if not actor:
+        return None
+    return {u["id"] for u in authority.list_users(p.org_id) if actor in (u["id"], u["name"])}
+
+
+def audit_filter(entry: AuditEntry, actors: set[str] | None, subject: str) -> bool:
+    return (actors is None or entry.actor in actors) and (
+        not subject or subject in (entry.subject or "")
+    )
 
 
 def audit_page(
@@ -518,19 +531,23 @@ def audit_page(
         status = badge("chain intact", "ok") + f" {e(report['entries'])} entries verified"
     else:
         status = badge("chain broken", "bad") + f" {e(report['problem'])}"
+    actors = actor_ids(authority, p, actor)
     entries = [
         x
         for x in authority.audit_entries(p, limit=limit, action=action or None)
-        if audit_filter(x, actor, subject)
+        if audit_filter(x, actors, subject)
     ]
     entries.reverse()
+    # the acting user by name (the organization's own users only: p.org_id)
+    users = {u["id"]: u["name"] for u in authority.list_users(p.org_id)}
+    names = Names(authority, p)
     rows = [
         [
             e(x.seq) + (f".{e(x.index)}" if x.index is not None else ""),
             e(x.ts),
             e(x.action),
-            e(x.actor),
-            f"<code>{e(x.subject)}</code>",
+            f'<span title="{e(x.actor)}">{e(users.get(x.actor or "", x.actor))}</span>',
+            f'<span title="{e(x.subject)}">{e(names.identities.get(x.subject or "") or names.flows.get(x.subject or "") or x.subject)}</span>',
             f"<code>{e(_short(x.data))}</code>",
             f"<code title='{e(x.hash)}'>{e(x.hash[:12])}…</code>",
         ]
@@ -539,7 +556,7 @@ def audit_page(
     filters = (
         f'<form method="get" action="{e(url("audit"))}" class="filters">'
         f'<label>Action <input name="action" value="{e(action)}" placeholder="e.g. flow.* or decision.*"></label>'
-        f'<label>Actor <input name="actor" value="{e(actor)}" placeholder="user id"></label>'
+        f'<label>Actor <input name="actor" value="{e(actor)}" placeholder="user name or id"></label>'
         f'<label>Subject <input name="subject" value="{e(subject)}" placeholder="contains"></label>'
         f'<label>Newest <input name="limit" type="number" min="1" max="100000" value="{e(limit)}"></label>'
         "<button type='submit'>Filter</button> "
