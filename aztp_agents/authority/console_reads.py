@@ -1,6 +1,7 @@
 """Reads the operator console needs that the API does not offer: an identity's credentials
-(serials and expiry, never key material) and the organization's audit entries after a
-position (the live decisions view follows the chain with it).
+(serials and expiry, never key material), the organization's audit entries after a
+position (the live decisions view follows the chain with it), and whether the API key a
+console session was opened with is still valid.
 
 Every read is scoped exactly as the API's: the principal's organization, and the identity
 looked up through :meth:`Identities.row`, which refuses identities of other organizations.
@@ -15,8 +16,15 @@ from sqlalchemy import select
 from ..audit import AuditEntry
 from ..store import schema as t
 from . import Authority, Principal
+from .tenants import _hash_key
 
-__all__ = ["audit_after", "audit_head", "credentials_of"]
+__all__ = [
+    "api_key_active",
+    "api_key_digest",
+    "audit_after",
+    "audit_head",
+    "credentials_of",
+]
 
 #: Rows read per call of :func:`audit_after` (a burst is read over several polls).
 _MAX_ROWS = 500
@@ -75,3 +83,18 @@ def audit_after(
         e for r in rows for e in AuditEntry.from_row(r) if action is None or e.action == action
     ]
     return entries, (rows[-1].seq if rows else after)
+
+
+def api_key_digest(api_key: str) -> str:
+    """The digest the store keeps of an API key (a console session keeps it, not the key,
+    to notice the key's revocation)."""
+    return _hash_key(api_key)
+
+
+def api_key_active(authority: Authority, digest: str) -> bool:
+    """Whether the API key with this digest still exists and is not revoked or rotated."""
+    with authority.store.read() as conn:
+        row = conn.execute(
+            select(t.api_keys.c.revoked_at).where(t.api_keys.c.key_hash == digest)
+        ).first()
+    return row is not None and row.revoked_at is None

@@ -14,8 +14,10 @@ import httpx
 import pytest
 
 from aztp_agents import Aztp
+from aztp_agents.authority import Authority
 from aztp_agents.guard import Guard
 from aztp_agents.remote import RemoteBackend
+from aztp_agents.store import Store
 from tests.support.console import add_user, console_client, csrf_of, flow_member_status
 from tests.support.remote import Server, start_server
 
@@ -181,6 +183,22 @@ def test_another_users_private_flow_is_never_shown(
     assert guard.flow_id not in colleague.get("/console/flows").text
     assert colleague.get("/console/flow", params={"id": guard.flow_id}).status_code == 404
     assert guard.flow_id not in colleague.get("/console/decisions").text
+
+
+def test_revoking_the_key_ends_its_console_sessions(server: Server) -> None:
+    store = Store.open_sqlite(server.home / "aztp.db")
+    try:
+        authority = Authority(store)
+        org_id = authority.authenticate(server.key).org_id
+        user = authority.create_user(org_id, "short-lived")
+        key_id, key = authority.create_api_key(org_id, user.user_id)
+        client = console_client(server.url, key)
+        assert client.get("/console/flows").status_code == 200
+        authority.revoke_api_key(org_id, key_id)
+    finally:
+        store.close()
+    answer = client.get("/console/flows")
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/login"
 
 
 def test_user_supplied_names_are_escaped(server: Server) -> None:

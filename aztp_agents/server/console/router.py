@@ -22,7 +22,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
-from ...authority.console_reads import audit_after
+from ...authority.console_reads import api_key_active, api_key_digest, audit_after
 from ...errors import AztpError
 from ..context import ServerContext
 from . import views
@@ -45,6 +45,8 @@ _STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
 #: How often the live stream looks for new decisions, and sends a keep-alive comment.
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
+#: A live stream checks its session's API key every this many polls (~5 s).
+KEY_CHECK_POLLS = 10
 
 
 async def _run(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
@@ -113,6 +115,18 @@ def _local(back: str | None, default: str) -> str:
     return default
 
 
+async def _session(request: Request) -> Session | None:
+    """The request's live session, ended here if the API key it signed in with was revoked
+    or rotated since (checked in a worker thread: one indexed read)."""
+    session = session_of(request)
+    if session is None or session.key_digest is None:
+        return session
+    if await _run(api_key_active, _context(request).authority, session.key_digest):
+        return session
+    sessions_of(request).close(session.id)
+    return None
+
+
 def console_router() -> APIRouter:
     router = APIRouter(prefix=BASE, include_in_schema=False)
 
@@ -124,7 +138,7 @@ def console_router() -> APIRouter:
 
         # not functools.wraps: FastAPI would read ``build``'s signature as the route's
         async def handler(request: Request) -> Response:
-            session = session_of(request)
+            session = await _session(request)
             if session is None:
                 return _redirect(f"{BASE}/login")
             try:
@@ -145,11 +159,11 @@ def console_router() -> APIRouter:
     @router.get("")
     @router.get("/")
     async def home(request: Request) -> Response:
-        return _redirect(f"{BASE}/flows" if session_of(request) else f"{BASE}/login")
+        return _redirect(f"{BASE}/flows" if await _session(request) else f"{BASE}/login")
 
     @router.get("/login")
     async def login_page(request: Request) -> Response:
-        if session_of(request):
+        if await _session(request):
             return _redirect(f"{BASE}/flows")
         return _html(_login_form())
 
@@ -163,7 +177,8 @@ def console_router() -> APIRouter:
         except AztpError:
             return _html(_login_form("That API key is not valid (or was revoked)."), 401)
         response = _redirect(f"{BASE}/flows")
-        set_session_cookie(request, response, sessions_of(request).open(principal))
+        session = sessions_of(request).open(principal, api_key_digest(key))
+        set_session_cookie(request, response, session)
         return response
 
     @router.get("/login/token")
@@ -180,7 +195,7 @@ def console_router() -> APIRouter:
 
     @router.post("/logout")
     async def logout(request: Request) -> Response:
-        session = session_of(request)
+        session = await _session(request)
         why = refusal(request, session, (await _form(request)).get("csrf"))
         if why:
             return _refused(why)
@@ -287,7 +302,7 @@ def console_router() -> APIRouter:
 
     @router.post("/act/{op}")
     async def act(request: Request, op: str) -> Response:
-        session = session_of(request)
+        session = await _session(request)
         given = await _form(request)
         why = refusal(request, session, given.get("csrf"))
         if why or session is None:
@@ -309,7 +324,7 @@ def console_router() -> APIRouter:
 
     @router.get("/decisions/stream")
     async def stream(request: Request) -> Response:
-        session = session_of(request)
+        session = await _session(request)
         if session is None:
             return _refused("not signed in", 401)
         q = request.query_params
@@ -326,9 +341,19 @@ def console_router() -> APIRouter:
             nonlocal after
             quiet = 0.0
             yield "retry: 2000\n\n"
+            polls = 0
             while not await request.is_disconnected():
                 live = sessions.get(sid)
-                if live is None:  # signed out or expired: the stream ends with the session
+                polls += 1
+                if (
+                    live is not None
+                    and live.key_digest is not None
+                    and polls % KEY_CHECK_POLLS == 0
+                    and not await _run(api_key_active, authority, live.key_digest)
+                ):
+                    sessions.close(sid)
+                    live = None
+                if live is None:  # signed out, expired or key revoked: the stream ends
                     yield "event: ended\ndata: {}\n\n"
                     return
                 entries, after = await _run(
@@ -355,7 +380,7 @@ def console_router() -> APIRouter:
 
     @router.get("/audit/export")
     async def export(request: Request) -> Response:
-        session = session_of(request)
+        session = await _session(request)
         if session is None:
             return _refused("not signed in", 401)
         q = request.query_params

@@ -30,6 +30,9 @@ class Session:
     csrf: str
     created: float
     seen: float = field(default=0.0)
+    #: digest of the API key it signed in with (None: a one-time link), to end the session
+    #: when the key is revoked
+    key_digest: str | None = None
     #: one-time messages for the next page (what an action did, or why it failed)
     flash: str | None = None
     error: str | None = None
@@ -56,8 +59,8 @@ class Sessions:
         self._sessions: dict[str, Session] = {}
         self._tokens: dict[str, tuple[Principal, float]] = {}
 
-    def open(self, principal: Principal) -> Session:
-        """A new session for ``principal``."""
+    def open(self, principal: Principal, key_digest: str | None = None) -> Session:
+        """A new session for ``principal`` (signed in with the key of ``key_digest``)."""
         now = time.monotonic()
         session = Session(
             id=secrets.token_urlsafe(32),
@@ -65,6 +68,7 @@ class Sessions:
             csrf=secrets.token_urlsafe(32),
             created=now,
             seen=now,
+            key_digest=key_digest,
         )
         with self._lock:
             self._expire(now)
