@@ -74,6 +74,14 @@ def test_sign_in_sets_a_strict_httponly_session_cookie_without_the_key(server: S
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
 
 
+def test_the_assets_are_served_from_the_package(server: Server) -> None:
+    for name, kind in (("console.css", "text/css"), ("console.js", "text/javascript")):
+        answer = httpx.get(f"{server.url}/console/static/{name}")
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith(kind)
+    assert httpx.get(f"{server.url}/console/static/..%2Fsessions.py").status_code == 404
+    assert httpx.get(f"{server.url}/console/static/sessions.py").status_code == 404
+
+
 def test_a_wrong_key_is_refused_and_gets_no_session(server: Server) -> None:
     answer = httpx.post(
         f"{server.url}/console/login",
