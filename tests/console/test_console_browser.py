@@ -155,7 +155,6 @@ def test_console_in_a_browser(server: Server, attacker_site: tuple[str, Path]) -
             # --- the flow, its health and its graph
             assert "ops" in driver.find_element(By.CSS_SELECTOR, "main table").text
             assert "healthy" in driver.find_element(By.CSS_SELECTOR, "main table").text
-            screenshot(driver, "flows")
 
             # --- the agent's decisions arrive live
             _open_live_decisions(driver, server.url)
@@ -199,6 +198,28 @@ def test_console_in_a_browser(server: Server, attacker_site: tuple[str, Path]) -
                 "bodies": 2,  # the body did not run
             }
 
+            # --- the flows page: ops is critical now, beside a healthy public flow
+            api = {"api_access_key": server.key}
+            reports = httpx.post(
+                f"{server.url}/identity-flow/create",
+                json={"name": "reports", "discoverable": "public"},
+                headers=api,
+            ).json()["data"]["_id"]
+            for tool in agent.info["tools"].values():
+                httpx.post(
+                    f"{server.url}/identity-flow/add-identity-to-flow",
+                    json={"identityFlowId": reports, "identity": {"aztpId": tool}},
+                    headers=api,
+                ).raise_for_status()
+            driver.get(f"{server.url}/console/flows")
+            rows = {
+                r.text.split()[0]: r.text
+                for r in driver.find_elements(By.CSS_SELECTOR, "main table tbody tr")
+            }
+            assert "critical" in rows["ops"] and "66.7 %" in rows["ops"]
+            assert "healthy" in rows["reports"] and "public" in rows["reports"]
+            screenshot(driver, "flows")
+
             # --- the agent's identity page, and the audit chain with the acting user
             driver.get(f"{server.url}/console/identity?id={agent_id}")
             main = driver.find_element(By.CSS_SELECTOR, "main").text
@@ -229,7 +250,8 @@ def test_console_in_a_browser(server: Server, attacker_site: tuple[str, Path]) -
 
             # --- a second organization's user sees none of it
             _sign_in(driver, server.url, server.org("globex", "globex.test"))
-            assert "ops" not in driver.find_element(By.CSS_SELECTOR, "main").text
+            main = driver.find_element(By.CSS_SELECTOR, "main").text
+            assert "ops" not in main and "reports" not in main
             driver.get(f"{server.url}/console/identities")
             assert "analyst" not in driver.find_element(By.CSS_SELECTOR, "main").text
             _open_live_decisions(driver, server.url)
