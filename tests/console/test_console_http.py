@@ -209,6 +209,52 @@ def test_revoking_the_key_ends_its_console_sessions(server: Server) -> None:
     assert answer.status_code == 303 and answer.headers["location"] == "/console/login"
 
 
+def test_malformed_requests_get_an_answer_not_a_server_error(
+    server: Server, crew: tuple[Guard, str, str]
+) -> None:
+    guard, agent, _tool = crew
+    client = console_client(server.url, server.key)
+    token = csrf_of(client.get("/console/flows").text)
+    gets = [
+        ("/console/flow", {}),
+        ("/console/flow", {"id": "x" * 5000}),
+        ("/console/identity", {"id": "not an id"}),
+        ("/console/identity", {"id": "aztp://acme.test/\x00"}),
+        ("/console/explain", {"agent": agent}),
+        ("/console/explain", {"agent": agent, "tool": "?", "flow": guard.flow_id}),
+        ("/console/confirm", {"op": "revoke"}),
+        ("/console/confirm", {"op": "nope"}),
+        ("/console/audit", {"limit": "-5", "action": "[[["}),
+        ("/console/decisions/stream", {"after": "x", "flow": "\u2028"}),
+        ("/console/static/", {}),
+    ]
+    for path, params in gets:
+        if path.endswith("stream"):
+            with client.stream("GET", path, params=params) as answer:
+                assert answer.status_code == 200
+            continue
+        answer = client.get(path, params=params)
+        assert answer.status_code < 500, (path, params, answer.status_code)
+    posts = [
+        ("/console/act/revoke", {"csrf": token}),
+        ("/console/act/revoke", {"csrf": token, "aztpId": "nonsense"}),
+        ("/console/act/nope", {"csrf": token}),
+        (
+            "/console/act/unlink",
+            {"csrf": token, "source": agent, "target": agent, "relationshipType": "X"},
+        ),
+    ]
+    for path, data in posts:
+        answer = client.post(path, data=data, headers={"Origin": server.url})
+        assert answer.status_code < 500, (path, data, answer.status_code)
+    assert (
+        client.post(
+            "/console/login", content=b"\xff\xfe=%%%", headers={"Origin": server.url}
+        ).status_code
+        == 401
+    )
+
+
 def test_user_supplied_names_are_escaped(server: Server) -> None:
     evil = '<script>alert("x")</script>'
     created = httpx.post(

@@ -22,6 +22,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
+from ...authority import Authority
 from ...authority.console_reads import api_key_active, api_key_digest, audit_after
 from ...errors import AztpError
 from ..context import ServerContext
@@ -36,7 +37,7 @@ from .security import (
     sessions_of,
     set_session_cookie,
 )
-from .sessions import Session
+from .sessions import COOKIE, Session
 
 __all__ = ["console_router"]
 
@@ -177,7 +178,9 @@ def console_router() -> APIRouter:
         except AztpError:
             return _html(_login_form("That API key is not valid (or was revoked)."), 401)
         response = _redirect(f"{BASE}/flows")
-        session = sessions_of(request).open(principal, api_key_digest(key))
+        sessions = sessions_of(request)
+        sessions.close(request.cookies.get(COOKIE))  # a new session id at every sign-in
+        session = sessions.open(principal, api_key_digest(key))
         set_session_cookie(request, response, session)
         return response
 
@@ -206,7 +209,8 @@ def console_router() -> APIRouter:
 
     # ------------------------------------------------------------------------------ pages
 
-    authority_of = lambda request: _context(request).authority  # noqa: E731
+    def authority_of(request: Request) -> Authority:
+        return _context(request).authority
 
     async def flows(request: Request, s: Session) -> Response:
         body = await _run(views.flows_page, authority_of(request), s.principal)
