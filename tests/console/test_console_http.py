@@ -19,7 +19,7 @@ from aztp_agents.guard import Guard
 from aztp_agents.remote import RemoteBackend
 from aztp_agents.store import Store
 from tests.support.console import add_user, console_client, csrf_of, flow_member_status
-from tests.support.remote import Server, start_server
+from tests.support.remote import Server, make_tls, start_server
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,28 @@ def test_the_assets_are_served_from_the_package(server: Server) -> None:
         assert answer.status_code == 200 and answer.headers["content-type"].startswith(kind)
     assert httpx.get(f"{server.url}/console/static/..%2Fsessions.py").status_code == 404
     assert httpx.get(f"{server.url}/console/static/sessions.py").status_code == 404
+
+
+def test_over_https_the_cookie_is_secure(tmp_path_factory: pytest.TempPathFactory) -> None:
+    base = tmp_path_factory.mktemp("console-tls")
+    tls = make_tls(base / "tls")
+    srv = start_server(base / "home", tls=tls)
+    try:
+        with httpx.Client(base_url=srv.url, verify=str(tls[2])) as client:
+            answer = client.post(
+                "/console/login", data={"api_key": srv.key}, headers={"Origin": srv.url}
+            )
+            assert answer.status_code == 303
+            attrs = {a.strip().lower() for a in answer.headers["set-cookie"].split(";")[1:]}
+            assert {"secure", "httponly", "samesite=strict"} <= attrs
+            # the origin check compares the scheme too
+            plain = srv.url.replace("https://", "http://")
+            refused = client.post(
+                "/console/login", data={"api_key": srv.key}, headers={"Origin": plain}
+            )
+            assert refused.status_code == 403
+    finally:
+        srv.stop()
 
 
 def test_a_wrong_key_is_refused_and_gets_no_session(server: Server) -> None:
