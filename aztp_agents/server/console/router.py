@@ -222,7 +222,6 @@ def console_router() -> APIRouter:
             authority_of(request),
             s.principal,
             request.query_params.get("id", ""),
-            s.csrf,
         )
         return _page(s, title, body, "flows")
 
@@ -236,7 +235,6 @@ def console_router() -> APIRouter:
             authority_of(request),
             s.principal,
             request.query_params.get("id", ""),
-            s.csrf,
         )
         return _page(s, title, body, "identities")
 

@@ -87,7 +87,7 @@ def _in_flow(doc: Mapping[str, Any], flow_id: str) -> bool:
     return doc["scope"] == "organization" or flow_id in doc["identityFlowIds"]
 
 
-def flow_page(authority: Authority, p: Principal, flow_id: str, csrf: str) -> tuple[str, str]:
+def flow_page(authority: Authority, p: Principal, flow_id: str) -> tuple[str, str]:
     """(title, body) of one flow: health, members with actions, the graph, the links."""
     flow = authority.get_flow(p, flow_id)
     health = authority.flow_health(p, flow_id)
@@ -218,7 +218,7 @@ def identities_page(authority: Authority, p: Principal) -> str:
     return table(["Name", "AZTP ID", "Status", "Type", "Created"], rows, empty="No identities yet.")
 
 
-def identity_page(authority: Authority, p: Principal, aztp_id: str, csrf: str) -> tuple[str, str]:
+def identity_page(authority: Authority, p: Principal, aztp_id: str) -> tuple[str, str]:
     doc = authority.get_identity(p, aztp_id)
     here = url("identity", id=aztp_id)
     names = Names(authority, p)
