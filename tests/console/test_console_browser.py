@@ -1,9 +1,10 @@
 """The console in a real browser (headless Chromium, selenium) against a real server, with
-the agent's guarded tool calls made in another process:
+a secured CrewAI crew (scripted LLM, offline) making its tool calls in another process:
 
 sign in; the agent's decisions appear live; unlink a tool from the console and the agent's
 next call of it is denied (and explained); revoke the agent in its flow from the console and
-its very next tool call is denied, the tool body not run; a forged cross-site POST from
+its very next tool call is denied, the tool body not run (each once the change feed brought
+the write to the crew's process, as for any write made elsewhere); a forged cross-site POST from
 another origin is refused; a second organization's user sees none of it.
 
 With ``AZTP_SCREENSHOTS=1`` the run saves the screenshots docs/console.md shows.
@@ -32,11 +33,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class AgentProcess:
-    """tests/support/console_agent.py in a process of its own, one JSON line per command."""
+    """A secured CrewAI crew (tests/support/console_crew.py) in a process of its own, one JSON
+    line per command."""
 
     def __init__(self, url: str, key: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.console_agent", url],
+            [sys.executable, "-m", "tests.support.console_crew", url],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
