@@ -1,5 +1,6 @@
 """Reads the operator console needs that the API does not offer: an identity's credentials
-(serials and expiry, never key material), the organization's audit entries after a
+(serials and expiry, never key material), a page of identities found by name, the
+organization's audit entries after a
 position (the live decisions view follows the chain with it), and whether the API key a
 console session was opened with is still valid.
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..audit import AuditEntry
 from ..store import schema as t
@@ -24,6 +25,7 @@ __all__ = [
     "audit_after",
     "audit_head",
     "credentials_of",
+    "find_identities",
 ]
 
 #: Rows read per call of :func:`audit_after` (a burst is read over several polls).
@@ -98,3 +100,21 @@ def api_key_active(authority: Authority, digest: str) -> bool:
             select(t.api_keys.c.revoked_at).where(t.api_keys.c.key_hash == digest)
         ).first()
     return row is not None and row.revoked_at is None
+
+
+def find_identities(
+    authority: Authority, p: Principal, contains: str = "", limit: int = 200
+) -> tuple[list[dict[str, Any]], int]:
+    """Up to ``limit`` of the organization's identities whose name contains ``contains``
+    (by name), as ``list_identities`` gives them, and how many match in all: a page of an
+    organization that may hold a million identities."""
+    where = [t.identities.c.org_id == p.org_id]
+    if contains:
+        escaped = contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append(t.identities.c.name.like(f"%{escaped}%", escape="\\"))
+    with authority.store.read() as conn:
+        total = conn.execute(select(func.count()).select_from(t.identities).where(*where)).scalar()
+        rows = conn.execute(
+            select(t.identities).where(*where).order_by(t.identities.c.name).limit(limit)
+        ).all()
+    return [authority.identities.doc(r) for r in rows], int(total or 0)

@@ -277,6 +277,16 @@ def test_malformed_requests_get_an_answer_not_a_server_error(
     )
 
 
+def test_identities_are_found_by_name(server: Server, crew: tuple[Guard, str, str]) -> None:
+    _guard, agent, tool = crew
+    client = console_client(server.url, server.key)
+    page = client.get("/console/identities", params={"q": "analy"}).text
+    assert agent in page and tool not in page
+    assert tool in client.get("/console/identities").text
+    for wildcard in ("%", "_"):  # taken literally, not as SQL wildcards
+        assert agent not in client.get("/console/identities", params={"q": wildcard}).text
+
+
 def test_user_supplied_names_are_escaped(server: Server) -> None:
     evil = '<script>alert("x")</script>'
     created = httpx.post(

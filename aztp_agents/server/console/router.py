@@ -46,8 +46,10 @@ _STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
 #: How often the live stream looks for new decisions, and sends a keep-alive comment.
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
-#: A live stream checks its session's API key every this many polls (~5 s).
+#: A live stream checks its session's API key every this many polls (~5 s), and looks
+#: names and flow visibility up afresh (a flow made private stops showing then).
 KEY_CHECK_POLLS = 10
+NAMES_REFRESH_POLLS = 10
 
 
 async def _run(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
@@ -226,7 +228,12 @@ def console_router() -> APIRouter:
         return _page(s, title, body, "flows")
 
     async def identities(request: Request, s: Session) -> Response:
-        body = await _run(views.identities_page, authority_of(request), s.principal)
+        body = await _run(
+            views.identities_page,
+            authority_of(request),
+            s.principal,
+            request.query_params.get("q", "")[:64],
+        )
         return _page(s, "Identities", body, "identities")
 
     async def identity(request: Request, s: Session) -> Response:
@@ -344,6 +351,7 @@ def console_router() -> APIRouter:
             quiet = 0.0
             yield "retry: 2000\n\n"
             polls = 0
+            names = views.Names(authority, session.principal)
             while not await request.is_disconnected():
                 live = sessions.get(sid)
                 polls += 1
@@ -361,11 +369,12 @@ def console_router() -> APIRouter:
                 entries, after = await _run(
                     audit_after, authority, live.principal, after, views.DECISION
                 )
+                if polls % NAMES_REFRESH_POLLS == 1:  # forget names and flow visibility
+                    names = views.Names(authority, live.principal)
                 if entries:
-                    names = await _run(views.Names, authority, live.principal)
-                    for entry in entries:
-                        if views.decision_matches(entry, names, *filters):
-                            yield f"id: {entry.seq}\ndata: {json.dumps(views.decision_event(entry, names))}\n\n"
+                    shown = await _run(views.decision_events, entries, names, *filters)
+                    for event in shown:
+                        yield f"id: {event['seq']}\ndata: {json.dumps(event)}\n\n"
                     quiet = 0.0
                 else:
                     quiet += POLL_SECONDS

@@ -13,7 +13,8 @@ from typing import Any
 
 from ...audit import AuditEntry
 from ...authority import Authority, Principal
-from ...authority.console_reads import audit_head, credentials_of
+from ...authority.console_reads import audit_head, credentials_of, find_identities
+from ...errors import AztpError, NotFoundError
 from .graph import Edge, Node, flow_graph
 from .html import badge, e, link, table, url
 
@@ -22,6 +23,7 @@ __all__ = [
     "Names",
     "audit_page",
     "decision_event",
+    "decision_events",
     "decision_matches",
     "decisions_page",
     "explain_page",
@@ -33,21 +35,53 @@ __all__ = [
 
 DECISION = "decision.tool_call"
 _HEALTH = {"healthy": "ok", "warning": "warn", "critical": "bad"}
+#: Identities listed on one page (an organization may hold a million).
+_PAGE = 200
 
 
 class Names:
-    """Identity and flow names of what the principal may see, to show names, not IDs. Flows
-    are the visible ones only: a decision in a flow not listed here is not shown."""
+    """Names of identities and flows, looked up as the principal, one at a time and
+    remembered (a page or a stream shows a few of them; an organization may hold a million
+    identities). A flow the principal may not see (another user's private flow, another
+    organization's, a deleted one) has no name: :meth:`visible` is False and nothing of it
+    is shown. Make a new instance to forget (the live stream does every few seconds, so a
+    flow made private stops showing soon after)."""
 
     def __init__(self, authority: Authority, p: Principal) -> None:
-        self.identities = {d["aztpId"]: d["name"] for d in authority.list_identities(p)}
-        self.flows = {f["_id"]: f["name"] for f in authority.list_flows(p)}
+        self.authority = authority
+        self.p = p
+        self._identities: dict[str, str] = {}
+        self._flows: dict[str, str | None] = {}
+
+    def remember(self, aztp_id: str, name: str) -> None:
+        self._identities[aztp_id] = name
 
     def identity(self, aztp_id: object) -> str:
-        return self.identities.get(str(aztp_id), str(aztp_id or ""))
+        key = str(aztp_id or "")
+        if key not in self._identities:
+            try:
+                self._identities[key] = self.authority.get_identity(self.p, key)["name"]
+            except AztpError:  # not an identity of the organization: show what was recorded
+                self._identities[key] = key
+        return self._identities[key]
+
+    def flow_name(self, flow_id: object) -> str | None:
+        """The flow's name, or None if the principal may not see it."""
+        key = str(flow_id or "")
+        if key not in self._flows:
+            try:
+                with self.authority.store.read() as conn:
+                    # the authority's own visibility rule (organization, public or owner)
+                    self._flows[key] = self.authority.flows.row(conn, self.p, key).name
+            except AztpError:
+                self._flows[key] = None
+        return self._flows[key]
+
+    def visible(self, flow_id: object) -> bool:
+        return self.flow_name(flow_id) is not None
 
     def flow(self, flow_id: object) -> str:
-        return self.flows.get(str(flow_id), str(flow_id or ""))
+        return self.flow_name(flow_id) or str(flow_id or "")
 
 
 def _status(status: str) -> str:
@@ -93,7 +127,14 @@ def flow_page(authority: Authority, p: Principal, flow_id: str) -> tuple[str, st
     health = authority.flow_health(p, flow_id)
     valid = {r["aztpId"]: r for r in health["identities"]}
     members = {m["aztpId"]: m for m in flow["identities"]}
-    docs = {d["aztpId"]: d for d in authority.list_identities(p) if d["aztpId"] in members}
+    names = Names(authority, p)
+    docs = {}
+    for aztp_id in members:
+        try:
+            docs[aztp_id] = authority.get_identity(p, aztp_id)
+        except AztpError:  # gone since it was added: shown as unknown
+            continue
+        names.remember(aztp_id, docs[aztp_id]["name"])
     here = url("flow", id=flow_id)
     nodes, rows = [], []
     for aztp_id, member in members.items():
@@ -139,14 +180,14 @@ def flow_page(authority: Authority, p: Principal, flow_id: str) -> tuple[str, st
             edges.append(
                 Edge(doc["sourceIdentity"], doc["targetIdentity"], doc["relationshipType"])
             )
-            link_rows.append(_link_row(doc, docs, here))
+            link_rows.append(_link_row(doc, names, here))
     for doc in authority.list_link_removals(p):
         if (
             doc["sourceIdentity"] in members
             and doc["targetIdentity"] in members
             and _in_flow(doc, flow_id)
         ):
-            link_rows.append(_link_row(doc, docs, here, removed=True))
+            link_rows.append(_link_row(doc, names, here, removed=True))
             edges.append(
                 Edge(
                     doc["sourceIdentity"],
@@ -175,12 +216,10 @@ def flow_page(authority: Authority, p: Principal, flow_id: str) -> tuple[str, st
 
 
 def _link_row(
-    doc: Mapping[str, Any], docs: Mapping[str, Any], back: str, *, removed: bool = False
+    doc: Mapping[str, Any], names: Names, back: str, *, removed: bool = False
 ) -> list[str]:
     """A link's row with its action: unlink, or restore one an operator removed."""
-
-    def name(aztp_id: str) -> str:
-        return str(docs.get(aztp_id, {}).get("name", aztp_id))
+    name = names.identity
 
     op, label = ("restore_link", "Restore") if removed else ("unlink", "Unlink")
     query = {
@@ -204,7 +243,8 @@ def _link_row(
 # ------------------------------------------------------------------------------ identities
 
 
-def identities_page(authority: Authority, p: Principal) -> str:
+def identities_page(authority: Authority, p: Principal, contains: str) -> str:
+    found, total = find_identities(authority, p, contains, limit=_PAGE)
     rows = [
         [
             link(d["name"], url("identity", id=d["aztpId"])),
@@ -213,9 +253,23 @@ def identities_page(authority: Authority, p: Principal) -> str:
             e(d["identityType"]),
             e(d["createdAt"]),
         ]
-        for d in authority.list_identities(p)
+        for d in found
     ]
-    return table(["Name", "AZTP ID", "Status", "Type", "Created"], rows, empty="No identities yet.")
+    search = (
+        f'<form method="get" action="{e(url("identities"))}" class="filters">'
+        f'<label>Name contains <input name="q" value="{e(contains)}"></label>'
+        "<button type='submit'>Search</button></form>"
+    )
+    more = (
+        f'<p class="muted">Showing {len(found)} of {total} (by name): narrow the search.</p>'
+        if total > len(found)
+        else ""
+    )
+    return (
+        search
+        + more
+        + table(["Name", "AZTP ID", "Status", "Type", "Created"], rows, empty="No identities.")
+    )
 
 
 def identity_page(authority: Authority, p: Principal, aztp_id: str) -> tuple[str, str]:
@@ -298,10 +352,7 @@ def identity_page(authority: Authority, p: Principal, aztp_id: str) -> tuple[str
     )
     links = table(
         ["Source", "Target", "Type", "Scope", ""],
-        [
-            _link_row(d, {k: {"name": v} for k, v in names.identities.items()}, here)
-            for d in authority.list_links(p, aztp_id)
-        ],
+        [_link_row(d, names, here) for d in authority.list_links(p, aztp_id)],
         empty="No links.",
     )
     flows = [
@@ -334,7 +385,7 @@ def decision_matches(
     """Whether a decision entry is shown: in a flow the principal sees, and the filters."""
     data = entry.data
     flow_id = str(data.get("flowId") or "")
-    if flow_id not in names.flows:
+    if not names.visible(flow_id):
         return False  # another user's private flow (or one deleted since): never shown
     if flow and flow_id != flow:
         return False
@@ -378,6 +429,17 @@ def decision_event(entry: AuditEntry, names: Names) -> dict[str, Any]:
     }
 
 
+def decision_events(
+    entries: list[AuditEntry], names: Names, flow: str, agent: str, tool: str, denied: bool
+) -> list[dict[str, Any]]:
+    """The live view's events for new decision entries (blocking: names are looked up)."""
+    return [
+        decision_event(x, names)
+        for x in entries
+        if decision_matches(x, names, flow, agent, tool, denied)
+    ]
+
+
 def _decision_row(ev: Mapping[str, Any]) -> list[str]:
     verdict = badge("allowed", "ok") if ev["allowed"] else badge("denied", "bad")
     return [
@@ -407,9 +469,7 @@ _DECISION_HEADERS = [
 
 
 def _decision_table(entries: list[AuditEntry], names: Names) -> str:
-    events = [
-        decision_event(x, names) for x in entries if str(x.data.get("flowId") or "") in names.flows
-    ]
+    events = [decision_event(x, names) for x in entries if names.visible(x.data.get("flowId"))]
     return table(_DECISION_HEADERS, [_decision_row(ev) for ev in events], empty="No decisions yet.")
 
 
@@ -425,8 +485,9 @@ def decisions_page(
     ][-50:]
     shown.reverse()
     options = '<option value="">all flows</option>' + "".join(
-        f'<option value="{e(fid)}"{" selected" if fid == flow else ""}>{e(name)}</option>'
-        for fid, name in names.flows.items()
+        f'<option value="{e(f["_id"])}"{" selected" if f["_id"] == flow else ""}>'
+        f"{e(f['name'])}</option>"
+        for f in authority.list_flows(p)
     )
     filters = (
         f'<form method="get" action="{e(url("decisions"))}" class="filters">'
@@ -461,9 +522,7 @@ def explain_page(
     authority: Authority, p: Principal, agent: str, tool: str, flow: str, tool_name: str | None
 ) -> str:
     names = Names(authority, p)
-    if flow not in names.flows:
-        from ...errors import NotFoundError
-
+    if not names.visible(flow):
         raise NotFoundError(f"identity flow {flow!r} not found")
     data = authority.explain(p, agent, tool, flow, tool_name=tool_name or None)
     verdict = badge("allowed", "ok") if data["allowed"] else badge("denied", "bad")
@@ -547,7 +606,7 @@ def audit_page(
             e(x.ts),
             e(x.action),
             f'<span title="{e(x.actor)}">{e(users.get(x.actor or "", x.actor))}</span>',
-            f'<span title="{e(x.subject)}">{e(names.identities.get(x.subject or "") or names.flows.get(x.subject or "") or x.subject)}</span>',
+            f'<span title="{e(x.subject)}">{e(_subject(names, x.subject))}</span>',
             f"<code>{e(_short(x.data))}</code>",
             f"<code title='{e(x.hash)}'>{e(x.hash[:12])}…</code>",
         ]
@@ -570,6 +629,15 @@ def audit_page(
     return f"<p>{status}</p>{filters}" + table(
         ["Seq", "Time", "Action", "Actor", "Subject", "Data", "Hash"], rows, empty="No entries."
     )
+
+
+def _subject(names: Names, subject: str | None) -> str:
+    """An audit entry's subject by name: an identity's, a flow's, else as recorded."""
+    if not subject:
+        return ""
+    if subject.startswith("aztp://"):
+        return names.identity(subject)
+    return names.flow_name(subject) or subject
 
 
 def _short(data: Mapping[str, Any]) -> str:
