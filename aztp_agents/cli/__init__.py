@@ -22,7 +22,7 @@ Layout: ``_app`` (the root app, global options, :func:`main`), ``_state``, ``_er
 codes, one-line errors), ``_output`` (tables, JSON), ``_options`` (shared arguments),
 ``_resolve`` (names and ids to AZTP IDs and flows), ``_client`` (how commands reach the
 authority); then one module per command group: ``identity``, ``flow``, ``link``, ``verify``, ``explain``,
-``policy``, ``credentials`` (bundle, svid), ``audit``, ``admin`` (org, keys, user), ``serve``,
+``policy``, ``credentials`` (bundle, svid), ``audit``, ``admin`` (org, keys, user), ``serve``, ``console``,
 ``demo``.
 """
 
@@ -34,7 +34,7 @@ from ._app import app, main
 # is the order of `aztp-agents --help`: keep it, not the alphabet.
 # isort: off
 from . import identity, flow, link, verify, explain, policy, credentials  # noqa: F401
-from . import audit, admin, serve, db, demo  # noqa: F401
+from . import audit, admin, serve, console, db, demo  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main"]

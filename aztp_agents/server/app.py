@@ -26,6 +26,7 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..authority import Authority
+from .console import install_console
 from .context import ServerContext
 from .error_handlers import install_error_handlers
 from .fastpath import FastPathMiddleware
@@ -81,6 +82,7 @@ def create_app(
     )
     app.state.aztp = context
     app.include_router(api_router(), prefix=prefix)
+    install_console(app)  # the operator console at /console (its own sign-in)
     install_error_handlers(app)
 
     def openapi() -> dict[str, Any]:
