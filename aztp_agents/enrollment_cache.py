@@ -9,7 +9,9 @@ enforcement point — that it still holds: every identity active and a member of
 every grant present. Then it reuses the credentials issued the first time; nothing is written
 and nothing is signed. Anything else (an identity revoked or removed from the flow, a grant
 gone, a credential past two thirds of its lifetime, a backend that cannot confirm without a
-request) takes the full path, exactly as the first time.
+request) takes the full path, exactly as the first time — except a grant an operator
+removed: enrollment does not re-create it, and the next confirmation only asks that tool to
+be an active member (see :attr:`KnownEnrollment.withheld`).
 
 One cache per client: a client acts for one principal, so one tenant's enrollments are never
 another's.
@@ -53,6 +55,10 @@ class KnownEnrollment:
     identities: Mapping[str, Identity] = field(repr=False)
     #: ``time.time()`` past which the credentials are issued again (the full path)
     renew_at: float
+    #: Tools whose grant an operator removed (enrollment does not re-create it): confirmed
+    #: as active members only, so the operator's unlink does not send every later securing
+    #: of the shape down the full path.
+    withheld: frozenset[str] = frozenset()
 
     @property
     def fresh(self) -> bool:

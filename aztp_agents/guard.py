@@ -30,6 +30,7 @@ from .enrollment_cache import EnrollmentCache, KnownEnrollment, Shape, renew_at
 from .errors import ValidationError
 from .ids import sanitize_name
 from .models import Identity
+from .wire import REMOVED_BY_OPERATOR
 
 __all__ = [
     "TOOL_RELATIONSHIP",
@@ -184,11 +185,12 @@ class Guard:
         self.client.backend.call("add_identity_to_flow", flow_id=self.flow_id, aztp_id=aztp_id)
         return aztp_id
 
-    def link(self, agent_id: str, tool_id: str) -> None:
+    def link(self, agent_id: str, tool_id: str) -> dict[str, Any]:
         """Authorize ``agent_id`` to call ``tool_id`` in this guard's flow only (a directed,
         flow-scoped link; idempotent). A grant declared for one flow's crew is no grant in
-        another flow."""
-        self.client.backend.call(
+        another flow. The answer's ``state`` is ``removed_by_operator`` when an operator
+        removed the grant: it is not re-created."""
+        return self.client.backend.call(
             "link_identities",
             source=agent_id,
             target=tool_id,
@@ -226,14 +228,23 @@ class Guard:
         with batch() if batch is not None else contextlib.nullcontext():
             agent_id = self.ensure_identity(agent_name)
             tools: dict[str, str] = {}
+            withheld: set[str] = set()
             for tool_name in names:
                 tool_id = self.ensure_identity(tool_name)
-                self.link(agent_id, tool_id)
+                if self.link(agent_id, tool_id).get("state") == REMOVED_BY_OPERATOR:
+                    withheld.add(tool_id)
                 tools[tool_name] = tool_id
         issued = {i: self.identities[i] for i in (agent_id, *tools.values())}
         cache.put(
             shape,
-            KnownEnrollment(self.flow_id, agent_id, dict(tools), issued, renew_at(issued)),
+            KnownEnrollment(
+                self.flow_id,
+                agent_id,
+                dict(tools),
+                issued,
+                renew_at(issued),
+                frozenset(withheld),
+            ),
         )
         return Enrollment(agent_id, tools)
 
@@ -244,8 +255,13 @@ class Guard:
         check = getattr(self._point, "enrolled", None)
         if check is None:
             return False  # a backend that cannot tell without a request: the full path
+        granted = [tool for tool in known.tools.values() if tool not in known.withheld]
         try:
-            return bool(check(known.flow_id, known.agent_id, list(known.tools.values())))
+            # a tool whose grant an operator removed: an active member is all it must be
+            # (checked as an "agent" with no tools)
+            return bool(check(known.flow_id, known.agent_id, granted)) and all(
+                check(known.flow_id, tool, []) for tool in known.withheld
+            )
         except Exception:  # cannot confirm: enroll as the first time (which reports errors)
             log.debug("could not confirm a known enrollment", exc_info=True)
             return False

@@ -27,6 +27,9 @@ from .decisions import Reason
 T = TypeVar("T")
 
 EXAMPLE_ID = "aztp://example.org/workload/production/node/my-agent"
+#: A link answer's ``state`` when a declared (enrollment) link was not created because an
+#: operator removed that grant: the operator's decision holds.
+REMOVED_BY_OPERATOR = "removed_by_operator"
 #: PEM is ASCII by definition (RFC 7468).
 PEM_PATTERN = r"^[\x00-\x7f]*$"
 

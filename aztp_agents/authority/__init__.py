@@ -187,8 +187,15 @@ class Authority:
 
     def snapshot(self, org_id: str) -> DecisionState:
         """The organization's decision state, current as of the latest committed write here
-        or in any other process sharing the store (one shared-memory read to know)."""
-        return self.decisions.state(org_id)
+        or in any other process sharing the store, with the store's revision it is current
+        at (for followers, who compare it with the change feed's). A state confirmed by its
+        organization's change signal keeps the revision of its organization's last write;
+        the store's revision read *before* confirming it is one it is current at too."""
+        revision = self.store.revision()
+        state = self.decisions.state(org_id)
+        if state.revision < revision:
+            state.revision = revision
+        return state
 
     def cached_snapshot(self, org_id: str) -> DecisionState | None:
         """The state without any I/O (for event loops), or None when it must be (re)loaded

@@ -28,6 +28,7 @@ from ..errors import (
     ValidationError,
 )
 from ..store import schema as t
+from ..wire import REMOVED_BY_OPERATOR
 from ._context import (
     SYMMETRIC,
     Component,
@@ -216,7 +217,7 @@ class Links(Component):
             "sourceIdentity": row.source,
             "targetIdentity": row.target,
             "relationshipType": row.relationship_type,
-            "state": "removed_by_operator",
+            "state": REMOVED_BY_OPERATOR,
             "scope": "flow" if row.flows else "organization",
             "identityFlowIds": list(row.flows),
             "removedBy": row.removed_by,

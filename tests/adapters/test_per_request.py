@@ -25,7 +25,7 @@ from crewai.hooks import clear_all_global_hooks
 from crewai.tools import BaseTool
 from langchain.agents import create_agent
 
-from aztp_agents import Aztp
+from aztp_agents import Aztp, Reason
 from aztp_agents.guard import Guard
 from tests.authority.helpers import db_state, run
 from tests.support.langchain import Counter, counting_tool
@@ -195,3 +195,25 @@ def test_an_enrollment_that_fails_part_way_leaves_nothing_behind(tmp_path: Path)
     assert rows(tmp_path, "identities") == before
     assert rows(tmp_path, "flow_members") == []
     assert rows(tmp_path, "links") == []
+
+
+def test_an_operators_unlink_does_not_send_every_later_securing_down_the_full_path(
+    tmp_path: Path,
+) -> None:
+    """After an operator removes one grant of a known shape, securing it again takes the full
+    path once (which leaves the removal in place), then writes nothing again; the removed
+    grant stays denied. (Before, every later securing re-issued every credential.)"""
+    client = Aztp(home=tmp_path)
+    store = client.backend.authority.store  # type: ignore[attr-defined]
+    first = Guard(flow="f", client=client).enroll("agent", ["search", "fetch"])
+    run(client.unlink_identities(first.agent_id, first.tools["fetch"]))  # the operator
+    Guard(flow="f", client=client).enroll("agent", ["search", "fetch"])  # the full path, once
+    credentials, revision = rows(tmp_path, "credentials"), store.revision()
+    for _ in range(3):  # requests after it
+        guard = Guard(flow="f", client=client)
+        again = guard.enroll("agent", ["search", "fetch"])
+        assert rows(tmp_path, "credentials") == credentials and store.revision() == revision
+        denied = guard.check(again.agent_id, again.tools["fetch"], "fetch", None)
+        assert denied.reason is Reason.NO_LINK, denied
+        allowed = guard.check(again.agent_id, again.tools["search"], "search", None)
+        assert allowed.allowed, allowed
