@@ -424,7 +424,6 @@ def decision_event(entry: AuditEntry, names: Names) -> dict[str, Any]:
         "flow": flow_id,
         "flowName": names.flow(flow_id),
         "revision": data.get("revision"),
-        "latencyUs": data.get("latencyUs"),
         "explain": explain,
     }
 
@@ -450,7 +449,6 @@ def _decision_row(ev: Mapping[str, Any]) -> list[str]:
         e(ev["toolName"]),
         e(ev["flowName"]),
         e(ev["revision"]),
-        e("—" if ev["latencyUs"] is None else f"{ev['latencyUs']} µs"),
         link("why?", ev["explain"]) if ev["explain"] else "",
     ]
 
@@ -463,7 +461,6 @@ _DECISION_HEADERS = [
     "Tool",
     "Flow",
     "Revision",
-    "Latency",
     "",
 ]
 

@@ -33,7 +33,6 @@
     cell(row, ev.toolName);
     cell(row, ev.flowName);
     cell(row, ev.revision);
-    cell(row, ev.latencyUs == null ? "—" : ev.latencyUs + " µs");
     if (ev.explain) {
       const a = document.createElement("a");
       a.href = ev.explain; // a same-origin path built by the server
