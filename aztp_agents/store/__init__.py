@@ -42,7 +42,7 @@ from . import change_log, migrations, schema
 from .changes import StoreChanges
 from .files import StoreFiles
 from .migrations.legacy import LEGACY_HEAD
-from .org_signals import OrgSignals, open_signals
+from .org_signals import OrgSignals, open_signals, signals_supported
 from .spool import Spool, recover
 
 __all__ = ["SCHEMA_VERSION", "Store"]
@@ -85,11 +85,17 @@ class Store:
         #: :mod:`.org_signals`). Opened before the first connection: a process holding the
         #: database without them would make every writer wait for it (see :mod:`.files`).
         self.signals: OrgSignals | None = None
-        if self.is_sqlite and path is not None:
+        if self.is_sqlite and path is not None and signals_supported():
             try:
                 self.signals = open_signals(path)
             except OSError as exc:
-                log.info("per-organization change signals unavailable (%s)", exc)
+                # Never go on without them: this process's writes would not move the signals
+                # other processes trust, and they would keep deciding on a stale state.
+                raise StoreError(
+                    f"cannot open the store's change signals file {path}-orgs: "
+                    f"{exc.strerror or exc}; it must be readable and writable by every "
+                    "process that opens the store"
+                ) from None
         try:
             if self.is_sqlite:
                 self.engine: Engine = create_engine(

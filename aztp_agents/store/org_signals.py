@@ -52,7 +52,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: no signals (readers read the store)
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["PRESENCE_BYTE", "SLOTS", "OrgSignals", "open_signals"]
+__all__ = ["PRESENCE_BYTE", "SLOTS", "OrgSignals", "open_signals", "signals_supported"]
 
 #: Counters in the file (a power of two; 32 KiB of 64-bit counters).
 SLOTS = 4096
@@ -63,6 +63,12 @@ _SIZE = SLOTS * 8
 PRESENCE_BYTE = _SIZE + 1
 _U64 = struct.Struct("=Q")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def signals_supported() -> bool:
+    """Whether this platform has the POSIX file locks the signals need (else no process on it
+    uses them, and enforcement points read the store's revision instead)."""
+    return fcntl is not None
 
 
 def open_signals(database: Path) -> OrgSignals:

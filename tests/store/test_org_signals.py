@@ -14,6 +14,7 @@ import pytest
 
 from aztp_agents import Reason
 from aztp_agents.authority import Authority
+from aztp_agents.errors import StoreError
 from aztp_agents.store import Store
 from aztp_agents.store.org_signals import open_signals
 
@@ -26,6 +27,7 @@ def in_another_process(code: str, **names: str) -> None:
 _REVOKE = """
 from pathlib import Path
 from aztp_agents.authority import Authority, Principal
+from aztp_agents.errors import StoreError
 from aztp_agents.store import Store
 store = Store.open_sqlite(Path(db))
 Authority(store, issuance_rate=None).identities.revoke_identity(Principal(org, user), who)
@@ -181,3 +183,17 @@ def test_a_deleted_signals_file_stops_the_memory_answers(hosted: Any) -> None:
         _now(authority, acme)  # confirming the files fails: nothing is answered
     with pytest.raises(Exception, match="change signals file"):
         _decide(authority, acme)
+
+
+def test_a_signals_file_that_cannot_be_opened_refuses_the_store(tmp_path: Path) -> None:
+    """Never through a symlink, and never without the signals: a process whose writes would
+    not move them would leave every other process deciding on a stale state."""
+    db = tmp_path / "aztp.db"
+    Store.open_sqlite(db).close()
+    (tmp_path / "aztp.db-orgs").unlink()
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"untouched")
+    (tmp_path / "aztp.db-orgs").symlink_to(target)
+    with pytest.raises(StoreError, match="change signals file"):
+        Store.open_sqlite(db)
+    assert target.read_bytes() == b"untouched"
