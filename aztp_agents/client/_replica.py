@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 
 from ..decisions import Decision, DecisionKey, Reason, Snapshot, decide_on
+from ..decisions.changes import StateChange, UnknownChange, apply, decode
 from ..decisions.rules import enrolled
 from ..errors import AuthorityUnavailableError, AztpError
 from ..policy import Statement
@@ -111,11 +112,32 @@ def snapshot_from_state(data: Mapping[str, Any]) -> Snapshot:
             policies=policies,
             flows=flows,
             public_flows=frozenset(flows),  # the server sends only the flows this user may see
+            position=int(data.get("position", 0)),
         )
     except Exception as exc:
         raise AuthorityUnavailableError(
             f"the server's decision state could not be read: {type(exc).__name__}"
         ) from None
+
+
+class _Resume(Exception):
+    """The replica missed records: reconnect to the feed from its position."""
+
+
+def _events(lines: Sequence[str]) -> list[list[str]]:
+    """Server-sent events' lines, one list per event (comments dropped)."""
+    out: list[list[str]] = []
+    event: list[str] = []
+    for line in lines:
+        if line == "":
+            if event:
+                out.append(event)
+                event = []
+        elif not line.startswith(":"):
+            event.append(line)
+    if event:
+        out.append(event)
+    return out
 
 
 class DecisionReplica:
@@ -144,7 +166,12 @@ class DecisionReplica:
         self.audit_interval = float(audit_interval)
         self._closed = False
         self._lock = threading.Lock()
-        self._reload_lock = threading.Lock()
+        # Serializes every change to the replica: full loads and applied records (an RLock:
+        # a catch-up may turn into a full load).
+        self._reload_lock = threading.RLock()
+        #: The server's state says which log position it is at: the feed resumes from there
+        #: and sends records (else: an older server; every revision event reloads).
+        self._resumable = False
         self._snapshot: Snapshot | None = None
         self._loaded_writes = -1  # process write count the replica is known to include
         self._feed_revision = -1
@@ -167,6 +194,8 @@ class DecisionReplica:
             "local": 0,
             "fallback": 0,
             "reloads": 0,
+            "applied": 0,
+            "catch_ups": 0,
             "feed_events": 0,
             "feed_reconnects": 0,
             "audit_sent": 0,
@@ -227,7 +256,8 @@ class DecisionReplica:
 
     def _install(self, data: Any, writes_seen: int) -> Snapshot:
         snap = snapshot_from_state(data if isinstance(data, Mapping) else {})
-        with self._lock:
+        with self._reload_lock, self._lock:
+            self._resumable = isinstance(data, Mapping) and "position" in data
             current = self._snapshot
             if current is None or snap.revision >= current.revision:
                 self._snapshot = snap
@@ -244,11 +274,46 @@ class DecisionReplica:
             if snap is not None and not force and not self._needs_reload():
                 return snap
             writes_seen = _writes
+            if snap is not None and not force and self._resumable:
+                # Behind the feed, or a write was acknowledged here: fetch the records since
+                # the replica's position (O(change)); a full load only if the server says so.
+                self._catch_up(snap, writes_seen)
+                if self._snapshot is not None and not self._needs_reload():
+                    return self._snapshot
             return self._install(self._sync.call("state", STATE_ROUTE, {}), writes_seen)
 
+    def _catch_up(self, snap: Snapshot, writes_seen: int) -> None:
+        """Apply what the feed has after the replica's position, read in one request
+        (``?after=N&once=true``: the events there are now, then the end)."""
+        client = self._feed_client
+        if client is None:
+            return
+        replicas = self._sync.config.replicas
+        base = replicas.current
+        try:
+            response = client.get(
+                replicas.url(base, FEED_PATH),
+                params={"after": snap.position, "once": "true"},
+                timeout=self.decision_timeout,
+            )
+        except httpx.HTTPError:
+            raise AuthorityUnavailableError("the change feed could not be read") from None
+        if response.status_code != 200:
+            raise typed_error(response, "state changes")
+        self.stats["catch_ups"] += 1
+        try:
+            for lines in _events(response.text.splitlines()):
+                self._on_event(lines)
+        except _Resume:
+            return  # a gap: the caller loads the whole state
+        with self._lock:
+            if self._snapshot is snap and self._feed_revision <= snap.revision:
+                self._loaded_writes = max(self._loaded_writes, writes_seen)
+
     async def _areload(self) -> Snapshot:
-        writes_seen = _writes
-        return self._install(await self._async.call("state", STATE_ROUTE, {}), writes_seen)
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self._reload)
 
     def _local(
         self,
@@ -442,9 +507,18 @@ class DecisionReplica:
         assert client is not None
         replicas = self._sync.config.replicas
         while not self._stop.is_set():
+            resume = False
             base = replicas.current  # the replica followed now (it moves when one fails)
+            snap = self._snapshot
+            headers = (
+                {"Last-Event-ID": str(snap.position)}
+                if snap is not None and self._resumable
+                else {}
+            )
             try:
-                with client.stream("GET", replicas.url(base, FEED_PATH)) as response:
+                with client.stream(
+                    "GET", replicas.url(base, FEED_PATH), headers=headers
+                ) as response:
                     if response.status_code != 200:
                         if response.status_code >= 500:
                             replicas.failed(base)
@@ -456,7 +530,6 @@ class DecisionReplica:
                     self._feed_connected = True
                     self._heard = time.monotonic()
                     delay = 0.05
-                    self._on_connect()
                     event: list[str] = []
                     for line in response.iter_lines():
                         if self._stop.is_set():
@@ -470,6 +543,8 @@ class DecisionReplica:
                             self._heard = time.monotonic()
                             continue
                         event.append(line)
+            except _Resume:
+                resume = True  # reconnect at once, from the replica's position
             except Exception as exc:
                 if self._stop.is_set():
                     return
@@ -478,28 +553,99 @@ class DecisionReplica:
                 log.debug("change feed interrupted: %s", type(exc).__name__)
             self._feed_connected = False
             self.stats["feed_reconnects"] += 1
-            if self._stop.wait(delay):
+            if self._stop.wait(0.0 if resume else delay):
                 return
             delay = min(delay * 2, max(0.5, min(2.0, self.stale_after / 2)))
 
-    def _on_connect(self) -> None:
+    def _on_event(self, lines: list[str]) -> None:
+        """One server-sent event (the protocol: ``aztp_agents.server.change_feed``). Raises
+        :class:`_Resume` when the replica missed records (reconnect from its position)."""
+        name = "message"
+        data_lines = []
+        for line in lines:
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data_lines.append(line[5:].lstrip())
+        payload: dict[str, Any] = {}
+        if data_lines:
+            with contextlib.suppress(ValueError):
+                parsed = json.loads("\n".join(data_lines))
+                if isinstance(parsed, dict):
+                    payload = parsed
+        self._heard = time.monotonic()
+        self.stats["feed_events"] += 1
         try:
-            self._reload(force=True)
+            if name == "reset":
+                self._on_reset()
+            elif name == "changes":
+                self._on_changes(payload)
+            else:
+                self._on_revision(payload)
         except AztpError as exc:
             log.debug("state reload failed: %s", type(exc).__name__)
 
-    def _on_event(self, lines: list[str]) -> None:
-        data = "\n".join(line[5:].lstrip() for line in lines if line.startswith("data:"))
-        revision = None
-        if data:
-            try:
-                revision = int(json.loads(data)["revision"])
-            except (ValueError, KeyError, TypeError):
-                revision = None
-        self._heard = time.monotonic()
-        self.stats["feed_events"] += 1
-        if revision is None:
+    def _on_reset(self) -> None:
+        """Load the whole state again; until then decide nothing locally (fail closed)."""
+        with self._reload_lock:
+            with self._lock:
+                self._snapshot = None
+            self._reload(force=True)
+
+    def _on_changes(self, payload: Mapping[str, Any]) -> None:
+        """Apply one ``changes`` event's records (the same :func:`apply` as the embedded
+        decision state: O(change))."""
+        try:
+            start, position = int(payload["from"]), int(payload["position"])
+            revision = int(payload["revision"])
+            changes: list[StateChange] = [decode(r) for r in payload["records"]]
+        except (KeyError, TypeError, ValueError):  # UnknownChange included: never skip one
+            self._on_reset()
             return
+        with self._reload_lock:
+            snap = self._snapshot
+            if snap is None or not self._resumable:
+                self._reload()
+                return
+            if position <= snap.position:
+                return  # already in the replica (loaded after it)
+            if start > snap.position:
+                raise _Resume  # records missed: resume from the replica's position
+            try:
+                apply(snap, changes, revision=max(revision, snap.revision), position=position)
+            except UnknownChange:
+                self._on_reset()
+                return
+            self.stats["applied"] += 1
+            self._heard_revision(revision)
+
+    def _heard_revision(self, revision: int) -> None:
+        with self._lock:
+            if revision > self._feed_revision:
+                self._feed_revision = revision
+                self._feed_revision_at = time.monotonic()
+
+    def _on_revision(self, payload: Mapping[str, Any]) -> None:
+        """``revision`` / ``heartbeat``: the stream is current as of ``revision``."""
+        try:
+            revision = int(payload["revision"])
+        except (KeyError, TypeError, ValueError):
+            return
+        position = payload.get("position")
+        if self._resumable and isinstance(position, int):
+            with self._reload_lock:
+                snap = self._snapshot
+                if snap is None:
+                    self._reload()
+                    return
+                if position > snap.position:
+                    raise _Resume  # the stream is past records this replica has not got
+                if position == snap.position and revision > snap.revision:
+                    # nothing of this organization since: the replica is current as of it
+                    snap.revision = revision
+                self._heard_revision(revision)
+            return
+        # An older server (revision events only): reload on every new revision.
         with self._lock:
             if revision > self._feed_revision:
                 self._feed_revision = revision
@@ -514,10 +660,7 @@ class DecisionReplica:
                     self._feed_revision = revision
                     self._snapshot = None
         if stale:
-            try:
-                self._reload()
-            except AztpError as exc:
-                log.debug("state reload failed: %s", type(exc).__name__)
+            self._reload()
 
     # ================================================================= decision audit
 

@@ -1,8 +1,9 @@
-"""Following the store: the change feed, the decision-state document, the API-key cache.
+"""Following the store: the change feed's wake-ups and streams, the API-key cache.
 
 One background thread (:class:`StoreWatcher`) polls the store's state **revision** every few
 milliseconds (bumped by every write that changes decision state, in this process or any other
-sharing the store) and pushes it to change-feed subscribers. The API-key cache
+sharing the store) and wakes the change-feed streams, which then read their organization's
+change log (:mod:`.change_feed`: what each stream sends). The API-key cache
 (:class:`AuthCache`) follows the store's shared change counter instead (see there).
 """
 
@@ -15,13 +16,12 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from ..authority import Authority, Principal
-from ..decisions import Snapshot
 from ..store import Store
+from .change_feed import FeedCursor, sse
 
-__all__ = ["AuthCache", "StoreWatcher", "state_document"]
+__all__ = ["AuthCache", "StoreWatcher"]
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +102,16 @@ class StoreWatcher:
 
         return int(await anyio.to_thread.run_sync(self.store.revision))
 
-    async def events(self) -> AsyncIterator[bytes]:
-        """Server-sent events: ``revision`` at once and on every change, ``heartbeat``
-        (with the current revision) when nothing else was sent for :data:`HEARTBEAT` s."""
+    async def events(
+        self, cursor: FeedCursor, after: int | None, *, once: bool = False
+    ) -> AsyncIterator[bytes]:
+        """Server-sent events for one follower (the protocol: :mod:`.change_feed`): a reset
+        or the records after ``after`` at once, then the records of every write to its
+        organization, a ``revision`` event whenever the store's revision moves, and a
+        ``heartbeat`` when nothing else was sent for :data:`HEARTBEAT` s. ``once``: only what
+        there is now (a follower's catch-up), then end."""
+        import anyio.to_thread
+
         self.start()
         loop = asyncio.get_running_loop()
         event = asyncio.Event()
@@ -112,8 +119,13 @@ class StoreWatcher:
         self._subscribers.add(sub)
         follower = id(event)
         try:
-            last = self._sent[follower] = await self.current_revision()
-            yield _sse("revision", last)
+            first = await anyio.to_thread.run_sync(cursor.open, after)
+            first += await anyio.to_thread.run_sync(cursor.poll)
+            self._sent[follower] = cursor.revision
+            for item in first:
+                yield sse(item)
+            if once:
+                return
             sent = time.monotonic()
             while True:
                 timeout = max(0.0, HEARTBEAT - (time.monotonic() - sent))
@@ -121,12 +133,15 @@ class StoreWatcher:
                     await asyncio.wait_for(event.wait(), timeout)
                 event.clear()
                 rev = await self.current_revision()
-                if rev != last:
-                    last = self._sent[follower] = rev
-                    yield _sse("revision", rev)
-                    sent = time.monotonic()
-                elif time.monotonic() - sent >= HEARTBEAT:
-                    yield _sse("heartbeat", rev)
+                if rev != cursor.revision:
+                    items = await anyio.to_thread.run_sync(cursor.poll)
+                    self._sent[follower] = cursor.revision
+                    for item in items:
+                        yield sse(item)
+                    if items:
+                        sent = time.monotonic()
+                if time.monotonic() - sent >= HEARTBEAT:
+                    yield sse(cursor.tick("heartbeat"))
                     sent = time.monotonic()
         finally:
             self._subscribers.discard(sub)
@@ -137,10 +152,6 @@ class StoreWatcher:
         was sent (0: current). A revision is sent when its stream is next scheduled."""
         revision = self.revision
         return [max(0, revision - sent) for sent in list(self._sent.values())]
-
-
-def _sse(event: str, revision: int) -> bytes:
-    return f'event: {event}\ndata: {{"revision": {revision}}}\n\n'.encode()
 
 
 class AuthCache:
@@ -190,28 +201,3 @@ class AuthCache:
                 self._entries.clear()
             self._entries[self._digest(api_key)] = (principal, generation)
         return principal
-
-
-def state_document(snap: Snapshot, user_id: str | None = None) -> dict[str, Any]:
-    """``GET /v1/state``: the organization's decision state as JSON, without the flows the
-    user may not see (other users' private flows)."""
-
-    def shown(flow_id: str) -> bool:
-        return user_id is None or snap.flow_visible(flow_id, user_id)
-
-    return {
-        "revision": snap.revision,
-        "organization": snap.organization,
-        "identities": dict(snap.identities),
-        "flows": {f: n for f, n in snap.flows.items() if shown(f)},
-        "members": {f: sorted(m) for f, m in snap.members.items() if shown(f)},
-        "flowRevoked": {f: sorted(m) for f, m in snap.flow_revoked.items() if shown(f)},
-        "links": sorted([s, t] for s, t in snap.links),
-        "flowLinks": {
-            f: sorted([s, t] for s, t in pairs) for f, pairs in snap.flow_links.items() if shown(f)
-        },
-        "policies": {
-            aztp: [s.model_dump(mode="json", by_alias=True, exclude_defaults=True) for s in stmts]
-            for aztp, stmts in snap.policies.items()
-        },
-    }
