@@ -13,12 +13,13 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
 
 from ..authority import Authority, Principal
-from ..store import Store
+from ..store import Store, change_log
 from .change_feed import FeedCursor, sse
 
 __all__ = ["AuthCache", "StoreWatcher"]
@@ -27,16 +28,31 @@ log = logging.getLogger(__name__)
 
 #: The change feed sends a heartbeat at least this often (seconds).
 HEARTBEAT = 1.0
+#: PostgreSQL, while the watcher LISTENs: it still polls this often (seconds), the safety
+#: net for a missed notification (``AZTP_FEED_SAFETY_POLL`` overrides it).
+SAFETY_POLL = 1.0
 
 
 class StoreWatcher:
-    """Polls the store's revision in a daemon thread."""
+    """Polls the store's revision in a daemon thread; on PostgreSQL it also LISTENs for the
+    change log's notifications (:data:`~aztp_agents.store.change_log.CHANNEL`) on a
+    dedicated connection and wakes the streams at once, polling only every
+    :data:`SAFETY_POLL` s while it listens (a missed notification costs that much latency,
+    never a missed change: the streams read the log). The listener reconnects by itself when
+    the database restarts; while it is down the watcher polls at ``interval``."""
 
     def __init__(self, store: Store, *, interval: float = 0.005) -> None:
         self.store = store
         self.interval = interval if store.is_sqlite else max(interval, 0.02)
+        self.safety_interval = float(os.environ.get("AZTP_FEED_SAFETY_POLL", SAFETY_POLL))
         self.revision = -1
         self._last_poll = 0.0
+        #: The listener's connection is up (PostgreSQL): a change wakes the watcher at once.
+        self.listening = False
+        #: Notifications received (for tests and metrics).
+        self.notifications = 0
+        self._listener: threading.Thread | None = None
+        self._poll_lock = threading.Lock()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -56,23 +72,30 @@ class StoreWatcher:
                 target=self._run, name="aztp-store-watcher", daemon=True
             )
             self._thread.start()
+            if not self.store.is_sqlite and self.store.url.startswith("postgresql"):
+                self._listener = threading.Thread(
+                    target=self._listen, name="aztp-store-listener", daemon=True
+                )
+                self._listener.start()
 
     def stop(self) -> None:
         self._stop.set()
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout=2)
-        self._thread = None
+        for thread in (self._thread, self._listener):
+            if thread is not None:
+                thread.join(timeout=2)
+        self._thread = self._listener = None
 
     @property
     def alive(self) -> bool:
-        """Polled recently: its revision can be trusted."""
-        return self._thread is not None and time.monotonic() - self._last_poll < 0.25
+        """Polled recently, or listening: its revision can be trusted."""
+        if self._thread is None:
+            return False
+        return self.listening or time.monotonic() - self._last_poll < 0.25
 
     # --- polling -------------------------------------------------------------------
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.wait(self.safety_interval if self.listening else self.interval):
             try:
                 self._poll()
             except Exception:  # store briefly unavailable: keep trying, say so once a second
@@ -80,11 +103,44 @@ class StoreWatcher:
                 self._stop.wait(1.0)
 
     def _poll(self) -> None:
-        rev = self.store.revision()
-        self._last_poll = time.monotonic()
-        if rev != self.revision:
-            self.revision = rev
-            self._notify()
+        with self._poll_lock:  # the poller and the listener: the revision never goes back
+            rev = self.store.revision()
+            self._last_poll = time.monotonic()
+            if rev != self.revision:
+                self.revision = rev
+                self._notify()
+
+    def _listen(self) -> None:
+        """LISTEN on a dedicated connection (PostgreSQL); reconnect with backoff."""
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.store.url).set(drivername="postgresql")
+        conninfo = url.render_as_string(hide_password=False)
+        delay = 0.1
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {change_log.CHANNEL}")
+                    self.listening = True
+                    delay = 0.1
+                    self._poll()  # what was committed while nobody listened
+                    checked = time.monotonic()
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=0.25, stop_after=1):
+                            self.notifications += 1
+                            self._poll()
+                        if time.monotonic() - checked > 5.0:  # a silent, dead connection
+                            conn.execute("SELECT 1")
+                            checked = time.monotonic()
+            except Exception as exc:
+                if self._stop.is_set():
+                    break
+                log.warning("store watcher: listener reconnecting (%s)", type(exc).__name__)
+            finally:
+                self.listening = False
+            self._stop.wait(delay)
+            delay = min(delay * 2, 2.0)
 
     def _notify(self) -> None:
         for loop, event in list(self._subscribers):

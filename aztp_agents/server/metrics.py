@@ -134,6 +134,16 @@ class _Observed:
             value=max(lags, default=0),
         )
         yield GaugeMetricFamily(
+            "aztp_change_feed_listening",
+            "1 while the store watcher LISTENs for change notifications (PostgreSQL)",
+            value=1 if self._watcher.listening else 0,
+        )
+        yield CounterMetricFamily(
+            "aztp_change_feed_notifications",
+            "Change-log notifications the store watcher received (PostgreSQL)",
+            value=self._watcher.notifications,
+        )
+        yield GaugeMetricFamily(
             "aztp_audit_writer_backlog",
             "Audit records queued for the background writer, not yet taken by it",
             value=audit_backlog(self._store),
