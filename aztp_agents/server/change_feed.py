@@ -20,6 +20,7 @@ The protocol (``GET v1/state/changes``, server-sent events; every event has
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -37,7 +38,7 @@ from ..decisions.views import (
 )
 from ..store import change_log
 
-__all__ = ["Event", "FeedCursor", "sse", "state_chunks"]
+__all__ = ["Event", "FeedCursor", "sse", "state_chunks", "user_state"]
 
 #: (event name, position, data)
 Event = tuple[str, int, dict[str, Any]]
@@ -171,25 +172,42 @@ except ImportError:  # pragma: no cover - orjson is optional
     pass
 
 
-def _object_chunks(items: list[tuple[str, Any]]) -> Iterator[bytes]:
-    """A JSON object of ``items``, written ``CHUNK`` members at a time."""
+def _object_chunks(table: dict[str, Any]) -> Iterator[bytes]:
+    """A JSON object of ``table``, written ``CHUNK`` members at a time (``table`` is the
+    view's own copy: nothing changes it while it is iterated)."""
     yield b"{"
-    for i in range(0, len(items), CHUNK):
-        if i:
-            yield b","
-        yield _dumps(dict(items[i : i + CHUNK]))[1:-1]
+    items = iter(table.items())
+    first = True
+    while chunk := dict(itertools.islice(items, CHUNK)):
+        yield (b"" if first else b",") + _dumps(chunk)[1:-1]
+        first = False
     yield b"}"
 
 
-def state_chunks(authority: Authority, org_id: str, user_id: str | None) -> Iterator[bytes]:
-    """``GET v1/state``: the ``{success, message, data}`` envelope of the user's view of the
-    organization's state (:func:`~aztp_agents.decisions.views.user_view`), written in chunks.
+def _array_chunks(values: set[str]) -> Iterator[bytes]:
+    """A JSON array of ``values``, ``CHUNK`` at a time."""
+    yield b"["
+    items = iter(values)
+    first = True
+    while chunk := list(itertools.islice(items, CHUNK)):
+        yield (b"" if first else b",") + _dumps(chunk)[1:-1]
+        first = False
+    yield b"]"
 
-    The view is copied from the server's state under its apply lock (one consistent position;
-    the copy shares the state's strings), then encoded ``CHUNK`` entries at a time: the JSON
-    document never exists whole in memory. ``data.position`` is the log position the state
-    is at: the follower resumes the feed from there."""
-    view = authority.decisions.view(org_id, lambda state: user_view(state, user_id))
+
+def user_state(authority: Authority, org_id: str, user_id: str | None) -> DecisionState:
+    """The user's view of the organization's current state
+    (:func:`~aztp_agents.decisions.views.user_view`), copied under the state's apply lock:
+    one consistent position; the copy shares the state's strings. Blocking; raises when the
+    store cannot be read (before any byte of the answer is sent)."""
+    return authority.decisions.view(org_id, lambda state: user_view(state, user_id))
+
+
+def state_chunks(view: DecisionState) -> Iterator[bytes]:
+    """``GET v1/state``: the ``{success, message, data}`` envelope of ``view`` (a
+    :func:`user_state`), encoded ``CHUNK`` entries at a time: the JSON document never exists
+    whole in memory. ``data.position`` is the log position the state is at: the follower
+    resumes the feed from there."""
     head = {
         "revision": view.revision,
         "position": view.position,
@@ -206,12 +224,9 @@ def state_chunks(authority: Authority, org_id: str, user_id: str | None) -> Iter
     yield b'{"success":true,"message":"Decision state","data":'
     yield _dumps(head)[:-1]
     yield b',"identities":'
-    yield from _object_chunks(list(view.identities.items()))
+    yield from _object_chunks(view.identities)
     yield b',"members":{'
     for n, (flow_id, members) in enumerate(view.members.items()):
-        yield (b"," if n else b"") + _dumps(flow_id) + b":["
-        ordered = sorted(members)
-        for i in range(0, len(ordered), CHUNK):
-            yield (b"," if i else b"") + _dumps(ordered[i : i + CHUNK])[1:-1]
-        yield b"]"
+        yield (b"," if n else b"") + _dumps(flow_id) + b":"
+        yield from _array_chunks(members)
     yield b"}}}"

@@ -33,7 +33,7 @@ from aztp_agents.decisions.changes import FlowDeleted, FlowSettings, apply, deco
 from aztp_agents.decisions.rules import decide_tool_call
 from aztp_agents.decisions.state import DecisionState
 from aztp_agents.decisions.views import user_view
-from aztp_agents.server.change_feed import FeedCursor, state_chunks
+from aztp_agents.server.change_feed import FeedCursor, state_chunks, user_state
 
 from . import test_change_log as base
 from .test_change_log import ORGS, TOOL_NAMES, ChangeLogMachine, normalized
@@ -63,7 +63,7 @@ class Follower:
     def _take(self, events: list[Any]) -> None:
         for name, position, data in events:
             if name == "reset":
-                body = b"".join(state_chunks(self.server, self.org_id, self.user_id))
+                body = b"".join(state_chunks(user_state(self.server, self.org_id, self.user_id)))
                 self.state = snapshot_from_state(json.loads(body)["data"])
                 self.loads += 1
                 assert self.state.position >= position

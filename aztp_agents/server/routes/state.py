@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from starlette.responses import StreamingResponse
 
-from ..change_feed import FeedCursor, state_chunks
+from ..change_feed import FeedCursor, state_chunks, user_state
 from ..schemas import StateDoc
 from .dependencies import Caller, Context, ServedAuthority
 from .openapi import success
@@ -32,9 +32,8 @@ _FEED_DESCRIPTION = (
 def state(caller: Caller, authority: ServedAuthority) -> StreamingResponse:
     # Streamed in chunks from a copy of the state (never one JSON document in memory);
     # data.position is where the caller resumes the change feed.
-    return StreamingResponse(
-        state_chunks(authority, caller.org_id, caller.user_id), media_type="application/json"
-    )
+    view = user_state(authority, caller.org_id, caller.user_id)  # errors answer as errors
+    return StreamingResponse(state_chunks(view), media_type="application/json")
 
 
 @router.get(
