@@ -140,6 +140,15 @@ def _events(lines: Sequence[str]) -> list[list[str]]:
     return out
 
 
+def _event_id(lines: Sequence[str]) -> int:
+    """An event's ``id:`` (its position), or -1."""
+    for line in lines:
+        if line.startswith("id:"):
+            with contextlib.suppress(ValueError):
+                return int(line[3:].strip())
+    return -1
+
+
 class DecisionReplica:
     """Tool-call decisions from a local replica of one organization's decision state.
 
@@ -267,6 +276,14 @@ class DecisionReplica:
             return self._snapshot  # type: ignore[return-value]
 
     def _reload(self, *, force: bool = False) -> Snapshot:
+        snap = self._snapshot
+        if snap is not None and not force and self._resumable and self._needs_reload():
+            # Behind the feed, or a write was acknowledged here: fetch the records since the
+            # replica's position (O(change)); a full load only if that does not do.
+            self._catch_up(snap, _writes)
+            snap = self._snapshot
+            if snap is not None and not self._needs_reload():
+                return snap
         # One reload at a time from threads: a decision that finds the follower fetching the
         # state waits for that answer instead of asking again (it is at least as new).
         with self._reload_lock:
@@ -274,17 +291,17 @@ class DecisionReplica:
             if snap is not None and not force and not self._needs_reload():
                 return snap
             writes_seen = _writes
-            if snap is not None and not force and self._resumable:
-                # Behind the feed, or a write was acknowledged here: fetch the records since
-                # the replica's position (O(change)); a full load only if the server says so.
-                self._catch_up(snap, writes_seen)
-                if self._snapshot is not None and not self._needs_reload():
-                    return self._snapshot
             return self._install(self._sync.call("state", STATE_ROUTE, {}), writes_seen)
 
     def _catch_up(self, snap: Snapshot, writes_seen: int) -> None:
         """Apply what the feed has after the replica's position, read in one request
-        (``?after=N&once=true``: the events there are now, then the end)."""
+        (``?after=N&once=true``: the events there are now, then the end).
+
+        A resumed feed cannot always tell what this replica saw of a flow whose settings
+        changed since its position (a flow created by the write just made, typically), and
+        says ``reset``; the live feed, which knows, delivers the same writes as records
+        within milliseconds, so wait (briefly) for it to pass the head instead of loading
+        the whole state."""
         client = self._feed_client
         if client is None:
             return
@@ -301,14 +318,29 @@ class DecisionReplica:
         if response.status_code != 200:
             raise typed_error(response, "state changes")
         self.stats["catch_ups"] += 1
+        events = _events(response.text.splitlines())
+        head = max((_event_id(lines) for lines in events), default=snap.position)
         try:
-            for lines in _events(response.text.splitlines()):
+            for lines in events:
+                if any(line.startswith("event:") and line[6:].strip() == "reset" for line in lines):
+                    self._await_position(head)
+                    break
                 self._on_event(lines)
         except _Resume:
             return  # a gap: the caller loads the whole state
         with self._lock:
-            if self._snapshot is snap and self._feed_revision <= snap.revision:
+            current = self._snapshot
+            if current is not None and current.position >= head:
                 self._loaded_writes = max(self._loaded_writes, writes_seen)
+
+    def _await_position(self, position: int) -> None:
+        """Wait (at most a second) for the live feed to bring the replica to ``position``."""
+        deadline = time.monotonic() + min(1.0, self.stale_after)
+        while self._feed_connected and time.monotonic() < deadline:
+            snap = self._snapshot
+            if snap is None or snap.position >= position:
+                return
+            time.sleep(0.001)
 
     async def _areload(self) -> Snapshot:
         import anyio.to_thread

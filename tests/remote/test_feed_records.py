@@ -118,6 +118,23 @@ def test_records_are_applied_and_a_revocation_denies_the_next_decision(home: Hom
         guard.client.close()
 
 
+def test_a_new_flow_enrolled_here_needs_no_full_load(home: Home) -> None:
+    """The write creating a flow is caught up as records (the live feed knows the flow is
+    new), not by loading the whole state again."""
+    guard, agent, tool, backend, counting = _guard(home)
+    try:
+        assert guard.check(agent, tool, "tool").allowed
+        loads = counting.state_loads
+        for n in range(3):
+            other = Guard(f"another-{n}", client=guard.client)
+            enrolled = other.enroll("agent", ["tool"])
+            assert other.check(enrolled.agent_id, enrolled.tools["tool"], "tool").allowed
+        assert counting.state_loads == loads
+        assert backend.stats["catch_ups"] > 0 and backend.stats["fallback"] == 0
+    finally:
+        guard.client.close()
+
+
 def test_a_follower_resumes_after_a_restart_without_a_full_load(home: Home) -> None:
     guard, agent, tool, backend, counting = _guard(home)
     try:
