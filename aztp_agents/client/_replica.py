@@ -609,6 +609,16 @@ class DecisionReplica:
         self.stats["feed_events"] += 1
         try:
             if name == "reset":
+                snap = self._snapshot
+                position = payload.get("position")
+                if (
+                    payload.get("entry") is True
+                    and isinstance(position, int)
+                    and snap is not None
+                    and self._resumable
+                    and snap.position >= position
+                ):
+                    return  # loaded at or after that write: nothing to load again
                 self._on_reset()
             elif name == "changes":
                 self._on_changes(payload)

@@ -9,8 +9,10 @@ The protocol (``GET v1/state/changes``, server-sent events; every event has
   follower behind F missed something and resumes from its own position;
 * ``reset``: ``{"position": P, "revision": R}`` — load the whole state (``GET v1/state``, at a
   position of at least P) and apply what follows after it. Sent to a follower with no
-  position, one behind the compaction point or ahead of the log (a replaced store), and when
-  a write changes which flows the user may see (:mod:`aztp_agents.decisions.views`);
+  position, one behind the compaction point or ahead of the log (a replaced store), and —
+  with ``"entry": true`` — when the write at P cannot be sent as records: it changes which
+  flows the user may see (:mod:`aztp_agents.decisions.views`). A follower whose state is
+  already at P or past it may ignore an ``entry`` reset (never another one);
 * ``revision`` (a write anywhere in the store; the stream is current as of revision R) and
   ``heartbeat`` (nothing else for a second): ``{"revision": R, "position": P}``.
 
@@ -135,9 +137,10 @@ class FeedCursor:
             if filtered.reset:
                 if revision is not None:
                     events.append(self._changes(start, records, revision))
-                events.append(
-                    ("reset", entry.seq, {"position": entry.seq, "revision": entry.revision})
-                )
+                # "entry": only this write cannot be sent; a follower whose state is already
+                # at or past it (loaded after it) may go on without loading again
+                data = {"position": entry.seq, "revision": entry.revision, "entry": True}
+                events.append(("reset", entry.seq, data))
                 start, records, revision = entry.seq, [], None
             else:
                 records.extend(encode(c) for c in filtered.records)

@@ -63,6 +63,8 @@ class Follower:
     def _take(self, events: list[Any]) -> None:
         for name, position, data in events:
             if name == "reset":
+                if data.get("entry") and self.state is not None and self.state.position >= position:
+                    continue  # as the client: loaded at or after that write
                 body = b"".join(state_chunks(user_state(self.server, self.org_id, self.user_id)))
                 self.state = snapshot_from_state(json.loads(body)["data"])
                 self.loads += 1
