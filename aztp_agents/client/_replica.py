@@ -1,15 +1,18 @@
 """The decision replica of a remote backend: the followed decision state, the change-feed
 follower and the decision audit uploader (DESIGN.md section 4).
 
-The replica is a :class:`~aztp_agents.decisions.Snapshot` loaded from ``GET /v1/state``. A
-background thread follows the server's change feed (``GET /v1/state/changes``, server-sent
-events with a heartbeat every second) and reloads the replica when the revision increases.
+The replica is a :class:`~aztp_agents.decisions.DecisionState` loaded once from
+``GET /v1/state`` (the user's view, at a change-log position). A background thread follows
+the server's change feed (``GET /v1/state/changes``, resumed from the replica's position with
+``Last-Event-ID``; the protocol: ``aztp_agents.server.change_feed``) and applies each write's
+records in place with :func:`aztp_agents.decisions.changes.apply` — the embedded path's code,
+O(change); it loads the whole state again only when the feed says ``reset``.
 :meth:`DecisionReplica.decide`:
 
 * feed heard from within ``stale_after`` seconds: decide locally, in memory, at the
-  replica's revision (reloading it first if the feed announced a newer revision or a write
-  made through any remote backend of this process has been acknowledged since it was
-  loaded: a revocation acknowledged here is never followed by an allow here);
+  replica's revision (catching it up first — the records after its position, one request —
+  if a write made through any remote backend of this process has been acknowledged since:
+  a revocation acknowledged here is never followed by an allow here);
 * feed silent longer than that: ask the server (``POST /v1/decisions``);
 * that fails: raise :class:`~aztp_agents.errors.AuthorityUnavailableError` (the Guard turns
   it into a denial: fail closed).
@@ -18,8 +21,8 @@ Decisions taken locally are queued and sent in batches to ``POST /v1/decisions/a
 second thread.
 
 Bound: elsewhere, a revocation is honoured by this process's decisions once the feed delivers
-it: the server's poll interval (~5 ms) plus one event and one ``GET /v1/state``, measured by
-``bench/propagation.py``; if the feed cannot deliver, decisions stop being taken locally
+its record: the server's wake-up (a ~5 ms poll; LISTEN/NOTIFY on PostgreSQL) plus one event,
+measured by ``bench/propagation.py``; if the feed cannot deliver, decisions stop being taken locally
 ``stale_after`` seconds after it was last heard.
 """
 
