@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
 import threading
@@ -57,8 +58,10 @@ class StoreWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
-        #: Per open change-feed stream: the last revision it was sent (for its lag).
+        #: Per open change-feed stream (numbered from 1 in the order they opened): the last
+        #: revision it was sent (for its lag).
         self._sent: dict[int, int] = {}
+        self._streams = itertools.count(1)
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -173,7 +176,7 @@ class StoreWatcher:
         event = asyncio.Event()
         sub = (loop, event)
         self._subscribers.add(sub)
-        follower = id(event)
+        follower = next(self._streams)
         try:
             first = await anyio.to_thread.run_sync(cursor.open, after)
             first += await anyio.to_thread.run_sync(cursor.poll)
@@ -203,11 +206,12 @@ class StoreWatcher:
             self._subscribers.discard(sub)
             self._sent.pop(follower, None)
 
-    def followers(self) -> list[int]:
-        """Each open change-feed stream's lag: revisions the store moved past the last one it
-        was sent (0: current). A revision is sent when its stream is next scheduled."""
+    def followers(self) -> dict[int, int]:
+        """Each open change-feed stream's lag, by stream number: revisions the store moved
+        past the last one it was sent (0: current). A revision is sent when its stream is
+        next scheduled."""
         revision = self.revision
-        return [max(0, revision - sent) for sent in list(self._sent.values())]
+        return {n: max(0, revision - sent) for n, sent in list(self._sent.items())}
 
 
 class AuthCache:
