@@ -54,6 +54,7 @@ class StoreWatcher:
         self.notifications = 0
         self._listener: threading.Thread | None = None
         self._poll_lock = threading.Lock()
+        self._wake = threading.Event()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -83,6 +84,7 @@ class StoreWatcher:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         for thread in (self._thread, self._listener):
             if thread is not None:
                 thread.join(timeout=2)
@@ -98,7 +100,12 @@ class StoreWatcher:
     # --- polling -------------------------------------------------------------------
 
     def _run(self) -> None:
-        while not self._stop.wait(self.safety_interval if self.listening else self.interval):
+        while True:
+            # the slow safety-net poll while listening; woken when the listener drops
+            self._wake.wait(self.safety_interval if self.listening else self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self._poll()
             except Exception:  # store briefly unavailable: keep trying, say so once a second
@@ -141,7 +148,9 @@ class StoreWatcher:
                     break
                 log.warning("store watcher: listener reconnecting (%s)", type(exc).__name__)
             finally:
-                self.listening = False
+                if self.listening:
+                    self.listening = False
+                    self._wake.set()  # poll at the fast interval until it listens again
             self._stop.wait(delay)
             delay = min(delay * 2, 2.0)
 
