@@ -242,3 +242,64 @@ def test_the_feed_never_sends_a_colleague_the_owners_private_flow(home: Home) ->
     assert public["_id"] in text  # the colleague does get the public flow's records
     assert home.principal.user_id not in text  # nor any owner
     assert [n for n, _ in events].count("reset") == 1  # the first event only: no position
+
+
+def test_a_flow_made_private_resets_a_colleagues_follower_and_hides_it(home: Home) -> None:
+    """What a colleague sees of a flow changes: its follower is reset (the owner's records
+    about a now-private flow are never sent) and decides the flow as unknown; made public
+    again, the next reset brings it back."""
+    store = Store.open_sqlite(home.home / "aztp.db")
+    try:
+        authority = Authority(store)
+        bob = authority.create_user(home.principal.org_id, "bob")
+        _, bob_key = authority.tenants.create_api_key(bob.org_id, bob.user_id)
+    finally:
+        store.close()
+    guard, agent, tool, _owner_backend, _ = _guard(home)
+    counting = Counting()
+    colleague = RemoteBackend(home.url, api_key=bob_key, transport=counting, stale_after=30)
+    client = Aztp(backend=colleague)
+
+    def visibility(value: str) -> None:
+        r = httpx.put(
+            f"{home.url}/identity-flow/update/{guard.flow_id}",
+            headers={"api_access_key": home.key},
+            json={"discoverable": value},
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+
+    def decide() -> str:
+        made = colleague.decide(flow_id=guard.flow_id, agent=agent, tool=tool, tool_name="tool")
+        return made.reason.value
+
+    try:
+        visibility("public")
+        assert colleague.start(wait=5.0)
+        _until(lambda: decide() == "allowed", "the colleague does not see the public flow")
+        loads = counting.state_loads
+
+        visibility("private")
+        _until(lambda: counting.state_loads > loads, "no reset when the flow went private")
+        _until(lambda: decide() == "flow_unknown", "the private flow is still decided on")
+        assert guard.flow_id not in colleague._snapshot.flows  # type: ignore[union-attr]
+        # the owner's write to the now-private flow reaches the colleague as nothing at all
+        applied = colleague.stats["applied"]
+        _revoke(home, tool, guard.flow_id)
+        _until(
+            lambda: guard.check(agent, tool, "tool").reason.value == "tool_revoked_in_flow",
+            "the owner's follower did not get the revocation",
+        )
+        assert decide() == "flow_unknown"
+        held = colleague._snapshot
+        assert held is not None
+        assert guard.flow_id not in held.members and guard.flow_id not in held.flow_revoked
+        loads = counting.state_loads
+
+        visibility("public")
+        _until(lambda: counting.state_loads > loads, "no reset when the flow went public")
+        _until(lambda: decide() == "tool_revoked_in_flow", "the public flow is not back")
+        assert colleague.stats["applied"] >= applied
+    finally:
+        client.close()
+        guard.client.close()
