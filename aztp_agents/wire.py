@@ -459,6 +459,9 @@ class StateDoc(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     revision: int
+    #: The organization's change-log position the state is at: the change feed resumes
+    #: after it (``GET v1/state/changes?after=position``).
+    position: int = 0
     organization: str
     identities: dict[str, str]
     flows: dict[str, str]

@@ -21,8 +21,12 @@ Rows (each prints its target and MET / NOT MET):
   unguarded, median of paired runs (process CPU time): <= +3 % (CrewAI), <= +5 % (LangChain,
   a new ``create_agent`` graph with a new ``AztpMiddleware`` per run).
 
-Remote followers (bytes per revocation, revoke -> denial at a follower) are measured by
-``bench/propagation.py``; see docs/performance.md for where that stands.
+* remote followers, against a real ``aztp-agents serve`` process on the seeded store: bytes
+  a follower's change feed carries for one revocation at N identities: <= 2 KB; revoke ->
+  first denial at a remote follower (a Guard on a ``RemoteBackend``), p99: <= 100 ms.
+
+``bench/propagation.py`` measures the same revoke -> denial on a small store, and across two
+replicas on PostgreSQL.
 
 Run: .venv/bin/python bench/scale.py [--identities 1000000] [--pairs 15]
 """
@@ -274,6 +278,104 @@ def decisions_at_scale(n: int) -> None:
         stop()
     for tenant in (small, big, neighbour):
         tenant.authority.store.flush_audit(timeout=120)
+    remote_followers(root / "big", big, n)
+
+
+def remote_followers(home: Path, tenant: Tenant, n: int, cycles: int = 100) -> None:
+    """A real server on the seeded store; a follower here; revocations made on the store."""
+    import httpx
+
+    from aztp_agents.remote import RemoteBackend
+    from aztp_agents.server.testing import live_server
+    from aztp_agents.store import change_log
+
+    p, flows = tenant.principal, tenant.authority.flows
+    _, key = tenant.authority.tenants.create_api_key(p.org_id, p.user_id)
+    with live_server(home, startup_timeout=120) as server:
+        backend = RemoteBackend(server.base_url, api_key=key, stale_after=30)
+        guard = Guard("follower-flow", client=Aztp(backend=backend))
+        try:
+            enrolled = guard.enroll("follower-agent", ["follower-tool"])
+            agent, tool = enrolled.agent_id, enrolled.tools["follower-tool"]
+            started = time.perf_counter()
+            if not backend.start(wait=600):
+                raise SystemExit("the remote follower did not load the state")
+            print(
+                f"  remote follower: first full load at {n:,} identities in "
+                f"{time.perf_counter() - started:.1f} s (first start only)",
+                flush=True,
+            )
+            assert guard.check(agent, tool, "follower-tool").allowed
+
+            # bytes: a raw follower of the feed, resumed at the head, for one revocation
+            with tenant.authority.store.read() as conn:
+                head = change_log.heads(conn, [p.org_id])[p.org_id]
+            sizes = []
+            with (
+                httpx.Client(timeout=httpx.Timeout(30, read=30)) as c,
+                c.stream(
+                    "GET",
+                    f"{server.base_url}/v1/state/changes",
+                    headers={"api_access_key": key, "Last-Event-ID": str(head)},
+                ) as stream,
+            ):
+                lines = stream.iter_lines()
+                for line in lines:  # live once the first revision event was sent
+                    if line == "event: revision":
+                        break
+                for i in range(5):
+                    op = flows.revoke_flow_identity if i % 2 == 0 else flows.reinstate_flow_identity
+                    op(p, tool, guard.flow_id)
+                    size, got_changes = 0, False
+                    for line in lines:
+                        size += len(line.encode()) + 1
+                        got_changes = got_changes or line == "event: changes"
+                        if got_changes and line.startswith("event: revision"):
+                            break
+                    for line in lines:  # the rest of the revision event
+                        size += len(line.encode()) + 1
+                        if line == "":
+                            break
+                    sizes.append(size)
+            if len(sizes) % 2:
+                flows.reinstate_flow_identity(p, tool, guard.flow_id)
+            worst = max(sizes)
+            row(
+                f"bytes a remote follower receives for one revocation ({n:,} ids)",
+                f"{worst:,} bytes",
+                "<= 2 KB",
+                worst <= 2048,
+            )
+
+            # revoke -> first denial at the remote follower
+            delays = []
+
+            def spin(allowed: bool) -> float:
+                limit = time.monotonic() + 10
+                while guard.check(agent, tool, "follower-tool").allowed != allowed:
+                    if time.monotonic() > limit:
+                        raise SystemExit("the follower did not see the change within 10 s")
+                    time.sleep(0.0002)
+                return time.perf_counter()
+
+            spin(True)
+            for _ in range(cycles):
+                flows.revoke_flow_identity(p, tool, guard.flow_id)
+                acked = time.perf_counter()
+                delays.append((spin(False) - acked) * 1000)
+                flows.reinstate_flow_identity(p, tool, guard.flow_id)
+                spin(True)
+            delays.sort()
+            p99 = delays[min(len(delays) - 1, int(0.99 * len(delays)))]
+            row(
+                f"revoke -> first denial at a remote follower, p99 ({n:,} ids)",
+                f"{p99:.1f} ms (p50 {statistics.median(delays):.1f})",
+                "<= 100 ms",
+                p99 <= 100,
+            )
+            print(f"  follower: {backend.stats}", flush=True)
+        finally:
+            guard.client.close()
 
 
 # --- securing per request ---------------------------------------------------------------

@@ -1,15 +1,18 @@
 """The decision replica of a remote backend: the followed decision state, the change-feed
 follower and the decision audit uploader (DESIGN.md section 4).
 
-The replica is a :class:`~aztp_agents.decisions.Snapshot` loaded from ``GET /v1/state``. A
-background thread follows the server's change feed (``GET /v1/state/changes``, server-sent
-events with a heartbeat every second) and reloads the replica when the revision increases.
+The replica is a :class:`~aztp_agents.decisions.DecisionState` loaded once from
+``GET /v1/state`` (the user's view, at a change-log position). A background thread follows
+the server's change feed (``GET /v1/state/changes``, resumed from the replica's position with
+``Last-Event-ID``; the protocol: ``aztp_agents.server.change_feed``) and applies each write's
+records in place with :func:`aztp_agents.decisions.changes.apply` — the embedded path's code,
+O(change); it loads the whole state again only when the feed says ``reset``.
 :meth:`DecisionReplica.decide`:
 
 * feed heard from within ``stale_after`` seconds: decide locally, in memory, at the
-  replica's revision (reloading it first if the feed announced a newer revision or a write
-  made through any remote backend of this process has been acknowledged since it was
-  loaded: a revocation acknowledged here is never followed by an allow here);
+  replica's revision (catching it up first — the records after its position, one request —
+  if a write made through any remote backend of this process has been acknowledged since:
+  a revocation acknowledged here is never followed by an allow here);
 * feed silent longer than that: ask the server (``POST /v1/decisions``);
 * that fails: raise :class:`~aztp_agents.errors.AuthorityUnavailableError` (the Guard turns
   it into a denial: fail closed).
@@ -18,8 +21,8 @@ Decisions taken locally are queued and sent in batches to ``POST /v1/decisions/a
 second thread.
 
 Bound: elsewhere, a revocation is honoured by this process's decisions once the feed delivers
-it: the server's poll interval (~5 ms) plus one event and one ``GET /v1/state``, measured by
-``bench/propagation.py``; if the feed cannot deliver, decisions stop being taken locally
+its record: the server's wake-up (a ~5 ms poll; LISTEN/NOTIFY on PostgreSQL) plus one event,
+measured by ``bench/propagation.py``; if the feed cannot deliver, decisions stop being taken locally
 ``stale_after`` seconds after it was last heard.
 """
 
@@ -37,6 +40,7 @@ from typing import Any
 import httpx
 
 from ..decisions import Decision, DecisionKey, Reason, Snapshot, decide_on
+from ..decisions.changes import StateChange, UnknownChange, apply, decode
 from ..decisions.rules import enrolled
 from ..errors import AuthorityUnavailableError, AztpError
 from ..policy import Statement
@@ -111,11 +115,41 @@ def snapshot_from_state(data: Mapping[str, Any]) -> Snapshot:
             policies=policies,
             flows=flows,
             public_flows=frozenset(flows),  # the server sends only the flows this user may see
+            position=int(data.get("position", 0)),
         )
     except Exception as exc:
         raise AuthorityUnavailableError(
             f"the server's decision state could not be read: {type(exc).__name__}"
         ) from None
+
+
+class _Resume(Exception):
+    """The replica missed records: reconnect to the feed from its position."""
+
+
+def _events(lines: Sequence[str]) -> list[list[str]]:
+    """Server-sent events' lines, one list per event (comments dropped)."""
+    out: list[list[str]] = []
+    event: list[str] = []
+    for line in lines:
+        if line == "":
+            if event:
+                out.append(event)
+                event = []
+        elif not line.startswith(":"):
+            event.append(line)
+    if event:
+        out.append(event)
+    return out
+
+
+def _event_id(lines: Sequence[str]) -> int:
+    """An event's ``id:`` (its position), or -1."""
+    for line in lines:
+        if line.startswith("id:"):
+            with contextlib.suppress(ValueError):
+                return int(line[3:].strip())
+    return -1
 
 
 class DecisionReplica:
@@ -144,7 +178,12 @@ class DecisionReplica:
         self.audit_interval = float(audit_interval)
         self._closed = False
         self._lock = threading.Lock()
-        self._reload_lock = threading.Lock()
+        # Serializes every change to the replica: full loads and applied records (an RLock:
+        # a catch-up may turn into a full load).
+        self._reload_lock = threading.RLock()
+        #: The server's state says which log position it is at: the feed resumes from there
+        #: and sends records (else: an older server; every revision event reloads).
+        self._resumable = False
         self._snapshot: Snapshot | None = None
         self._loaded_writes = -1  # process write count the replica is known to include
         self._feed_revision = -1
@@ -167,6 +206,8 @@ class DecisionReplica:
             "local": 0,
             "fallback": 0,
             "reloads": 0,
+            "applied": 0,
+            "catch_ups": 0,
             "feed_events": 0,
             "feed_reconnects": 0,
             "audit_sent": 0,
@@ -227,7 +268,8 @@ class DecisionReplica:
 
     def _install(self, data: Any, writes_seen: int) -> Snapshot:
         snap = snapshot_from_state(data if isinstance(data, Mapping) else {})
-        with self._lock:
+        with self._reload_lock, self._lock:
+            self._resumable = isinstance(data, Mapping) and "position" in data
             current = self._snapshot
             if current is None or snap.revision >= current.revision:
                 self._snapshot = snap
@@ -237,6 +279,14 @@ class DecisionReplica:
             return self._snapshot  # type: ignore[return-value]
 
     def _reload(self, *, force: bool = False) -> Snapshot:
+        snap = self._snapshot
+        if snap is not None and not force and self._resumable and self._needs_reload():
+            # Behind the feed, or a write was acknowledged here: fetch the records since the
+            # replica's position (O(change)); a full load only if that does not do.
+            self._catch_up(snap, _writes)
+            snap = self._snapshot
+            if snap is not None and not self._needs_reload():
+                return snap
         # One reload at a time from threads: a decision that finds the follower fetching the
         # state waits for that answer instead of asking again (it is at least as new).
         with self._reload_lock:
@@ -246,9 +296,59 @@ class DecisionReplica:
             writes_seen = _writes
             return self._install(self._sync.call("state", STATE_ROUTE, {}), writes_seen)
 
+    def _catch_up(self, snap: Snapshot, writes_seen: int) -> None:
+        """Apply what the feed has after the replica's position, read in one request
+        (``?after=N&once=true``: the events there are now, then the end).
+
+        A resumed feed cannot always tell what this replica saw of a flow whose settings
+        changed since its position (a flow created by the write just made, typically), and
+        says ``reset``; the live feed, which knows, delivers the same writes as records
+        within milliseconds, so wait (briefly) for it to pass the head instead of loading
+        the whole state."""
+        client = self._feed_client
+        if client is None:
+            return
+        replicas = self._sync.config.replicas
+        base = replicas.current
+        try:
+            response = client.get(
+                replicas.url(base, FEED_PATH),
+                params={"after": snap.position, "once": "true"},
+                timeout=self.decision_timeout,
+            )
+        except httpx.HTTPError:
+            raise AuthorityUnavailableError("the change feed could not be read") from None
+        if response.status_code != 200:
+            raise typed_error(response, "state changes")
+        self.stats["catch_ups"] += 1
+        events = _events(response.text.splitlines())
+        head = max((_event_id(lines) for lines in events), default=snap.position)
+        try:
+            for lines in events:
+                if any(line.startswith("event:") and line[6:].strip() == "reset" for line in lines):
+                    self._await_position(head)
+                    break
+                self._on_event(lines)
+        except _Resume:
+            return  # a gap: the caller loads the whole state
+        with self._lock:
+            current = self._snapshot
+            if current is not None and current.position >= head:
+                self._loaded_writes = max(self._loaded_writes, writes_seen)
+
+    def _await_position(self, position: int) -> None:
+        """Wait (at most a second) for the live feed to bring the replica to ``position``."""
+        deadline = time.monotonic() + min(1.0, self.stale_after)
+        while self._feed_connected and time.monotonic() < deadline:
+            snap = self._snapshot
+            if snap is None or snap.position >= position:
+                return
+            time.sleep(0.001)
+
     async def _areload(self) -> Snapshot:
-        writes_seen = _writes
-        return self._install(await self._async.call("state", STATE_ROUTE, {}), writes_seen)
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self._reload)
 
     def _local(
         self,
@@ -442,9 +542,18 @@ class DecisionReplica:
         assert client is not None
         replicas = self._sync.config.replicas
         while not self._stop.is_set():
+            resume = False
             base = replicas.current  # the replica followed now (it moves when one fails)
+            snap = self._snapshot
+            headers = (
+                {"Last-Event-ID": str(snap.position)}
+                if snap is not None and self._resumable
+                else {}
+            )
             try:
-                with client.stream("GET", replicas.url(base, FEED_PATH)) as response:
+                with client.stream(
+                    "GET", replicas.url(base, FEED_PATH), headers=headers
+                ) as response:
                     if response.status_code != 200:
                         if response.status_code >= 500:
                             replicas.failed(base)
@@ -456,7 +565,6 @@ class DecisionReplica:
                     self._feed_connected = True
                     self._heard = time.monotonic()
                     delay = 0.05
-                    self._on_connect()
                     event: list[str] = []
                     for line in response.iter_lines():
                         if self._stop.is_set():
@@ -470,6 +578,8 @@ class DecisionReplica:
                             self._heard = time.monotonic()
                             continue
                         event.append(line)
+            except _Resume:
+                resume = True  # reconnect at once, from the replica's position
             except Exception as exc:
                 if self._stop.is_set():
                     return
@@ -478,28 +588,109 @@ class DecisionReplica:
                 log.debug("change feed interrupted: %s", type(exc).__name__)
             self._feed_connected = False
             self.stats["feed_reconnects"] += 1
-            if self._stop.wait(delay):
+            if self._stop.wait(0.0 if resume else delay):
                 return
             delay = min(delay * 2, max(0.5, min(2.0, self.stale_after / 2)))
 
-    def _on_connect(self) -> None:
+    def _on_event(self, lines: list[str]) -> None:
+        """One server-sent event (the protocol: ``aztp_agents.server.change_feed``). Raises
+        :class:`_Resume` when the replica missed records (reconnect from its position)."""
+        name = "message"
+        data_lines = []
+        for line in lines:
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data_lines.append(line[5:].lstrip())
+        payload: dict[str, Any] = {}
+        if data_lines:
+            with contextlib.suppress(ValueError):
+                parsed = json.loads("\n".join(data_lines))
+                if isinstance(parsed, dict):
+                    payload = parsed
+        self._heard = time.monotonic()
+        self.stats["feed_events"] += 1
         try:
-            self._reload(force=True)
+            if name == "reset":
+                snap = self._snapshot
+                position = payload.get("position")
+                if (
+                    payload.get("entry") is True
+                    and isinstance(position, int)
+                    and snap is not None
+                    and self._resumable
+                    and snap.position >= position
+                ):
+                    return  # loaded at or after that write: nothing to load again
+                self._on_reset()
+            elif name == "changes":
+                self._on_changes(payload)
+            else:
+                self._on_revision(payload)
         except AztpError as exc:
             log.debug("state reload failed: %s", type(exc).__name__)
 
-    def _on_event(self, lines: list[str]) -> None:
-        data = "\n".join(line[5:].lstrip() for line in lines if line.startswith("data:"))
-        revision = None
-        if data:
-            try:
-                revision = int(json.loads(data)["revision"])
-            except (ValueError, KeyError, TypeError):
-                revision = None
-        self._heard = time.monotonic()
-        self.stats["feed_events"] += 1
-        if revision is None:
+    def _on_reset(self) -> None:
+        """Load the whole state again; until then decide nothing locally (fail closed)."""
+        with self._reload_lock:
+            with self._lock:
+                self._snapshot = None
+            self._reload(force=True)
+
+    def _on_changes(self, payload: Mapping[str, Any]) -> None:
+        """Apply one ``changes`` event's records (the same :func:`apply` as the embedded
+        decision state: O(change))."""
+        try:
+            start, position = int(payload["from"]), int(payload["position"])
+            revision = int(payload["revision"])
+            changes: list[StateChange] = [decode(r) for r in payload["records"]]
+        except (KeyError, TypeError, ValueError):  # UnknownChange included: never skip one
+            self._on_reset()
             return
+        with self._reload_lock:
+            snap = self._snapshot
+            if snap is None or not self._resumable:
+                self._reload()
+                return
+            if position <= snap.position:
+                return  # already in the replica (loaded after it)
+            if start > snap.position:
+                raise _Resume  # records missed: resume from the replica's position
+            try:
+                apply(snap, changes, revision=max(revision, snap.revision), position=position)
+            except UnknownChange:
+                self._on_reset()
+                return
+            self.stats["applied"] += 1
+            self._heard_revision(revision)
+
+    def _heard_revision(self, revision: int) -> None:
+        with self._lock:
+            if revision > self._feed_revision:
+                self._feed_revision = revision
+                self._feed_revision_at = time.monotonic()
+
+    def _on_revision(self, payload: Mapping[str, Any]) -> None:
+        """``revision`` / ``heartbeat``: the stream is current as of ``revision``."""
+        try:
+            revision = int(payload["revision"])
+        except (KeyError, TypeError, ValueError):
+            return
+        position = payload.get("position")
+        if self._resumable and isinstance(position, int):
+            with self._reload_lock:
+                snap = self._snapshot
+                if snap is None:
+                    self._reload()
+                    return
+                if position > snap.position:
+                    raise _Resume  # the stream is past records this replica has not got
+                if position == snap.position and revision > snap.revision:
+                    # nothing of this organization since: the replica is current as of it
+                    snap.revision = revision
+                self._heard_revision(revision)
+            return
+        # An older server (revision events only): reload on every new revision.
         with self._lock:
             if revision > self._feed_revision:
                 self._feed_revision = revision
@@ -514,10 +705,7 @@ class DecisionReplica:
                     self._feed_revision = revision
                     self._snapshot = None
         if stale:
-            try:
-                self._reload()
-            except AztpError as exc:
-                log.debug("state reload failed: %s", type(exc).__name__)
+            self._reload()
 
     # ================================================================= decision audit
 

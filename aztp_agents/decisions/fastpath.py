@@ -29,7 +29,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from .._util import epoch_iso
 from ..audit import (
@@ -62,6 +62,8 @@ DECISION_ACTION = "decision.tool_call"
 #: The fields of a decision's audit record, in the order :attr:`Made.audit` holds them.
 DECISION_LAYOUT = ("allowed", "reason", "tool", "toolName", "flowId", "revision", "enforced")
 register_layout(DECISION_ACTION, DECISION_LAYOUT)
+
+T = TypeVar("T")
 
 #: A memo grows with distinct calls on one state; past this it starts again.
 MEMO_LIMIT = 100_000
@@ -393,6 +395,14 @@ class LocalDecisions:
             with self._lock:
                 state = self._states.setdefault(org_id, loaded)
         return state
+
+    def view(self, org_id: str, read: Callable[[DecisionState], T]) -> T:
+        """``read(state)`` on the organization's current state, serialized with every apply
+        (a consistent view: what ``read`` copies is the state at one position). Blocking."""
+        state = self.state(org_id)
+        with self._lock:
+            # a state dropped meanwhile (compacted past) is still whole at its own position
+            return read(self._states.get(org_id, state))
 
     def cached_state(self, org_id: str) -> DecisionState | None:
         """The state without any I/O, or None when it must be loaded or caught up first

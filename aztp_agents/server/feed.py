@@ -1,8 +1,9 @@
-"""Following the store: the change feed, the decision-state document, the API-key cache.
+"""Following the store: the change feed's wake-ups and streams, the API-key cache.
 
 One background thread (:class:`StoreWatcher`) polls the store's state **revision** every few
 milliseconds (bumped by every write that changes decision state, in this process or any other
-sharing the store) and pushes it to change-feed subscribers. The API-key cache
+sharing the store) and wakes the change-feed streams, which then read their organization's
+change log (:mod:`.change_feed`: what each stream sends). The API-key cache
 (:class:`AuthCache`) follows the store's shared change counter instead (see there).
 """
 
@@ -11,38 +12,57 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from ..authority import Authority, Principal
-from ..decisions import Snapshot
-from ..store import Store
+from ..store import Store, change_log
+from .change_feed import FeedCursor, sse
 
-__all__ = ["AuthCache", "StoreWatcher", "state_document"]
+__all__ = ["AuthCache", "StoreWatcher"]
 
 log = logging.getLogger(__name__)
 
 #: The change feed sends a heartbeat at least this often (seconds).
 HEARTBEAT = 1.0
+#: PostgreSQL, while the watcher LISTENs: it still polls this often (seconds), the safety
+#: net for a missed notification (``AZTP_FEED_SAFETY_POLL`` overrides it).
+SAFETY_POLL = 1.0
 
 
 class StoreWatcher:
-    """Polls the store's revision in a daemon thread."""
+    """Polls the store's revision in a daemon thread; on PostgreSQL it also LISTENs for the
+    change log's notifications (:data:`~aztp_agents.store.change_log.CHANNEL`) on a
+    dedicated connection and wakes the streams at once, polling only every
+    :data:`SAFETY_POLL` s while it listens (a missed notification costs that much latency,
+    never a missed change: the streams read the log). The listener reconnects by itself when
+    the database restarts; while it is down the watcher polls at ``interval``."""
 
     def __init__(self, store: Store, *, interval: float = 0.005) -> None:
         self.store = store
         self.interval = interval if store.is_sqlite else max(interval, 0.02)
+        self.safety_interval = float(os.environ.get("AZTP_FEED_SAFETY_POLL", SAFETY_POLL))
         self.revision = -1
         self._last_poll = 0.0
+        #: The listener's connection is up (PostgreSQL): a change wakes the watcher at once.
+        self.listening = False
+        #: Notifications received (for tests and metrics).
+        self.notifications = 0
+        self._listener: threading.Thread | None = None
+        self._poll_lock = threading.Lock()
+        self._wake = threading.Event()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
-        #: Per open change-feed stream: the last revision it was sent (for its lag).
+        #: Per open change-feed stream (numbered from 1 in the order they opened): the last
+        #: revision it was sent (for its lag).
         self._sent: dict[int, int] = {}
+        self._streams = itertools.count(1)
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -56,23 +76,36 @@ class StoreWatcher:
                 target=self._run, name="aztp-store-watcher", daemon=True
             )
             self._thread.start()
+            if not self.store.is_sqlite and self.store.url.startswith("postgresql"):
+                self._listener = threading.Thread(
+                    target=self._listen, name="aztp-store-listener", daemon=True
+                )
+                self._listener.start()
 
     def stop(self) -> None:
         self._stop.set()
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout=2)
-        self._thread = None
+        self._wake.set()
+        for thread in (self._thread, self._listener):
+            if thread is not None:
+                thread.join(timeout=2)
+        self._thread = self._listener = None
 
     @property
     def alive(self) -> bool:
-        """Polled recently: its revision can be trusted."""
-        return self._thread is not None and time.monotonic() - self._last_poll < 0.25
+        """Polled recently, or listening: its revision can be trusted."""
+        if self._thread is None:
+            return False
+        return self.listening or time.monotonic() - self._last_poll < 0.25
 
     # --- polling -------------------------------------------------------------------
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while True:
+            # the slow safety-net poll while listening; woken when the listener drops
+            self._wake.wait(self.safety_interval if self.listening else self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self._poll()
             except Exception:  # store briefly unavailable: keep trying, say so once a second
@@ -80,11 +113,46 @@ class StoreWatcher:
                 self._stop.wait(1.0)
 
     def _poll(self) -> None:
-        rev = self.store.revision()
-        self._last_poll = time.monotonic()
-        if rev != self.revision:
-            self.revision = rev
-            self._notify()
+        with self._poll_lock:  # the poller and the listener: the revision never goes back
+            rev = self.store.revision()
+            self._last_poll = time.monotonic()
+            if rev != self.revision:
+                self.revision = rev
+                self._notify()
+
+    def _listen(self) -> None:
+        """LISTEN on a dedicated connection (PostgreSQL); reconnect with backoff."""
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.store.url).set(drivername="postgresql")
+        conninfo = url.render_as_string(hide_password=False)
+        delay = 0.1
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {change_log.CHANNEL}")
+                    self.listening = True
+                    delay = 0.1
+                    self._poll()  # what was committed while nobody listened
+                    checked = time.monotonic()
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=0.25, stop_after=1):
+                            self.notifications += 1
+                            self._poll()
+                        if time.monotonic() - checked > 5.0:  # a silent, dead connection
+                            conn.execute("SELECT 1")
+                            checked = time.monotonic()
+            except Exception as exc:
+                if self._stop.is_set():
+                    break
+                log.warning("store watcher: listener reconnecting (%s)", type(exc).__name__)
+            finally:
+                if self.listening:
+                    self.listening = False
+                    self._wake.set()  # poll at the fast interval until it listens again
+            self._stop.wait(delay)
+            delay = min(delay * 2, 2.0)
 
     def _notify(self) -> None:
         for loop, event in list(self._subscribers):
@@ -102,18 +170,30 @@ class StoreWatcher:
 
         return int(await anyio.to_thread.run_sync(self.store.revision))
 
-    async def events(self) -> AsyncIterator[bytes]:
-        """Server-sent events: ``revision`` at once and on every change, ``heartbeat``
-        (with the current revision) when nothing else was sent for :data:`HEARTBEAT` s."""
+    async def events(
+        self, cursor: FeedCursor, after: int | None, *, once: bool = False
+    ) -> AsyncIterator[bytes]:
+        """Server-sent events for one follower (the protocol: :mod:`.change_feed`): a reset
+        or the records after ``after`` at once, then the records of every write to its
+        organization, a ``revision`` event whenever the store's revision moves, and a
+        ``heartbeat`` when nothing else was sent for :data:`HEARTBEAT` s. ``once``: only what
+        there is now (a follower's catch-up), then end."""
+        import anyio.to_thread
+
         self.start()
         loop = asyncio.get_running_loop()
         event = asyncio.Event()
         sub = (loop, event)
         self._subscribers.add(sub)
-        follower = id(event)
+        follower = next(self._streams)
         try:
-            last = self._sent[follower] = await self.current_revision()
-            yield _sse("revision", last)
+            first = await anyio.to_thread.run_sync(cursor.open, after)
+            first += await anyio.to_thread.run_sync(cursor.poll)
+            self._sent[follower] = cursor.revision
+            for item in first:
+                yield sse(item)
+            if once:
+                return
             sent = time.monotonic()
             while True:
                 timeout = max(0.0, HEARTBEAT - (time.monotonic() - sent))
@@ -121,26 +201,26 @@ class StoreWatcher:
                     await asyncio.wait_for(event.wait(), timeout)
                 event.clear()
                 rev = await self.current_revision()
-                if rev != last:
-                    last = self._sent[follower] = rev
-                    yield _sse("revision", rev)
-                    sent = time.monotonic()
-                elif time.monotonic() - sent >= HEARTBEAT:
-                    yield _sse("heartbeat", rev)
+                if rev != cursor.revision:
+                    items = await anyio.to_thread.run_sync(cursor.poll)
+                    self._sent[follower] = cursor.revision
+                    for item in items:
+                        yield sse(item)
+                    if items:
+                        sent = time.monotonic()
+                if time.monotonic() - sent >= HEARTBEAT:
+                    yield sse(cursor.tick("heartbeat"))
                     sent = time.monotonic()
         finally:
             self._subscribers.discard(sub)
             self._sent.pop(follower, None)
 
-    def followers(self) -> list[int]:
-        """Each open change-feed stream's lag: revisions the store moved past the last one it
-        was sent (0: current). A revision is sent when its stream is next scheduled."""
+    def followers(self) -> dict[int, int]:
+        """Each open change-feed stream's lag, by stream number: revisions the store moved
+        past the last one it was sent (0: current). A revision is sent when its stream is
+        next scheduled."""
         revision = self.revision
-        return [max(0, revision - sent) for sent in list(self._sent.values())]
-
-
-def _sse(event: str, revision: int) -> bytes:
-    return f'event: {event}\ndata: {{"revision": {revision}}}\n\n'.encode()
+        return {n: max(0, revision - sent) for n, sent in list(self._sent.items())}
 
 
 class AuthCache:
@@ -190,28 +270,3 @@ class AuthCache:
                 self._entries.clear()
             self._entries[self._digest(api_key)] = (principal, generation)
         return principal
-
-
-def state_document(snap: Snapshot, user_id: str | None = None) -> dict[str, Any]:
-    """``GET /v1/state``: the organization's decision state as JSON, without the flows the
-    user may not see (other users' private flows)."""
-
-    def shown(flow_id: str) -> bool:
-        return user_id is None or snap.flow_visible(flow_id, user_id)
-
-    return {
-        "revision": snap.revision,
-        "organization": snap.organization,
-        "identities": dict(snap.identities),
-        "flows": {f: n for f, n in snap.flows.items() if shown(f)},
-        "members": {f: sorted(m) for f, m in snap.members.items() if shown(f)},
-        "flowRevoked": {f: sorted(m) for f, m in snap.flow_revoked.items() if shown(f)},
-        "links": sorted([s, t] for s, t in snap.links),
-        "flowLinks": {
-            f: sorted([s, t] for s, t in pairs) for f, pairs in snap.flow_links.items() if shown(f)
-        },
-        "policies": {
-            aztp: [s.model_dump(mode="json", by_alias=True, exclude_defaults=True) for s in stmts]
-            for aztp, stmts in snap.policies.items()
-        },
-    }

@@ -131,7 +131,26 @@ class _Observed:
         yield GaugeMetricFamily(
             "aztp_change_feed_max_lag_revisions",
             "Revisions the slowest open change-feed stream is behind",
-            value=max(lags, default=0),
+            value=max(lags.values(), default=0),
+        )
+        # per open stream (a number, never an identity or a key: only open streams appear)
+        per_stream = GaugeMetricFamily(
+            "aztp_change_feed_follower_lag_revisions",
+            "Revisions each open change-feed stream is behind",
+            labels=["stream"],
+        )
+        for stream, lag in sorted(lags.items()):
+            per_stream.add_metric([str(stream)], lag)
+        yield per_stream
+        yield GaugeMetricFamily(
+            "aztp_change_feed_listening",
+            "1 while the store watcher LISTENs for change notifications (PostgreSQL)",
+            value=1 if self._watcher.listening else 0,
+        )
+        yield CounterMetricFamily(
+            "aztp_change_feed_notifications",
+            "Change-log notifications the store watcher received (PostgreSQL)",
+            value=self._watcher.notifications,
         )
         yield GaugeMetricFamily(
             "aztp_audit_writer_backlog",

@@ -23,13 +23,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, text, update
 
 from .._util import now_iso
 from ..decisions.changes import StateChange, decode, encode
 from . import schema as t
 
 __all__ = [
+    "CHANNEL",
     "COMPACT_EVERY",
     "RETENTION",
     "LogEntry",
@@ -70,6 +71,10 @@ RETENTION = 10_000
 #: Compaction runs inside every this-many-th append of an organization (one indexed delete
 #: of up to this many rows), so the log needs no background job.
 COMPACT_EVERY = 500
+#: PostgreSQL: the channel every append notifies (``NOTIFY``), with ``"<org id>:<position>"``
+#: as its payload. Only a wake-up for listeners (the server's change feed): the log is the
+#: truth, so a missed notification costs latency, never correctness.
+CHANNEL = "aztp_changes"
 
 
 def append(
@@ -114,7 +119,14 @@ def append(
     )
     if seq % min(COMPACT_EVERY, max(keep, 1)) == 0 and seq > keep:
         compact(conn, org_id, seq - keep)
+    if conn.dialect.name == "postgresql":
+        # Delivered when (and only if) the write commits; nothing secret in the payload.
+        conn.execute(text("SELECT pg_notify(:channel, :payload)"), _notice(org_id, seq))
     return seq
+
+
+def _notice(org_id: str, seq: int) -> dict[str, str]:
+    return {"channel": CHANNEL, "payload": f"{org_id}:{seq}"}
 
 
 def heads(conn: Connection, org_ids: Iterable[str]) -> dict[str, int]:

@@ -168,6 +168,12 @@ def test_decisions_by_reason_from_the_server_and_from_a_remote_guard(
         assert denied.reason.value == "tool_revoked"
         # the remote guard follows the change feed: one open stream at least
         eventually(lambda: value(scrape(srv.url), "aztp_change_feed_followers") >= 1, "a follower")
+        streams = [
+            dict(labels)["stream"]
+            for name, labels in scrape(srv.url)
+            if name == "aztp_change_feed_follower_lag_revisions"
+        ]
+        assert streams and all(s.isdigit() for s in streams)  # one series per open stream
         # its decisions reach the server in audit batches
         eventually(
             lambda: (

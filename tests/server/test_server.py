@@ -705,8 +705,14 @@ def test_change_feed_emits_a_new_revision_after_a_write(env) -> None:
     t = threading.Thread(target=listen, daemon=True)
     t.start()
     assert first.wait(5)
-    start_rev = events[0][1]
-    assert events[0][0] == "revision" and start_rev == state(acme)["revision"]
+    # a follower with no position is told to load the whole state first, then the revision
+    assert events[0][0] == "reset"
+    deadline = time.monotonic() + 3
+    while len(events) < 2:
+        assert time.monotonic() < deadline, events
+        time.sleep(0.005)
+    start_rev = events[1][1]
+    assert events[1][0] == "revision" and start_rev == state(acme)["revision"]
     time.sleep(1.3)  # a heartbeat arrives when nothing changes
     assert any(e[0] == "heartbeat" and e[1] == start_rev for e in events)
     wrote = time.monotonic()

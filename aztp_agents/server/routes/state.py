@@ -4,11 +4,12 @@ server's :class:`~aztp_agents.server.feed.StoreWatcher`)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from starlette.responses import Response, StreamingResponse
+from typing import Annotated
 
-from ..feed import state_document
-from ..responses import ok
+from fastapi import APIRouter, Header, Query
+from starlette.responses import StreamingResponse
+
+from ..change_feed import FeedCursor, state_chunks, user_state
 from ..schemas import StateDoc
 from .dependencies import Caller, Context, ServedAuthority
 from .openapi import success
@@ -16,8 +17,10 @@ from .openapi import success
 router = APIRouter(tags=["decisions"])
 
 _FEED_DESCRIPTION = (
-    "Server-sent events: 'revision' at once and on every change, "
-    "'heartbeat' every second; data is {\"revision\": N}"
+    "Server-sent events, each with 'id: <organization log position>': 'changes' (the "
+    "records of the writes after a position, filtered for the caller), 'reset' (load "
+    "GET v1/state, then apply what follows), 'revision' on every write in the store, "
+    "'heartbeat' every second. Resume with Last-Event-ID or ?after=N."
 )
 
 
@@ -26,8 +29,11 @@ _FEED_DESCRIPTION = (
     responses=success(StateDoc),
     summary="The organization's decision state (for enforcement points)",
 )
-def state(caller: Caller, authority: ServedAuthority) -> Response:
-    return ok(state_document(authority.snapshot(caller.org_id), caller.user_id), "Decision state")
+def state(caller: Caller, authority: ServedAuthority) -> StreamingResponse:
+    # Streamed in chunks from a copy of the state (never one JSON document in memory);
+    # data.position is where the caller resumes the change feed.
+    view = user_state(authority, caller.org_id, caller.user_id)  # errors answer as errors
+    return StreamingResponse(state_chunks(view), media_type="application/json")
 
 
 @router.get(
@@ -41,10 +47,18 @@ def state(caller: Caller, authority: ServedAuthority) -> Response:
     },
     summary="Change feed (text/event-stream)",
 )
-async def changes(caller: Caller, context: Context) -> StreamingResponse:
-    # ``caller`` is unused but required: the feed is for authenticated callers only
+async def changes(
+    caller: Caller,
+    context: Context,
+    after: Annotated[int | None, Query(ge=0, description="resume after this position")] = None,
+    once: Annotated[bool, Query(description="send what there is now, then end")] = False,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    if after is None and last_event_id and last_event_id.strip().isdigit():
+        after = int(last_event_id)
+    cursor = FeedCursor(context.authority, caller.org_id, caller.user_id)
     return StreamingResponse(
-        context.watcher.events(),
+        context.watcher.events(cursor, after, once=once),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
