@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import statistics
 import sys
 import tempfile
@@ -276,6 +277,29 @@ def decision_latency(
     return statistics.median(spent) * 1e6, statistics.mean(spent) * 1e6
 
 
+def otel_row(graph: Any, mw: MeteredMiddleware, mode: str, off_us: float) -> None:
+    """AZTP's own CPU per tool call with OpenTelemetry on (``aztp_agents.telemetry``), beside
+    the same measure with it off, and the telemetry worker thread's CPU per decision."""
+    os.environ["OTEL_SDK_DISABLED"] = "false"
+    from _otel import providers
+
+    from aztp_agents import telemetry
+
+    tracer_provider, meter_provider, exporter, _ = providers()
+    telemetry.enable(tracer_provider, meter_provider)
+    try:
+        on_us, _ = own_cpu_us(graph, mw, mode)
+        telemetry.flush()
+        done = telemetry.stats()
+    finally:
+        telemetry.disable()
+    worker_us = done["worker_cpu_seconds"] / max(1, done["recorded"]) * 1e6
+    print(
+        f"  with OpenTelemetry: middleware {on_us:.1f} us per tool call (off {off_us:.1f} us), "
+        f"+ telemetry worker {worker_us:.1f} us per decision ({exporter.spans} spans)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -285,6 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when the target is missed")
     parser.add_argument(
         "--no-freeze", action="store_true", help="leave the start-up heap to the collector"
+    )
+    parser.add_argument(
+        "--otel",
+        action="store_true",
+        help="also AZTP's own CPU with OpenTelemetry on (needs the otel extra)",
     )
     args = parser.parse_args(argv)
     global FREEZE
@@ -343,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{mw_us + writer_us:.1f} us per tool call = {own_share * 100:.2f} % of an unguarded tool call "
                 f"({unguarded_us:.0f} us CPU)"
             )
+            if args.otel:
+                otel_row(metered_graph, metered_mw, mode, mw_us)
             med, mean = decision_latency(graphs["AztpMiddleware"], real_mw, mode)
             print(
                 f"  guard decision in situ (wall): median {med:.1f} us, mean {mean:.1f} us per call"

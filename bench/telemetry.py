@@ -35,32 +35,13 @@ import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
 
+from _otel import providers  # noqa: E402
 from _paired import CpuMeter, writer_us_per_record  # noqa: E402
 from aztp_crewai import guard_of, secure_crew  # noqa: E402
 from crewai_guard import AztpSwitch, build_crew, timed_run  # noqa: E402
-from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import (  # noqa: E402
-    SimpleSpanProcessor,
-    SpanExporter,
-    SpanExportResult,
-)
 
 from aztp_agents import Aztp, telemetry  # noqa: E402
-
-
-class Dropping(SpanExporter):
-    """Counts spans and keeps none (a collector's cost is not AZTP's)."""
-
-    def __init__(self) -> None:
-        self.spans = 0
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.spans += len(spans)
-        return SpanExportResult.SUCCESS
 
 
 def main() -> int:
@@ -75,11 +56,7 @@ def main() -> int:
     crew, tool = build_crew(args.calls, native=False)
     secure_crew(crew, flow="bench", client=client)
     switch = AztpSwitch(crew)
-    exporter = Dropping()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader])
+    tracer_provider, meter_provider, exporter, reader = providers()
 
     for _ in range(2):  # warm-up, both ways
         timed_run(crew)

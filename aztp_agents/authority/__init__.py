@@ -191,11 +191,7 @@ class Authority:
         at (for followers, who compare it with the change feed's). A state confirmed by its
         organization's change signal keeps the revision of its organization's last write;
         the store's revision read *before* confirming it is one it is current at too."""
-        revision = self.store.revision()
-        state = self.decisions.state(org_id)
-        if state.revision < revision:
-            state.revision = revision
-        return state
+        return self.decisions.view(org_id, lambda state: state)
 
     def cached_snapshot(self, org_id: str) -> DecisionState | None:
         """The state without any I/O (for event loops), or None when it must be (re)loaded

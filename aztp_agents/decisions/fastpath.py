@@ -398,11 +398,20 @@ class LocalDecisions:
 
     def view(self, org_id: str, read: Callable[[DecisionState], T]) -> T:
         """``read(state)`` on the organization's current state, serialized with every apply
-        (a consistent view: what ``read`` copies is the state at one position). Blocking."""
+        (a consistent view: what ``read`` copies is the state at one position), its
+        ``revision`` the store's latest one it is current at (for followers, who compare it
+        with the change feed's revisions). Blocking."""
+        # Read before confirming the state: the state is current at that revision too. (A
+        # state confirmed by its organization's signal keeps the revision of that
+        # organization's last write, which another organization's writes have passed.)
+        _, revision = self._log.committed()
         state = self.state(org_id)
         with self._lock:
             # a state dropped meanwhile (compacted past) is still whole at its own position
-            return read(self._states.get(org_id, state))
+            state = self._states.get(org_id, state)
+            if state.revision < revision:
+                state.revision = revision
+            return read(state)
 
     def cached_state(self, org_id: str) -> DecisionState | None:
         """The state without any I/O, or None when it must be loaded or caught up first
