@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,15 @@ def normalized(state: DecisionState) -> dict[str, Any]:
 
 
 class ChangeLogMachine(RuleBasedStateMachine):
+    def decision_args(self, org: str) -> Iterator[dict[str, Any]]:
+        """Every (agent, tool, flow, tool name) of the organization's identities and flows
+        (and a flow that does not exist), as keyword arguments of a decision."""
+        ids = [v for (o, _), v in self.ids.items() if o == org]
+        flows = [v for (o, _), v in self.flows.items() if o == org] + ["no-such-flow"]
+        for agent, tool, flow_id, name in itertools.product(ids, ids, flows, TOOL_NAMES):
+            if agent != tool:
+                yield {"flow_id": flow_id, "agent": agent, "tool": tool, "tool_name": name}
+
     def __init__(self) -> None:
         super().__init__()
         self.folder = Path(_TMP.mktemp("changelog"))
@@ -279,12 +289,7 @@ class ChangeLogMachine(RuleBasedStateMachine):
             self.compacted.discard(org)
             assert normalized(kept) == normalized(fresh), org
             assert kept.position == fresh.position
-            ids = [v for (o, _), v in self.ids.items() if o == org]
-            flows = [v for (o, _), v in self.flows.items() if o == org] + ["no-such-flow"]
-            for agent, tool, flow_id, name in itertools.product(ids, ids, flows, TOOL_NAMES):
-                if agent == tool:
-                    continue
-                args = {"flow_id": flow_id, "agent": agent, "tool": tool, "tool_name": name}
+            for args in self.decision_args(org):
                 assert decide_tool_call(kept, **args) == decide_tool_call(fresh, **args), args
                 # and through the cache's own decision path (the memo included)
                 made = self.here.decide(p, **args)

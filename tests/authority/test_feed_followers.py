@@ -36,7 +36,7 @@ from aztp_agents.decisions.views import user_view
 from aztp_agents.server.change_feed import FeedCursor, state_chunks, user_state
 
 from . import test_change_log as base
-from .test_change_log import ORGS, TOOL_NAMES, ChangeLogMachine, normalized
+from .test_change_log import ORGS, ChangeLogMachine, normalized
 
 
 class Follower:
@@ -129,15 +129,10 @@ class FeedFollowerMachine(ChangeLogMachine):
                 mentioned = set(flows) if flows is not None else {getattr(record, "flow_id", "")}
                 assert mentioned - {""} <= seen | _deleted_since(record, follower.sent), record
             follower.sent.clear()
-            ids = [v for (o, _), v in self.ids.items() if o == org]
-            flows = [v for (o, _), v in self.flows.items() if o == org] + ["no-such-flow"]
-            for agent, tool, flow_id, name in itertools.product(ids, ids, flows, TOOL_NAMES):
-                if agent == tool:
-                    continue
-                args = {"flow_id": flow_id, "agent": agent, "tool": tool, "tool_name": name}
+            for args in self.decision_args(org):
                 want = (
                     decide_tool_call(fresh, **args)[0]
-                    if user is None or fresh.flow_visible(flow_id, user)
+                    if user is None or fresh.flow_visible(args["flow_id"], user)
                     else Reason.FLOW_UNKNOWN
                 )
                 assert decide_tool_call(got, **args)[0] is want, (org, kind, args)

@@ -24,14 +24,9 @@ import pytest
 from aztp_agents import Aztp
 from aztp_agents.guard import Guard
 from aztp_agents.store.files import StoreFiles
+from tests.support.processes import in_another_process
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file semantics")
-
-
-def in_another_process(code: str, **names: str) -> None:
-    """Run ``code`` in a fresh interpreter (the break comes from outside the agent)."""
-    prelude = "".join(f"{k} = {v!r}\n" for k, v in names.items())
-    subprocess.run([sys.executable, "-c", prelude + code], check=True, timeout=60)
 
 
 def delete(db: Path, other: Path) -> None:

@@ -17,12 +17,7 @@ from aztp_agents.authority import Authority
 from aztp_agents.errors import StoreError
 from aztp_agents.store import Store
 from aztp_agents.store.org_signals import open_signals
-
-
-def in_another_process(code: str, **names: str) -> None:
-    prelude = "".join(f"{k} = {v!r}\n" for k, v in names.items())
-    subprocess.run([sys.executable, "-c", prelude + code], check=True, timeout=120)
-
+from tests.support.processes import in_another_process
 
 _REVOKE = """
 from pathlib import Path
@@ -113,6 +108,7 @@ _DIE_MID_WRITE = """
 import os
 from pathlib import Path
 from aztp_agents.store.org_signals import open_signals
+from tests.support.processes import in_another_process
 signals = open_signals(Path(db))
 signals.begin([org])  # as a write transaction does, then killed before it ends
 os._exit(9)
