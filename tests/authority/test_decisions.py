@@ -148,6 +148,10 @@ def test_memoized_fast_path_serves_only_allowed_current_decisions(
     key = (principal.user_id, flow, agent, tool, "search", True)
 
     def memoized() -> Any:
+        # The store's files confirmed first, as the decision path does every 0.25 s (a few
+        # system calls): else a slow step before (an audit flush) expires the interval and the
+        # answer is None for that reason alone.
+        authority.changes.confirm_files()
         return authority.decide_memoized(principal, key, CallContext(call="m"))
 
     def audited() -> int:
