@@ -11,7 +11,8 @@ Rows (each prints its target and MET / NOT MET):
 * steady decision at N identities vs at 1,000 (one organization): <= 1.5x;
 * first decision after an unrelated write at N identities vs steady: <= 10x — the write made
   through this process (applied when it commits) and through another enforcement point on
-  the same store (this one reads the log entry);
+  the same store (this one reads the subject signals of the call's agent, tool and flow; for
+  comparison, also a write that involves the call, which it reads from the log);
 * first decision after a write in another organization vs steady: <= 2x;
 * memory of the decision state per identity (bytes allocated loading it / N, tracemalloc):
   <= 1 KB;
@@ -138,12 +139,13 @@ class Tenant:
         return write
 
     def toggle_elsewhere(
-        self, noop: bool = False
+        self, noop: bool = False, who: str | None = None
     ) -> tuple[Callable[[int], None], Callable[[], None]]:
         """:meth:`toggle_unrelated` by another process on the same store (``bench/_writer.py``):
         this process learns of its writes only from the store, as a neighbour host would, and
         its CPU caches are not the writer's. Returns the write and a stopper. ``noop``: the
-        same round trip to that process without a write (what waiting for it costs alone)."""
+        same round trip to that process without a write (what waiting for it costs alone).
+        ``who``: the identity the policy is toggled on (default: an unrelated one)."""
         store = self.authority.store
         done_path = Path(tempfile.mkstemp(prefix="aztp-bench-done-")[1])
         done_path.write_bytes(bytes(8))
@@ -156,7 +158,7 @@ class Tenant:
                 str(store.path),
                 self.principal.org_id,
                 self.principal.user_id,
-                self.unrelated,
+                who or self.unrelated,
                 str(done_path),
             ],
             stdin=subprocess.PIPE,
@@ -236,7 +238,7 @@ def decisions_at_scale(n: int) -> None:
     )
     # another enforcement point on the same store, in another process: this one learns of
     # its writes only from the store (the change counter, the organization's change signal,
-    # then the log), as a neighbouring host would
+    # the subject signals, then the log), as a neighbouring host would
     _, key = big.authority.create_org("neighbour", "neighbour.bench")
     neighbour = Tenant(root / "big", "neighbour", 3, api_key=key)
     neighbour.decide()
@@ -274,7 +276,18 @@ def decisions_at_scale(n: int) -> None:
         f"{after:.1f} / {steady_now:.2f} us = {ratio:.1f}x)",
         flush=True,
     )
-    for stop in (stop_elsewhere, stop_other_org, stop_roundtrip):
+    # and what a write that involves the call costs it (the log read and apply): the same
+    # policy toggle, on the calling agent itself
+    involving, stop_involving = big.toggle_elsewhere(who=big.agent)
+    after, steady_now, ratio = interleaved(
+        lambda: big.after_write_us(involving, rounds=60), big.steady_us, rounds=5
+    )
+    print(
+        f"  (for comparison: first decision after a write by another process that involves "
+        f"the call's agent: {after:.1f} / {steady_now:.2f} us = {ratio:.1f}x)",
+        flush=True,
+    )
+    for stop in (stop_elsewhere, stop_other_org, stop_roundtrip, stop_involving):
         stop()
     for tenant in (small, big, neighbour):
         tenant.authority.store.flush_audit(timeout=120)

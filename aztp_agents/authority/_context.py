@@ -14,7 +14,7 @@ from sqlalchemy import Connection, select
 
 from ..audit import canonical_json
 from ..decisions import LocalDecisions
-from ..decisions.changes import StateChange
+from ..decisions.changes import StateChange, involved
 from ..errors import ValidationError
 from ..ids import AztpId, parse_aztp_id
 from ..ratelimit import TokenBuckets
@@ -153,7 +153,7 @@ class AuthorityContext:
             lock=not self.store.is_sqlite,
             keep=self.store.change_log_keep,
         )
-        self.store.signal_change(conn, org_id)
+        self.store.signal_change(conn, org_id, involved(changes))
         self.store.after_commit(
             conn, lambda: self.decisions.applied(org_id, position, revision, changes)
         )

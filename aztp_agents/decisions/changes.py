@@ -47,6 +47,7 @@ __all__ = [
     "apply",
     "decode",
     "encode",
+    "involved",
 ]
 
 
@@ -255,6 +256,19 @@ def apply(
     state.position = position
     state.conditional = bool(state.conditional_ids)
     state.forget(identities, flows)
+
+
+def involved(changes: Iterable[StateChange]) -> set[str]:
+    """The identities (aztp ids) and flows (ids) that ``changes`` involve: a tool-call
+    decision whose agent, tool and flow are none of them reads nothing the changes changed
+    (the rules read only those parts of the state), so it is the same before and after them.
+    The memo keeps such decisions (:func:`apply`), and another process's write touches only
+    these subjects' signals (``aztp_agents.store.org_signals``)."""
+    identities: set[str] = set()
+    flows: set[str] = set()
+    for change in changes:
+        _involved(change, identities, flows)
+    return identities | flows
 
 
 def _involved(change: StateChange, identities: set[str], flows: set[str]) -> None:

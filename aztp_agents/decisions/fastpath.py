@@ -67,11 +67,23 @@ T = TypeVar("T")
 
 #: A memo grows with distinct calls on one state; past this it starts again.
 MEMO_LIMIT = 100_000
+#: By signal, a state may stay behind its organization's writes by at most this much signal
+#: (two per write) while the decisions taken on it involve none of what they touched; past
+#: it, the next decision catches up (one read of at most this many writes' entries, far
+#: inside the change log's retention).
+LAG_LIMIT = 2 * 256
+#: ... and for at most this many decisions: then one catches it up, so the usual call is back
+#: on the shortest path (a read per this many decisions).
+BEHIND_USES = 1000
 
 _perf_counter = time.perf_counter
 _monotonic = time.monotonic
 _time = time.time
 _new_tuple = tuple.__new__
+
+
+def _no_clock() -> tuple[int]:
+    return (0,)
 
 
 class DecisionKey(NamedTuple):
@@ -181,6 +193,15 @@ class Signals(Protocol):
         """``reader()[0]``: the organization's raw signal (odd: in flight), a C-level read."""
         ...
 
+    def clock_reader(self) -> Callable[[], tuple[int]]:
+        """``clock_reader()[0]``: the store's clock (read before a signal), a C-level read."""
+        ...
+
+    def subject_reader(self, org_id: str, subject: str) -> Callable[[], tuple[int]]:
+        """``subject_reader(...)()[0]``: the clock value of the last write that touched the
+        subject (an identity's or a flow's id) or another sharing its slot; C-level."""
+        ...
+
 
 class LogEntry(Protocol):
     """One write's records for one organization (a :class:`aztp_agents.store.change_log.LogEntry`)."""
@@ -230,6 +251,9 @@ class LocalDecisions:
       whether anything of *this* organization was written since the state's read: if not (a
       write in another organization, an audit commit), the state is current again at the cost
       of a memory read; if so, one read of the organization's log tail, applied in place.
+      Before that read, the memoized decision of a call whose agent, tool and flow no write
+      since touched (their subject signals) is still the answer: the state stays behind (by
+      at most :data:`LAG_LIMIT`) while the writes are about other identities.
     * **By revision** (otherwise, e.g. PostgreSQL): when the store's revision moves
       (``changes``, this reader's change cursor, tells), the next decision of an organization
       reads its log tail and applies it. A state is current when its ``revision`` is at least
@@ -255,6 +279,8 @@ class LocalDecisions:
         self._log = log
         self.changes = changes
         self._signals = signals
+        #: ``_read_clock()[0]``: the store's clock (see org_signals); 0 without signals.
+        self._read_clock = _no_clock if signals is None else signals.clock_reader()
         self._states: dict[str, DecisionState] = {}
         self._lock = threading.Lock()
         #: Per thread: the revision of the write it just committed and applied (see
@@ -268,12 +294,14 @@ class LocalDecisions:
         self.audit_put = self._audit_queue()
         self.audit_put(item)
 
-    def catch_up(self, org_id: str, token: int = -1, signal: int | None = None) -> None:
+    def catch_up(
+        self, org_id: str, token: int = -1, signal: int | None = None, clock: int | None = None
+    ) -> None:
         """Bring the organization's held state to the log's head: one read (the store's
         revision, the organization's head and the entries after the state's position,
         together), then the entries applied in place. Serialized with every other apply:
-        :func:`.changes.apply` mutates in place. ``token`` and ``signal``: read before this
-        (by signal), what the state is then current at. Blocking."""
+        :func:`.changes.apply` mutates in place. ``token``, ``clock`` and ``signal``: read
+        before this (by signal, in that order), what the state is then current at. Blocking."""
         with self._lock:
             state = self._states.get(org_id)
             if state is None:
@@ -291,6 +319,8 @@ class LocalDecisions:
                 state.revision = revision
             if token != -1:
                 state.token, state.signal = token, signal
+                state.clock = None if signal is None else clock
+                state.behind_uses = 0
 
     def applied(
         self, org_id: str, position: int, revision: int, changes: Sequence[StateChange]
@@ -317,9 +347,11 @@ class LocalDecisions:
         if read_token is None or signals is None:
             return
         token = read_token()[0]
+        clock = self._read_clock()[0]
         signal = signals.read(org_id)
         if signal == before + 2:
-            state.token, state.signal = token, signal
+            state.token, state.signal, state.clock = token, signal, clock
+            state.behind_uses = 0
 
     def invalidate(self) -> None:
         """A write here committed: confirm before the next decision — unless it was this
@@ -367,16 +399,19 @@ class LocalDecisions:
         token = read_token()[0]  # first: the state is current at most at the token read
         state = self._states.get(org_id)
         if state is not None and state.token != token:
+            clock = self._read_clock()[0]  # before the signal: see org_signals
             signal = signals.read(org_id)
             if signal is not None and signal == state.signal:
                 state.token = token  # nothing of this organization written since its read
             else:
-                self.catch_up(org_id, token, signal)
+                self.catch_up(org_id, token, signal, clock)
                 state = self._states.get(org_id)
         if state is None:
+            clock = self._read_clock()[0]
             signal = signals.read(org_id)  # before the read it stands for
             loaded = self._load(org_id)
             loaded.token, loaded.signal = token, signal
+            loaded.clock = None if signal is None else clock
             with self._lock:
                 state = self._states.setdefault(org_id, loaded)
         return state
@@ -544,6 +579,33 @@ class PrincipalDecisions:
         signals = cache._signals
         #: ``read_signal()[0]``: the organization's raw change signal, read without a frame.
         self.read_signal = None if signals is None else signals.reader(org_id)
+        self._signals = signals
+        #: subject -> its slot's reader (see :meth:`_untouched`)
+        self._subjects: dict[str, Callable[[], tuple[int]]] = {}
+
+    #: Subject readers kept per principal; past this the table starts again.
+    SUBJECTS_LIMIT = 65536
+
+    def _untouched(self, state: DecisionState, flow_id: str, agent: str, tool: str) -> bool:
+        """No write to the organization touched the flow, the agent or the tool since the
+        state's read at its ``clock`` (their subject slots, see ``org_signals``): a decision
+        about them on that state is the decision now. No I/O. (False past
+        :data:`BEHIND_USES` such answers: time the state caught up.)"""
+        clock, readers, signals = state.clock, self._subjects, self._signals
+        if clock is None or state.behind_uses >= BEHIND_USES:
+            return False
+        state.behind_uses += 1
+        for subject in (flow_id, agent, tool):
+            read = readers.get(subject)
+            if read is None:
+                if signals is None:
+                    return False
+                if len(readers) >= self.SUBJECTS_LIMIT:
+                    readers.clear()
+                read = readers[subject] = signals.subject_reader(self.org_id, subject)
+            if read()[0] > clock:
+                return False
+        return True
 
     def decide_now(
         self,
@@ -576,9 +638,19 @@ class PrincipalDecisions:
             current = token == state.token  # confirmed at the store's latest commit
             if not current:  # a commit since: by signal, was it this organization's?
                 read_signal = self.read_signal
-                # (an odd signal, a write in flight, never equals a held one: always even)
-                if read_signal is not None and read_signal()[0] == state.signal:
-                    state.token, current = token, True
+                if read_signal is not None:
+                    signal = read_signal()[0]
+                    # (an odd signal, a write in flight, never equals a held one: always even)
+                    if signal == state.signal:
+                        state.token, current = token, True
+                    elif (
+                        state.clock is not None
+                        and signal - state.signal <= LAG_LIMIT  # type: ignore[operator]
+                        and self._untouched(state, flow_id, agent, tool)
+                    ):
+                        # written since, but nothing this call involves: the memo's answer
+                        # holds (the state itself stays behind; see LocalDecisions)
+                        current = True
             made = state.memo.get(key) if current else None
             if made is not None and made[0][0]:
                 head, tail, audit = made

@@ -65,6 +65,13 @@ class DecisionState:
     #: signal read before the store read it reflects (None: none to trust).
     token: int = field(default=-1, repr=False)
     signal: int | None = field(default=None, repr=False)
+    #: Owned by :mod:`.fastpath`: the store's clock read just before ``signal`` (None: none):
+    #: a subject whose slot is still at most this value was not touched since the state's
+    #: read (``aztp_agents.store.org_signals``).
+    clock: int | None = field(default=None, repr=False)
+    #: Owned by :mod:`.fastpath`: decisions answered on this state since its organization
+    #: was written elsewhere (the state behind; see ``fastpath.BEHIND_USES``).
+    behind_uses: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
         if type(self.identities) is not dict:

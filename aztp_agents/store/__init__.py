@@ -14,7 +14,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -340,19 +340,20 @@ class Store:
             except Exception:  # the write stands; a reader catches up from the log instead
                 log.exception("an after-commit callback failed")
 
-    def signal_change(self, conn: Connection, org_id: str) -> None:
+    def signal_change(self, conn: Connection, org_id: str, subjects: Iterable[str] = ()) -> None:
         """The write transaction ``conn`` (of :meth:`write`) changes the organization's
-        decision state: mark its change signal as being written until the transaction ends
-        (see :mod:`.org_signals`). Call after the transaction's first write (it must hold the
-        database's write lock)."""
+        decision state, about ``subjects`` (the identities and flows its records involve):
+        mark its change signal as being written until the transaction ends, and the subjects
+        as touched (see :mod:`.org_signals`). Call after the transaction's first write (it
+        must hold the database's write lock)."""
         signals = self.signals
         if signals is None:
             return
         held: list[tuple[int, ...]] = conn.info[_SIGNALED]
         offset = signals.offset(org_id)
-        if any(offset in offsets for offsets in held):
-            return
-        held.append(signals.begin([org_id]))
+        if not any(offset in offsets for offsets in held):
+            held.append(signals.begin([org_id]))
+        signals.touch(org_id, subjects)  # after the signal is odd: see the module
 
     def _end_signals(self, signaled: list[tuple[int, ...]]) -> None:
         signals = self.signals

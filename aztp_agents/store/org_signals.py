@@ -30,7 +30,24 @@ The protocol (a sequence lock whose writers may die):
 
 A writer that dies between its commit and :meth:`end` leaves the counter odd: readers of that
 slot then read the store on every change (correct, only slower) until the slot's next write
-makes it even again. The file never holds a secret (0600 anyway, opened without following
+makes it even again.
+
+Subjects: which identities and flows a write touched. An organization's signal moves on every
+write to it, but most writes touch identities and flows a given decision does not involve (a
+decision reads only its agent's, its tool's and its flow's parts of the state: see
+``aztp_agents.decisions.changes.involved``). So the file also holds a **clock** (one counter
+for the whole store) and :data:`SUBJECT_SLOTS` subject slots, ``blake2b(org, subject)``:
+
+* A write, once it holds its organization's slot (odd), ticks the clock and stores the new
+  value in the slot of every subject its records involve (:meth:`touch`). Writers hold the
+  database's write lock meanwhile, so clock values only grow and a slot only ever increases.
+* A reader reads the clock *before* the even signal it remembers. Later, when the signal has
+  moved, a subject whose slot is still at most that clock value was not touched by any write
+  to the organization since: such a write ticked the clock after making the signal odd, so
+  had it begun before the clock read, the signal read after it would have been odd (or the
+  write ended, and was in the store read that followed). Subjects sharing a slot only cost
+  each other a read. No write is trusted that could be missing: a slot above the clock, for
+  whatever reason, means "read the store". The file never holds a secret (0600 anyway, opened without following
 symlinks). Its identity is confirmed with the database's (see :mod:`.files`): a process
 whose ``-orgs`` file was deleted or replaced stops answering from memory, and no write
 commits while a process that has the database open is not on the same file.
@@ -52,15 +69,29 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: no signals (readers read the store)
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["PRESENCE_BYTE", "SLOTS", "OrgSignals", "open_signals", "signals_supported"]
+__all__ = [
+    "PRESENCE_BYTE",
+    "SLOTS",
+    "SUBJECT_SLOTS",
+    "OrgSignals",
+    "open_signals",
+    "signals_supported",
+]
 
-#: Counters in the file (a power of two; 32 KiB of 64-bit counters).
+#: Organization counters in the file (a power of two; 32 KiB of 64-bit counters).
 SLOTS = 4096
-_SIZE = SLOTS * 8
 #: The byte (past the counters) on which every process holding the file keeps a shared lock,
 #: so a writer can tell from ``/proc/locks`` that every process on the database also shares
-#: this file (see :meth:`.files.StoreFiles.check_shared_index`).
-PRESENCE_BYTE = _SIZE + 1
+#: this file (see :meth:`.files.StoreFiles.check_shared_index`). It names the file's layout:
+#: a process of an earlier layout (one without subject slots, on byte +1) counts as not
+#: sharing it, so neither commits a write the other would not see.
+PRESENCE_BYTE = SLOTS * 8 + 2
+#: The store's clock (see "Subjects" above), in a page of its own.
+_CLOCK = 40 * 1024
+#: Subject slots (a power of two; 512 KiB of 64-bit clock values), from 64 KiB on.
+SUBJECT_SLOTS = 65536
+_SUBJECTS = 64 * 1024
+_SIZE = _SUBJECTS + SUBJECT_SLOTS * 8
 _U64 = struct.Struct("=Q")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
@@ -133,6 +164,21 @@ class OrgSignals:
             off = self._slots[org_id] = (int.from_bytes(digest, "little") % SLOTS) * 8
         return off
 
+    def subject_offset(self, org_id: str, subject: str) -> int:
+        """The byte offset of the subject's slot (an identity's aztp id, a flow's id)."""
+        digest = hashlib.blake2b(f"{org_id}\0{subject}".encode(), digest_size=8).digest()
+        return _SUBJECTS + (int.from_bytes(digest, "little") % SUBJECT_SLOTS) * 8
+
+    def subject_reader(self, org_id: str, subject: str) -> Callable[[], tuple[int]]:
+        """``subject_reader(...)()[0]``: the clock value of the last write that touched the
+        subject (or another sharing its slot), read without a Python frame."""
+        return functools.partial(_U64.unpack_from, self._map, self.subject_offset(org_id, subject))
+
+    def clock_reader(self) -> Callable[[], tuple[int]]:
+        """``clock_reader()[0]``: the store's clock (read it *before* an organization's
+        signal, to remember with it), without a Python frame."""
+        return functools.partial(_U64.unpack_from, self._map, _CLOCK)
+
     def reader(self, org_id: str) -> Callable[[], tuple[int]]:
         """``reader()[0]`` is the organization's raw counter (odd: do not trust), read without
         a Python frame (for the decision fast path, which compares it with an even value)."""
@@ -166,6 +212,18 @@ class OrgSignals:
             self._release(locked)
             raise
         return offsets
+
+    def touch(self, org_id: str, subjects: Iterable[str]) -> None:
+        """The write that holds the organization's slot (after :meth:`begin`, before
+        :meth:`end`) touches ``subjects``: tick the clock and store it in their slots. Call
+        while holding the database's write lock (writers take turns on the clock)."""
+        offsets = {self.subject_offset(org_id, s) for s in subjects}
+        if not offsets:
+            return
+        tick: int = _U64.unpack_from(self._map, _CLOCK)[0] + 1
+        _U64.pack_into(self._map, _CLOCK, tick)
+        for off in offsets:
+            _U64.pack_into(self._map, off, tick)
 
     def end(self, offsets: tuple[int, ...]) -> None:
         """The transaction that :meth:`begin` marked ended (committed or not): even again."""

@@ -281,8 +281,18 @@ class ChangeLogMachine(RuleBasedStateMachine):
         if not self.principals:
             return
         for org, p in self.principals.items():
-            kept = self.here.decisions.state(p.org_id)
             fresh = load_state(self.store, p.org_id)
+            # First without I/O, before the state catches up (a write by ``there`` is known
+            # here only by its signals): an answer from memory is the right one now.
+            point = self.here.decisions.for_principal(p.org_id, p.user_id)
+            self.here.changes.confirm_files()
+            for args in self.decision_args(org):
+                now = point.decide_now(
+                    args["flow_id"], args["agent"], args["tool"], args["tool_name"], True
+                )
+                if now is not None:
+                    assert now.reason is decide_tool_call(fresh, **args)[0], args
+            kept = self.here.decisions.state(p.org_id)
             if org in self.held and org not in self.compacted:
                 assert kept is self.held[org], "reloaded instead of following the log"
             self.held[org] = kept

@@ -14,6 +14,7 @@ import pytest
 
 from aztp_agents import Reason
 from aztp_agents.authority import Authority
+from aztp_agents.decisions import fastpath
 from aztp_agents.errors import StoreError
 from aztp_agents.store import Store
 from aztp_agents.store.org_signals import open_signals
@@ -104,13 +105,128 @@ def test_this_tenants_write_elsewhere_denies_the_very_next_decision(hosted: Any)
     assert denied.reason is Reason.TOOL_REVOKED, denied
 
 
+_ELSEWHERE = """
+from pathlib import Path
+from aztp_agents.authority import Authority, Principal
+from aztp_agents.store import Store
+store = Store.open_sqlite(Path(db))
+authority, p = Authority(store, issuance_rate=None), Principal(org, user)
+for op in ops:
+    exec(op)
+store.close()
+"""
+
+
+def _elsewhere(db: Path, crew: tuple[Any, ...], *ops: str) -> None:
+    """Run ``ops`` (statements over ``authority``, ``p`` and the crew's ``agent``, ``tool``,
+    ``flow``) in another process: writes this process learns of only from the store."""
+    p, agent, tool, flow = crew
+    in_another_process(
+        _ELSEWHERE,
+        db=str(db),
+        org=p.org_id,
+        user=p.user_id,
+        agent=agent,
+        tool=tool,
+        flow=flow,
+        ops=list(ops),
+    )
+
+
+_BYSTANDER = "aztp://acme.example/workload/production/node/bystander"
+
+
+@pytest.mark.parametrize(
+    "involving",
+    [
+        "authority.identities.revoke_identity(p, tool)",
+        "authority.flows.revoke_flow_identity(p, agent, flow)",
+        "authority.links.unlink_identities(p, agent, tool)",
+        "authority.flows.update_flow(p, flow, discoverable='public')",
+    ],
+    ids=["tool revoked", "agent revoked in the flow", "unlinked", "flow settings"],
+)
+def test_this_tenants_write_about_other_identities_is_answered_from_memory(
+    hosted: Any, involving: str
+) -> None:
+    """Another process writes to this organization about an identity the call does not
+    involve: the memoized answer stands without a read, the state stays behind; a write
+    that involves the call's agent, tool or flow is never answered from the old state."""
+    db, _store, authority, crews = hosted
+    acme = crews["acme"]
+    authority.identities.secure_connect(acme[0], "bystander", make_key=False)
+    assert _decide(authority, acme).allowed
+    held = authority.decisions.state(acme[0].org_id)
+    position = held.position
+
+    _elsewhere(db, acme, f"authority.identities.revoke_identity(p, {_BYSTANDER!r})")
+
+    answer = _now(authority, acme)
+    assert answer is not None and answer.allowed
+    assert authority.decisions._states[acme[0].org_id] is held and held.position == position
+
+    _elsewhere(db, acme, involving)
+
+    assert _now(authority, acme) is None  # never from the old state
+    after = _decide(authority, acme)
+    assert held.position == position + 2  # caught up from the log, in place
+    if "update_flow" in involving:
+        assert after.allowed  # (a setting that changes no answer: read anyway)
+    else:
+        assert not after.allowed, after
+
+
+def test_a_state_never_stays_behind_more_than_the_lag_limit(
+    hosted: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, _store, authority, crews = hosted
+    acme = crews["acme"]
+    monkeypatch.setattr(fastpath, "LAG_LIMIT", 2 * 2)  # two writes
+    authority.identities.secure_connect(acme[0], "bystander", make_key=False)
+    assert _decide(authority, acme).allowed
+    held = authority.decisions.state(acme[0].org_id)
+    position = held.position
+    revoke = f"authority.identities.revoke_identity(p, {_BYSTANDER!r})"
+    reissue = f"authority.identities.reissue_identity(p, {_BYSTANDER!r})"
+
+    _elsewhere(db, acme, revoke, reissue)
+    assert _now(authority, acme) is not None  # two writes behind: within the limit
+    _elsewhere(db, acme, revoke)
+    assert _now(authority, acme) is None  # three: caught up first
+    assert _decide(authority, acme).allowed and held.position == position + 3
+
+
+def test_a_state_behind_catches_up_after_a_bounded_number_of_answers(
+    hosted: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers from a state behind its organization's writes cost a few more memory reads
+    each: after ``BEHIND_USES`` of them the state catches up, and the next answer is the
+    usual one again."""
+    db, _store, authority, crews = hosted
+    acme = crews["acme"]
+    monkeypatch.setattr(fastpath, "BEHIND_USES", 3)
+    authority.identities.secure_connect(acme[0], "bystander", make_key=False)
+    assert _decide(authority, acme).allowed
+    held = authority.decisions.state(acme[0].org_id)
+    position = held.position
+
+    _elsewhere(db, acme, f"authority.identities.revoke_identity(p, {_BYSTANDER!r})")
+    for _ in range(3):
+        assert _now(authority, acme) is not None
+    assert held.position == position
+    assert _now(authority, acme) is None  # the fourth: catch up first
+    assert _decide(authority, acme).allowed and held.position == position + 1
+    assert _now(authority, acme) is not None and held.behind_uses == 0
+
+
 _DIE_MID_WRITE = """
 import os
 from pathlib import Path
 from aztp_agents.store.org_signals import open_signals
 from tests.support.processes import in_another_process
 signals = open_signals(Path(db))
-signals.begin([org])  # as a write transaction does, then killed before it ends
+signals.begin([org])  # as a write transaction does (about the agent), then killed before it ends
+signals.touch(org, [who])
 os._exit(9)
 """
 
@@ -125,7 +241,8 @@ def test_a_writer_that_died_mid_write_is_never_trusted_and_the_next_write_heals(
     signals = store.signals
     assert signals is not None and signals.read(org) is not None
 
-    proc = subprocess.run([sys.executable, "-c", f"db={str(db)!r}\norg={org!r}\n" + _DIE_MID_WRITE])
+    head = f"db={str(db)!r}\norg={org!r}\nwho={acme[1]!r}\n"
+    proc = subprocess.run([sys.executable, "-c", head + _DIE_MID_WRITE])
     assert proc.returncode == 9
     assert signals.read(org) is None  # odd: a write that never ended
 
@@ -193,3 +310,37 @@ def test_a_signals_file_that_cannot_be_opened_refuses_the_store(tmp_path: Path) 
     with pytest.raises(StoreError, match="change signals file"):
         Store.open_sqlite(db)
     assert target.read_bytes() == b"untouched"
+
+
+_EARLIER_LAYOUT = """
+import fcntl, os, sqlite3, sys
+conn = sqlite3.connect(db)
+conn.execute("SELECT count(*) FROM meta").fetchall()  # holds the database, on its WAL index
+conn.execute("BEGIN")
+conn.execute("SELECT count(*) FROM meta").fetchall()
+fd = os.open(db + "-orgs", os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_SH, 1, 4096 * 8 + 1)  # the presence byte of the first layout
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_process_on_an_earlier_signals_layout_stops_writes(hosted: Any) -> None:
+    """A process of the layout without subject slots would write without stamping them, and
+    readers here would answer from states its writes made stale: while it holds the store,
+    no write commits here (it does not share this layout's file)."""
+    db, _store, authority, crews = hosted
+    p = crews["acme"][0]
+    older = subprocess.Popen(
+        [sys.executable, "-c", f"db={str(db)!r}\n" + _EARLIER_LAYOUT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert older.stdout is not None and older.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreError, match="older version"):
+            authority.flows.create_flow(p, "while-an-older-process-runs")
+    finally:
+        older.communicate("\n", timeout=60)
+    authority.flows.create_flow(p, "after-it-stopped")  # and writes go on once it is gone
