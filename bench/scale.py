@@ -266,27 +266,23 @@ def decisions_at_scale(n: int) -> None:
         per_identity <= 1024,
     )
     # for reference: the same wait for the other process (as long as its writes take),
-    # without a write: what the wait alone costs the next decision
+    # without a write: what the wait alone costs the next decision; and what a write that
+    # involves the call costs it (the log read and apply): the same policy toggle, on the
+    # calling agent itself
     roundtrip, stop_roundtrip = big.toggle_elsewhere(noop=True)
-    after, steady_now, ratio = interleaved(
-        lambda: big.after_write_us(roundtrip, rounds=60), big.steady_us, rounds=5
-    )
-    print(
-        f"  (reference: first decision after waiting as long as a write, without one: "
-        f"{after:.1f} / {steady_now:.2f} us = {ratio:.1f}x)",
-        flush=True,
-    )
-    # and what a write that involves the call costs it (the log read and apply): the same
-    # policy toggle, on the calling agent itself
     involving, stop_involving = big.toggle_elsewhere(who=big.agent)
-    after, steady_now, ratio = interleaved(
-        lambda: big.after_write_us(involving, rounds=60), big.steady_us, rounds=5
-    )
-    print(
-        f"  (for comparison: first decision after a write by another process that involves "
-        f"the call's agent: {after:.1f} / {steady_now:.2f} us = {ratio:.1f}x)",
-        flush=True,
-    )
+    for label, write in (
+        ("reference: first decision after waiting as long as a write, without one", roundtrip),
+        (
+            "for comparison: first decision after a write by another process that involves "
+            "the call's agent",
+            involving,
+        ),
+    ):
+        after, steady_now, ratio = interleaved(
+            lambda write=write: big.after_write_us(write, rounds=60), big.steady_us, rounds=5
+        )
+        print(f"  ({label}: {after:.1f} / {steady_now:.2f} us = {ratio:.1f}x)", flush=True)
     for stop in (stop_elsewhere, stop_other_org, stop_roundtrip, stop_involving):
         stop()
     for tenant in (small, big, neighbour):
