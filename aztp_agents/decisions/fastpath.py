@@ -281,6 +281,8 @@ class LocalDecisions:
         self._signals = signals
         #: ``_read_clock()[0]``: the store's clock (see org_signals); 0 without signals.
         self._read_clock = _no_clock if signals is None else signals.clock_reader()
+        #: org_id -> subject -> its slot's reader (see :meth:`untouched`)
+        self._subject_readers: dict[str, dict[str, Callable[[], tuple[int]]]] = {}
         self._states: dict[str, DecisionState] = {}
         self._lock = threading.Lock()
         #: Per thread: the revision of the write it just committed and applied (see
@@ -293,6 +295,43 @@ class LocalDecisions:
     def _first_audit_put(self, item: tuple[str, QueuedRecord]) -> None:
         self.audit_put = self._audit_queue()
         self.audit_put(item)
+
+    #: Subject readers kept per organization; past this its table starts again.
+    SUBJECTS_LIMIT = 65536
+
+    def subject_readers(self, org_id: str) -> dict[str, Callable[[], tuple[int]]]:
+        """The organization's table of subject readers (for :meth:`untouched`)."""
+        return self._subject_readers.setdefault(org_id, {})
+
+    def untouched(
+        self,
+        org_id: str,
+        readers: dict[str, Callable[[], tuple[int]]],
+        state: DecisionState,
+        flow_id: str,
+        agent: str,
+        tool: str,
+    ) -> bool:
+        """No write to the organization touched the flow, the agent or the tool since the
+        state's read at its ``clock`` (their subject slots, see ``org_signals``): a decision
+        about them on that state is the decision now, though the organization was written
+        since. No I/O. The caller checked the organization's signal is at most
+        :data:`LAG_LIMIT` past the state's; False past :data:`BEHIND_USES` such answers
+        (time the state caught up). ``readers``: :meth:`subject_readers` of ``org_id``, the
+        state's organization."""
+        clock, signals = state.clock, self._signals
+        if clock is None or signals is None or state.behind_uses >= BEHIND_USES:
+            return False
+        state.behind_uses += 1
+        for subject in (flow_id, agent, tool):
+            read = readers.get(subject)
+            if read is None:
+                if len(readers) >= self.SUBJECTS_LIMIT:
+                    readers.clear()
+                read = readers[subject] = signals.subject_reader(org_id, subject)
+            if read()[0] > clock:
+                return False
+        return True
 
     def catch_up(
         self, org_id: str, token: int = -1, signal: int | None = None, clock: int | None = None
@@ -510,7 +549,17 @@ class LocalDecisions:
         ):
             return None
         if read_token()[0] != state.token and self.cached_state(org_id) is not state:
-            return None  # not confirmed current without I/O
+            # written since: still the answer if the write was about other identities
+            signal = self._signals.read(org_id) if self._signals is not None else None
+            if (
+                state.signal is None
+                or signal is None
+                or signal - state.signal > LAG_LIMIT
+                or not self.untouched(
+                    org_id, self.subject_readers(org_id), state, key[1], key[2], key[3]
+                )
+            ):
+                return None  # not confirmed current without I/O
         made = state.memo.get(key)
         if made is None or not made[0][0]:
             return None
@@ -579,33 +628,8 @@ class PrincipalDecisions:
         signals = cache._signals
         #: ``read_signal()[0]``: the organization's raw change signal, read without a frame.
         self.read_signal = None if signals is None else signals.reader(org_id)
-        self._signals = signals
-        #: subject -> its slot's reader (see :meth:`_untouched`)
-        self._subjects: dict[str, Callable[[], tuple[int]]] = {}
-
-    #: Subject readers kept per principal; past this the table starts again.
-    SUBJECTS_LIMIT = 65536
-
-    def _untouched(self, state: DecisionState, flow_id: str, agent: str, tool: str) -> bool:
-        """No write to the organization touched the flow, the agent or the tool since the
-        state's read at its ``clock`` (their subject slots, see ``org_signals``): a decision
-        about them on that state is the decision now. No I/O. (False past
-        :data:`BEHIND_USES` such answers: time the state caught up.)"""
-        clock, readers, signals = state.clock, self._subjects, self._signals
-        if clock is None or state.behind_uses >= BEHIND_USES:
-            return False
-        state.behind_uses += 1
-        for subject in (flow_id, agent, tool):
-            read = readers.get(subject)
-            if read is None:
-                if signals is None:
-                    return False
-                if len(readers) >= self.SUBJECTS_LIMIT:
-                    readers.clear()
-                read = readers[subject] = signals.subject_reader(self.org_id, subject)
-            if read()[0] > clock:
-                return False
-        return True
+        #: The cache's subject readers for this organization (see LocalDecisions.untouched).
+        self._subjects = cache.subject_readers(org_id)
 
     def decide_now(
         self,
@@ -646,7 +670,9 @@ class PrincipalDecisions:
                     elif (
                         state.clock is not None
                         and signal - state.signal <= LAG_LIMIT  # type: ignore[operator]
-                        and self._untouched(state, flow_id, agent, tool)
+                        and cache.untouched(
+                            self.org_id, self._subjects, state, flow_id, agent, tool
+                        )
                     ):
                         # written since, but nothing this call involves: the memo's answer
                         # holds (the state itself stays behind; see LocalDecisions)

@@ -66,6 +66,13 @@ def _now(authority: Authority, crew: tuple[Any, ...]) -> Any:
     return _point(authority, crew).decide_now(flow, agent, tool, "search", True)
 
 
+def _memoized(authority: Authority, crew: tuple[Any, ...]) -> Any:
+    """:meth:`LocalDecisions.memoized` (the server's no-I/O path), as :func:`_now`."""
+    p, agent, tool, flow = crew
+    authority.changes.confirm_files()
+    return authority.decisions.memoized(p.org_id, (p.user_id, flow, agent, tool, "search", True))
+
+
 def _decide(authority: Authority, crew: tuple[Any, ...]) -> Any:
     _, agent, tool, flow = crew
     return _point(authority, crew).decide(flow_id=flow, agent=agent, tool=tool, tool_name="search")
@@ -163,11 +170,14 @@ def test_this_tenants_write_about_other_identities_is_answered_from_memory(
 
     answer = _now(authority, acme)
     assert answer is not None and answer.allowed
+    memo = _memoized(authority, acme)  # the server's no-I/O path: the same
+    assert memo is not None and memo.allowed
     assert authority.decisions._states[acme[0].org_id] is held and held.position == position
 
     _elsewhere(db, acme, involving)
 
     assert _now(authority, acme) is None  # never from the old state
+    assert _memoized(authority, acme) is None
     after = _decide(authority, acme)
     assert held.position == position + 2  # caught up from the log, in place
     if "update_flow" in involving:
