@@ -462,6 +462,8 @@ class StateDoc(BaseModel):
     #: The organization's change-log position the state is at: the change feed resumes
     #: after it (``GET v1/state/changes?after=position``).
     position: int = 0
+    #: The mark of the entry at ``position`` (``?mark=``, with ``after``, when resuming).
+    mark: str | None = None
     organization: str
     identities: dict[str, str]
     flows: dict[str, str]

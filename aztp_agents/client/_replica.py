@@ -185,6 +185,10 @@ class DecisionReplica:
         #: and sends records (else: an older server; every revision event reloads).
         self._resumable = False
         self._snapshot: Snapshot | None = None
+        #: (position, the mark of the log entry there): the feed resumes from the replica's
+        #: position saying which entry it saw there, so a server whose store has another
+        #: history (restored from a backup, then written) answers with a reset
+        self._marked: tuple[int, str] | None = None
         self._loaded_writes = -1  # process write count the replica is known to include
         self._feed_revision = -1
         self._feed_revision_at = 0.0
@@ -273,10 +277,19 @@ class DecisionReplica:
             current = self._snapshot
             if current is None or snap.revision >= current.revision:
                 self._snapshot = snap
+                self._mark(snap.position, data.get("mark") if isinstance(data, Mapping) else None)
             self._loaded_writes = max(self._loaded_writes, writes_seen)
             self.stats["reloads"] += 1
             self._ready.set()
             return self._snapshot  # type: ignore[return-value]
+
+    def _mark(self, position: int, mark: Any) -> None:
+        self._marked = (position, mark) if isinstance(mark, str) else None
+
+    def _resume_from(self, snap: Snapshot) -> tuple[int, str | None]:
+        """The replica's position, and the mark of the entry there when known."""
+        marked = self._marked
+        return snap.position, marked[1] if marked and marked[0] == snap.position else None
 
     def _reload(self, *, force: bool = False) -> Snapshot:
         snap = self._snapshot
@@ -310,10 +323,14 @@ class DecisionReplica:
             return
         replicas = self._sync.config.replicas
         base = replicas.current
+        position, mark = self._resume_from(snap)
+        params: dict[str, Any] = {"after": position, "once": "true"}
+        if mark is not None:
+            params["mark"] = mark
         try:
             response = client.get(
                 replicas.url(base, FEED_PATH),
-                params={"after": snap.position, "once": "true"},
+                params=params,
                 timeout=self.decision_timeout,
             )
         except httpx.HTTPError:
@@ -545,11 +562,10 @@ class DecisionReplica:
             resume = False
             base = replicas.current  # the replica followed now (it moves when one fails)
             snap = self._snapshot
-            headers = (
-                {"Last-Event-ID": str(snap.position)}
-                if snap is not None and self._resumable
-                else {}
-            )
+            headers = {}
+            if snap is not None and self._resumable:
+                position, mark = self._resume_from(snap)
+                headers["Last-Event-ID"] = f"{position}:{mark}" if mark else str(position)
             try:
                 with client.stream(
                     "GET", replicas.url(base, FEED_PATH), headers=headers
@@ -661,6 +677,7 @@ class DecisionReplica:
             except UnknownChange:
                 self._on_reset()
                 return
+            self._mark(position, payload.get("mark"))
             self.stats["applied"] += 1
             self._heard_revision(revision)
 

@@ -4,17 +4,23 @@ records it may be sent (filtered for its user), and the full state it loads on a
 The protocol (``GET v1/state/changes``, server-sent events; every event has
 ``id: <organization position>``, the position the stream has delivered through):
 
-* ``changes``: ``{"from": F, "position": P, "revision": R, "records": [...]}`` — apply the
-  records (every write's records in (F, P], filtered) to a state at a position in [F, P]; a
-  follower behind F missed something and resumes from its own position;
-* ``reset``: ``{"position": P, "revision": R}`` — load the whole state (``GET v1/state``, at a
-  position of at least P) and apply what follows after it. Sent to a follower with no
-  position, one behind the compaction point or ahead of the log (a replaced store), and —
+* ``changes``: ``{"from": F, "position": P, "revision": R, "mark": M, "records": [...]}`` —
+  apply the records (every write's records in (F, P], filtered) to a state at a position in
+  [F, P]; a follower behind F missed something and resumes from its own position;
+* ``reset``: ``{"position": P, "revision": R, "mark": M}`` — load the whole state
+  (``GET v1/state``, at a position of at least P) and apply what follows after it. Sent to a
+  follower with no position, one behind the compaction point or ahead of the log, one whose
+  position names another entry than this store's (a store restored from a backup and
+  written again), and —
   with ``"entry": true`` — when the write at P cannot be sent as records: it changes which
   flows the user may see (:mod:`aztp_agents.decisions.views`). A follower whose state is
   already at P or past it may ignore an ``entry`` reset (never another one);
 * ``revision`` (a write anywhere in the store; the stream is current as of revision R) and
   ``heartbeat`` (nothing else for a second): ``{"revision": R, "position": P}``.
+
+``M`` is the mark of the entry at ``P`` (``aztp_agents.store.change_log.mark``; ``GET
+v1/state`` has its position's in ``data.mark``). A follower resumes with ``Last-Event-ID:
+P:M`` (or ``?after=P&mark=M``); a bare ``P`` (an older follower) is resumed unchecked.
 
 :class:`FeedCursor` is blocking (store reads): the async stream
 (:meth:`~aztp_agents.server.feed.StoreWatcher.events`) calls it in a worker thread.
@@ -40,7 +46,7 @@ from ..decisions.views import (
 )
 from ..store import change_log
 
-__all__ = ["Event", "FeedCursor", "sse", "state_chunks", "user_state"]
+__all__ = ["Event", "FeedCursor", "position_mark", "sse", "state_chunks", "user_state"]
 
 #: (event name, position, data)
 Event = tuple[str, int, dict[str, Any]]
@@ -62,6 +68,8 @@ class FeedCursor:
         self.org_id = org_id
         self.user_id = user_id
         self.position = 0
+        #: The mark of the entry at :attr:`position` (None: not known).
+        self.mark: str | None = None
         self.revision = -1
         self.visible: Visibility = {}
 
@@ -72,10 +80,13 @@ class FeedCursor:
             return state.position, state.revision, visibility(state, self.user_id)
 
         self.position, revision, self.visible = self.authority.decisions.view(self.org_id, read)
-        return [("reset", self.position, {"position": self.position, "revision": revision})]
+        self.mark = position_mark(self.authority, self.org_id, self.position)
+        data = {"position": self.position, "revision": revision, "mark": self.mark}
+        return [("reset", self.position, data)]
 
-    def open(self, after: int | None) -> list[Event]:
-        """The first events: a reset, or the records after ``after`` (a resumed follower)."""
+    def open(self, after: int | None, mark: str | None = None) -> list[Event]:
+        """The first events: a reset, or the records after ``after`` (a resumed follower
+        that saw the entry marked ``mark`` there: None, unchecked)."""
         if after is None or after < 0:
             return self._restart()
 
@@ -89,10 +100,13 @@ class FeedCursor:
         try:
             with store.read() as conn:
                 tail = change_log.since(conn, self.org_id, after)
+                here = change_log.mark_at(conn, self.org_id, after)
         except UnknownChange:
             return self._restart()
         if tail.compacted or tail.head < position:
             return self._restart()
+        if mark is not None and mark != here:
+            return self._restart()  # its position names another history's entry
         # The visibility known is the server state's, at ``position``: it holds at ``after``
         # for every flow whose settings no write in (after, position] set; the others are
         # unknown there (a record about one resets).
@@ -100,7 +114,7 @@ class FeedCursor:
             visible,
             {f for e in tail.entries if e.seq <= position for f in settings_touched(e.changes)},
         )
-        self.visible, self.position = visible, after
+        self.visible, self.position, self.mark = visible, after, here
         return self._events(tail.entries)
 
     def poll(self) -> list[Event]:
@@ -139,20 +153,37 @@ class FeedCursor:
                     events.append(self._changes(start, records, revision))
                 # "entry": only this write cannot be sent; a follower whose state is already
                 # at or past it (loaded after it) may go on without loading again
-                data = {"position": entry.seq, "revision": entry.revision, "entry": True}
+                data = {
+                    "position": entry.seq,
+                    "revision": entry.revision,
+                    "mark": entry.mark,
+                    "entry": True,
+                }
                 events.append(("reset", entry.seq, data))
                 start, records, revision = entry.seq, [], None
             else:
                 records.extend(encode(c) for c in filtered.records)
                 revision = entry.revision
-            self.position = entry.seq
+            self.position, self.mark = entry.seq, entry.mark
         if revision is not None:
             events.append(self._changes(start, records, revision))
         return events
 
     def _changes(self, start: int, records: list[dict[str, Any]], revision: int) -> Event:
-        data = {"from": start, "position": self.position, "revision": revision, "records": records}
+        data = {
+            "from": start,
+            "position": self.position,
+            "revision": revision,
+            "mark": self.mark,
+            "records": records,
+        }
         return ("changes", self.position, data)
+
+
+def position_mark(authority: Authority, org_id: str, position: int) -> str | None:
+    """The mark of the organization's entry at ``position`` (see the module). Blocking."""
+    with authority.store.read() as conn:
+        return change_log.mark_at(conn, org_id, position)
 
 
 # --- the full state ----------------------------------------------------------------------
@@ -206,14 +237,15 @@ def user_state(authority: Authority, org_id: str, user_id: str | None) -> Decisi
     return authority.decisions.view(org_id, lambda state: user_view(state, user_id))
 
 
-def state_chunks(view: DecisionState) -> Iterator[bytes]:
+def state_chunks(view: DecisionState, mark: str | None = None) -> Iterator[bytes]:
     """``GET v1/state``: the ``{success, message, data}`` envelope of ``view`` (a
     :func:`user_state`), encoded ``CHUNK`` entries at a time: the JSON document never exists
     whole in memory. ``data.position`` is the log position the state is at: the follower
-    resumes the feed from there."""
+    resumes the feed from there, saying it saw the entry ``data.mark`` (``mark``) there."""
     head = {
         "revision": view.revision,
         "position": view.position,
+        "mark": mark,
         "organization": view.organization,
         "flows": view.flows,
         "flowRevoked": {f: sorted(m) for f, m in view.flow_revoked.items()},

@@ -171,10 +171,15 @@ class StoreWatcher:
         return int(await anyio.to_thread.run_sync(self.store.revision))
 
     async def events(
-        self, cursor: FeedCursor, after: int | None, *, once: bool = False
+        self,
+        cursor: FeedCursor,
+        after: int | None,
+        mark: str | None = None,
+        *,
+        once: bool = False,
     ) -> AsyncIterator[bytes]:
         """Server-sent events for one follower (the protocol: :mod:`.change_feed`): a reset
-        or the records after ``after`` at once, then the records of every write to its
+        or the records after ``after`` (where the follower saw the entry ``mark``) at once, then the records of every write to its
         organization, a ``revision`` event whenever the store's revision moves, and a
         ``heartbeat`` when nothing else was sent for :data:`HEARTBEAT` s. ``once``: only what
         there is now (a follower's catch-up), then end."""
@@ -187,7 +192,7 @@ class StoreWatcher:
         self._subscribers.add(sub)
         follower = next(self._streams)
         try:
-            first = await anyio.to_thread.run_sync(cursor.open, after)
+            first = await anyio.to_thread.run_sync(cursor.open, after, mark)
             first += await anyio.to_thread.run_sync(cursor.poll)
             self._sent[follower] = cursor.revision
             for item in first:

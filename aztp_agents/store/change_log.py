@@ -10,6 +10,11 @@ Positions are per organization (``seq`` 1, 2, 3, ... with no gaps): appends lock
 organization's ``change_heads`` row, so two connections (PostgreSQL) cannot interleave one
 organization's positions, and a reader that saw position N has seen every write before it.
 
+A position names a write only within one history of the store: a store restored from a
+backup and written again has other entries at the same positions. Each entry's **mark**
+(:func:`mark`, a digest of its position, revision and time) tells them apart, so a follower
+that resumes from a position says which entry it saw there (:func:`mark_at`).
+
 Compaction (:func:`compact`, run by :func:`append` every :data:`COMPACT_EVERY` positions)
 deletes rows older than the retention (:data:`RETENTION`) and records how far it
 went (``compacted_through``); :func:`since` then answers "compacted" to a reader that was
@@ -18,6 +23,7 @@ behind it, which must load the whole state again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -38,6 +44,8 @@ __all__ = [
     "append",
     "compact",
     "heads",
+    "mark",
+    "mark_at",
     "since",
     "tail_quick",
 ]
@@ -50,6 +58,8 @@ class LogEntry:
     seq: int
     revision: int
     changes: tuple[StateChange, ...]
+    #: The entry's :func:`mark` ("" where the reader did not read it).
+    mark: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,15 +169,33 @@ def since(conn: Connection, org_id: str, position: int, *, limit: int | None = N
         return Since((), head, compacted=True)
     if position >= head:
         return Since((), head)
+    c = t.state_changes.c
     stmt = (
-        select(t.state_changes.c.seq, t.state_changes.c.revision, t.state_changes.c.records)
-        .where(t.state_changes.c.org_id == org_id, t.state_changes.c.seq > position)
-        .order_by(t.state_changes.c.seq)
+        select(c.seq, c.revision, c.records, c.ts)
+        .where(c.org_id == org_id, c.seq > position)
+        .order_by(c.seq)
     )
     if limit is not None:
         stmt = stmt.limit(limit)
-    entries = tuple(_entry(r.seq, r.revision, r.records) for r in conn.execute(stmt))
+    entries = tuple(_entry(r.seq, r.revision, r.records, r.ts) for r in conn.execute(stmt))
     return Since(entries, head)
+
+
+def mark(seq: int, revision: int, ts: str) -> str:
+    """The mark of the entry at ``seq``: 16 hex digits naming it within this history of the
+    store (two histories' entries at one position differ at least in time)."""
+    return hashlib.blake2b(f"{seq}|{revision}|{ts}".encode(), digest_size=8).hexdigest()
+
+
+def mark_at(conn: Connection, org_id: str, seq: int) -> str | None:
+    """The :func:`mark` of the organization's entry at ``seq``; ``""`` at position 0 (no
+    write yet: the same in every history); None when there is no entry there (compacted,
+    or past the head)."""
+    if seq == 0:
+        return ""
+    c = t.state_changes.c
+    row = conn.execute(select(c.revision, c.ts).where(c.org_id == org_id, c.seq == seq)).first()
+    return None if row is None else mark(seq, int(row.revision), str(row.ts))
 
 
 #: Reads one statement's rows (:meth:`aztp_agents.store.Store.quick_rows`), or None.
@@ -196,9 +224,12 @@ def tail_quick(rows: QuickRows, org_id: str, position: int) -> tuple[int, Since]
     return revision, Since(tuple(entries), head)
 
 
-def _entry(seq: Any, revision: Any, records: str) -> LogEntry:
-    """A stored row as a :class:`LogEntry` (its records decoded)."""
-    return LogEntry(int(seq), int(revision), tuple(decode(d) for d in json.loads(records)))
+def _entry(seq: Any, revision: Any, records: str, ts: str | None = None) -> LogEntry:
+    """A stored row as a :class:`LogEntry` (its records decoded; its mark when ``ts``)."""
+    changes = tuple(decode(d) for d in json.loads(records))
+    if ts is None:
+        return LogEntry(int(seq), int(revision), changes)
+    return LogEntry(int(seq), int(revision), changes, mark(int(seq), int(revision), str(ts)))
 
 
 _TAIL = (

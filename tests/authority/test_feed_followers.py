@@ -33,7 +33,8 @@ from aztp_agents.decisions.changes import FlowDeleted, FlowSettings, apply, deco
 from aztp_agents.decisions.rules import decide_tool_call
 from aztp_agents.decisions.state import DecisionState
 from aztp_agents.decisions.views import user_view
-from aztp_agents.server.change_feed import FeedCursor, state_chunks, user_state
+from aztp_agents.server.change_feed import FeedCursor, position_mark, state_chunks, user_state
+from aztp_agents.store import change_log
 
 from . import test_change_log as base
 from .test_change_log import ORGS, ChangeLogMachine, normalized
@@ -48,6 +49,8 @@ class Follower:
         self.state: DecisionState | None = None
         self.sent: list[Any] = []
         self.loads = 0
+        #: (position, the mark of the entry there), as the client keeps it
+        self.marked: tuple[int, str | None] = (-1, None)
         self.cursor = FeedCursor(server, org_id, user_id)
         self._take(self.cursor.open(None))
 
@@ -55,7 +58,9 @@ class Follower:
         """The stream dropped: a new one from the follower's position."""
         assert self.state is not None
         self.cursor = FeedCursor(self.server, self.org_id, self.user_id)
-        self._take(self.cursor.open(self.state.position))
+        position = self.state.position
+        mark = self.marked[1] if self.marked[0] == position else None
+        self._take(self.cursor.open(position, mark))
 
     def poll(self) -> None:
         self._take(self.cursor.poll())
@@ -65,8 +70,11 @@ class Follower:
             if name == "reset":
                 if data.get("entry") and self.state is not None and self.state.position >= position:
                     continue  # as the client: loaded at or after that write
-                body = b"".join(state_chunks(user_state(self.server, self.org_id, self.user_id)))
-                self.state = snapshot_from_state(json.loads(body)["data"])
+                view = user_state(self.server, self.org_id, self.user_id)
+                mark = position_mark(self.server, self.org_id, view.position)
+                data = json.loads(b"".join(state_chunks(view, mark)))["data"]
+                self.state = snapshot_from_state(data)
+                self.marked = (self.state.position, data["mark"])
                 self.loads += 1
                 assert self.state.position >= position
             elif name == "changes":
@@ -78,6 +86,10 @@ class Follower:
                 records = [decode(r) for r in data["records"]]
                 self.sent.extend(records)
                 apply(self.state, records, revision=data["revision"], position=position)
+                # the mark names the log's entry at that position
+                with self.server.store.read() as conn:
+                    assert data["mark"] == change_log.mark_at(conn, self.org_id, position)
+                self.marked = (position, data["mark"])
 
 
 class FeedFollowerMachine(ChangeLogMachine):

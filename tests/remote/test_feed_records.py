@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -145,7 +147,7 @@ def test_a_follower_resumes_after_a_restart_without_a_full_load(home: Home) -> N
 
         home.server.kill()
         home.start()  # same port, same store
-        _until(lambda: counting.feeds[-1] == str(position), "no resumed feed connection")
+        _until(lambda: counting.feeds[-1].startswith(f"{position}:"), "no resumed feed connection")
         _revoke(home, tool, guard.flow_id)
         _until(
             lambda: backend._snapshot.position > position,  # type: ignore[union-attr]
@@ -186,7 +188,61 @@ def test_a_follower_behind_the_compacted_log_recovers_by_a_full_load(home: Home)
         )
         decision = guard.check(agent, tool, "tool")
         assert decision.reason.value == "tool_revoked_in_flow"
-        assert counting.feeds[-1] == str(position)  # it asked to resume; was told to reset
+        # it asked to resume; was told to reset
+        assert counting.feeds[-1].startswith(f"{position}:")
+    finally:
+        guard.client.close()
+
+
+def test_a_follower_of_a_store_restored_from_a_backup_loads_it_afresh(home: Home) -> None:
+    """The store is restored from a backup taken before a grant, and written again past the
+    follower's position while it was away: the same positions now name other writes. The
+    follower resumes saying which entry it saw at its position; the server finds another
+    there and resets it, so the grant the restore undid is not kept."""
+    guard, agent, tool, backend, counting = _guard(home)
+    db, backup = home.home / "aztp.db", home.home / "backup.db"
+    try:
+        assert guard.check(agent, tool, "tool").allowed
+        with (
+            contextlib.closing(sqlite3.connect(db)) as src,
+            contextlib.closing(sqlite3.connect(backup)) as dst,
+        ):
+            src.backup(dst)
+        extra = guard.enroll("agent", ["tool", "extra"]).tools["extra"]  # after the backup
+        _until(lambda: guard.check(agent, extra, "extra").allowed, "the grant did not arrive")
+        position, loads = backend._snapshot.position, counting.state_loads  # type: ignore[union-attr]
+
+        feeds = len(counting.feeds)
+        home.server.kill()
+        for leftover in ("aztp.db-wal", "aztp.db-shm"):
+            (home.home / leftover).unlink(missing_ok=True)
+        shutil.copyfile(backup, db)  # restored: the grant is gone
+        store = Store.open_sqlite(db)
+        try:  # written again while the follower is away, past its position
+            authority = Authority(store, issuance_rate=None)
+            org = home.principal.org_id
+
+            def head() -> int:
+                with store.read() as conn:
+                    return change_log.heads(conn, [org])[org]
+
+            n = 0
+            while head() < position:
+                authority.identities.secure_connect(home.principal, f"later-{n}", make_key=False)
+                n += 1
+        finally:
+            store.close()
+        home.start()
+
+        _until(lambda: counting.state_loads > loads, "the follower was not reset")
+        _until(
+            lambda: not guard.check(agent, extra, "extra").allowed,
+            "the follower still allows a grant the restored store does not have",
+        )
+        assert guard.check(agent, extra, "extra").reason.value == "tool_unknown"
+        assert guard.check(agent, tool, "tool").allowed  # what the backup had still holds
+        # it asked to resume there, naming the entry it saw
+        assert any(f.startswith(f"{position}:") for f in counting.feeds[feeds:])
     finally:
         guard.client.close()
 
