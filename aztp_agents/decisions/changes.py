@@ -102,12 +102,15 @@ class AttachedPolicies:
 
 @dataclass(frozen=True, slots=True)
 class FlowSettings:
-    """The flow exists now with this name, owner and visibility (created or updated)."""
+    """The flow exists now with this name, owner and visibility (created or updated).
+    ``created``: by this write (it did not exist before: a follower resumed from before the
+    write saw nothing of it, so the feed can tell what it saw)."""
 
     flow_id: str
     name: str
     owner: str | None
     public: bool
+    created: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,13 +176,16 @@ def encode(change: StateChange) -> dict[str, Any]:
             "policies": [{"code": code, "document": dict(doc)} for code, doc in change.policies],
         }
     if isinstance(change, FlowSettings):
-        return {
+        data = {
             "kind": "flow",
             "flow": change.flow_id,
             "name": change.name,
             "owner": change.owner,
             "public": change.public,
         }
+        if change.created:  # (absent, not false: the records of earlier writers)
+            data["created"] = True
+        return data
     if isinstance(change, FlowDeleted):
         return {"kind": "flow_deleted", "flow": change.flow_id}
     raise TypeError(f"not a state change: {change!r}")
@@ -214,6 +220,7 @@ def decode(data: Mapping[str, Any]) -> StateChange:
                 _text(data["name"]),
                 _opt_text(data["owner"]),
                 _flag(data["public"]),
+                _flag(data.get("created", False)),
             )
         if kind == "flow_deleted":
             return FlowDeleted(_text(data["flow"]))

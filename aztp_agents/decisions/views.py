@@ -108,13 +108,15 @@ def filter_changes(
     for change in changes:
         if isinstance(change, FlowSettings):
             after = _visible(change.owner, change.public, user_id)
-            new = change.flow_id not in visible  # created by this write
+            # created by this write: the follower had nothing of it, whatever ``visible``
+            # says of it now (a resumed follower's flows created since are UNKNOWN there)
+            new = change.created or change.flow_id not in visible
             before = visible.get(change.flow_id)
             visible[change.flow_id] = after
             if not new and (before is UNKNOWN or before != after):
                 reset = True  # what the user sees of the flow changed (or cannot be told)
             elif after:
-                out.append(FlowSettings(change.flow_id, change.name, None, True))
+                out.append(FlowSettings(change.flow_id, change.name, None, True, change.created))
         elif isinstance(change, FlowDeleted):
             was = visible.pop(change.flow_id, False)
             if was is UNKNOWN:

@@ -13,6 +13,8 @@ from aztp_agents.decisions.changes import (
     IdentityStatus,
     Membership,
     apply,
+    decode,
+    encode,
 )
 from aztp_agents.decisions.state import DecisionState
 from aztp_agents.decisions.views import (
@@ -163,3 +165,31 @@ def test_applying_the_filtered_records_to_the_user_view_gives_the_user_view_afte
             got = {k: v for k, v in getattr(follower, part).items() if v}
             want = {k: v for k, v in getattr(expected, part).items() if v}
             assert got == want, (user, part)
+
+
+def test_a_flow_created_after_a_resumed_followers_position_is_sent_not_reset() -> None:
+    """A resumed follower's flows whose settings were written since its position are
+    UNKNOWN to the filter; a flow *created* since is not: the follower had none of it."""
+    for public, records in (
+        (True, (FlowSettings("new", "n", None, True, True), Membership("new", "a", True))),
+        (False, ()),  # another user's new private flow: nothing at all, and no reset
+    ):
+        visible = visibility(state(), BOB)
+        visible["new"] = public  # the server's state at its head knows the flow...
+        mark_unknown(visible, {"new", "shared"})  # ...not what the follower saw of it
+        sent = filter_changes(
+            [FlowSettings("new", "n", ALICE, public, created=True), Membership("new", "a", True)],
+            visible,
+            BOB,
+        )
+        assert not sent.reset and sent.records == records
+        assert visible["new"] is public
+        # an update of a flow whose visibility cannot be told still resets
+        assert filter_changes([FlowSettings("shared", "s", ALICE, True)], visible, BOB).reset
+
+
+def test_flow_settings_say_created_only_when_created() -> None:
+    created = FlowSettings("f", "n", ALICE, True, created=True)
+    assert encode(created)["created"] is True and decode(encode(created)) == created
+    updated = FlowSettings("f", "n", ALICE, True)
+    assert "created" not in encode(updated) and decode(encode(updated)) == updated
