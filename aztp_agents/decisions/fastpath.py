@@ -308,6 +308,7 @@ class LocalDecisions:
         org_id: str,
         readers: dict[str, Callable[[], tuple[int]]],
         state: DecisionState,
+        signal: int | None,
         flow_id: str,
         agent: str,
         tool: str,
@@ -315,12 +316,18 @@ class LocalDecisions:
         """No write to the organization touched the flow, the agent or the tool since the
         state's read at its ``clock`` (their subject slots, see ``org_signals``): a decision
         about them on that state is the decision now, though the organization was written
-        since. No I/O. The caller checked the organization's signal is at most
-        :data:`LAG_LIMIT` past the state's; False past :data:`BEHIND_USES` such answers
-        (time the state caught up). ``readers``: :meth:`subject_readers` of ``org_id``, the
-        state's organization."""
-        clock, signals = state.clock, self._signals
-        if clock is None or signals is None or state.behind_uses >= BEHIND_USES:
+        since (its ``signal`` now: at most :data:`LAG_LIMIT` past the state's). No I/O.
+        False past :data:`BEHIND_USES` such answers (time the state caught up).
+        ``readers``: :meth:`subject_readers` of ``org_id``, the state's organization."""
+        clock, held, signals = state.clock, state.signal, self._signals
+        if (
+            clock is None
+            or held is None
+            or signal is None
+            or signal - held > LAG_LIMIT
+            or signals is None
+            or state.behind_uses >= BEHIND_USES
+        ):
             return False
         state.behind_uses += 1
         for subject in (flow_id, agent, tool):
@@ -551,14 +558,8 @@ class LocalDecisions:
         if read_token()[0] != state.token and self.cached_state(org_id) is not state:
             # written since: still the answer if the write was about other identities
             signal = self._signals.read(org_id) if self._signals is not None else None
-            if (
-                state.signal is None
-                or signal is None
-                or signal - state.signal > LAG_LIMIT
-                or not self.untouched(
-                    org_id, self.subject_readers(org_id), state, key[1], key[2], key[3]
-                )
-            ):
+            readers = self.subject_readers(org_id)
+            if not self.untouched(org_id, readers, state, signal, key[1], key[2], key[3]):
                 return None  # not confirmed current without I/O
         made = state.memo.get(key)
         if made is None or not made[0][0]:
@@ -667,12 +668,8 @@ class PrincipalDecisions:
                     # (an odd signal, a write in flight, never equals a held one: always even)
                     if signal == state.signal:
                         state.token, current = token, True
-                    elif (
-                        state.clock is not None
-                        and signal - state.signal <= LAG_LIMIT  # type: ignore[operator]
-                        and cache.untouched(
-                            self.org_id, self._subjects, state, flow_id, agent, tool
-                        )
+                    elif cache.untouched(
+                        self.org_id, self._subjects, state, signal, flow_id, agent, tool
                     ):
                         # written since, but nothing this call involves: the memo's answer
                         # holds (the state itself stays behind; see LocalDecisions)

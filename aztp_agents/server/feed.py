@@ -179,8 +179,8 @@ class StoreWatcher:
         once: bool = False,
     ) -> AsyncIterator[bytes]:
         """Server-sent events for one follower (the protocol: :mod:`.change_feed`): a reset
-        or the records after ``after`` (where the follower saw the entry ``mark``) at once, then the records of every write to its
-        organization, a ``revision`` event whenever the store's revision moves, and a
+        or the records after ``after`` (where the follower saw the entry ``mark``) at once,
+        then the records of every write to its organization, a ``revision`` event whenever the store's revision moves, and a
         ``heartbeat`` when nothing else was sent for :data:`HEARTBEAT` s. ``once``: only what
         there is now (a follower's catch-up), then end."""
         import anyio.to_thread

@@ -47,10 +47,12 @@ for the whole store) and :data:`SUBJECT_SLOTS` subject slots, ``blake2b(org, sub
   had it begun before the clock read, the signal read after it would have been odd (or the
   write ended, and was in the store read that followed). Subjects sharing a slot only cost
   each other a read. No write is trusted that could be missing: a slot above the clock, for
-  whatever reason, means "read the store". The file never holds a secret (0600 anyway, opened without following
-symlinks). Its identity is confirmed with the database's (see :mod:`.files`): a process
-whose ``-orgs`` file was deleted or replaced stops answering from memory, and no write
-commits while a process that has the database open is not on the same file.
+  whatever reason, means "read the store".
+
+The file never holds a secret (0600 anyway, opened without following symlinks). Its
+identity is confirmed with the database's (see :mod:`.files`): a process whose ``-orgs``
+file was deleted or replaced stops answering from memory, and no write commits while a
+process that has the database open is not on the same file.
 """
 
 from __future__ import annotations
